@@ -1,0 +1,140 @@
+//! Backs up file trees: walks paths, stores each file's bytes through the backup pipeline and each
+//! directory as a tree blob. Unreadable entries are skipped and reported as warnings (the snapshot is then
+//! marked incomplete), so one bad file never costs the whole backup.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use globset::GlobSet;
+
+use crate::backup::Backup;
+use crate::error::{Error, Result};
+use crate::id::BlobId;
+use crate::tree::{Node, NodeKind, Tree};
+
+pub struct Archiver<'a, 'r> {
+    backup: &'a Backup<'r>,
+    exclude: &'a GlobSet,
+    pub warnings: Vec<String>,
+}
+
+impl<'a, 'r> Archiver<'a, 'r> {
+    pub fn new(backup: &'a Backup<'r>, exclude: &'a GlobSet) -> Self {
+        Archiver { backup, exclude, warnings: Vec::new() }
+    }
+
+    /// Stores `paths` as one tree whose entries are the paths' last components.
+    pub fn save_paths(&mut self, paths: &[PathBuf]) -> Result<BlobId> {
+        let mut nodes = Vec::new();
+        for path in paths {
+            let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+            let name = match path.file_name() {
+                Some(n) => n.to_string_lossy().into_owned(),
+                None => std::fs::canonicalize(path)
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .unwrap_or_else(|| "root".into()),
+            };
+            if nodes.iter().any(|n: &Node| n.name == name) {
+                return Err(Error::invalid("paths", format!("two paths end in {name:?}; back them up under separate names")));
+            }
+            if let Some(node) = self.save_entry(path, Path::new(&name), name.clone(), &meta)? {
+                nodes.push(node);
+            }
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        self.save_tree(Tree { nodes })
+    }
+
+    fn save_tree(&self, tree: Tree) -> Result<BlobId> {
+        self.backup.save_meta(serde_json::to_vec(&tree).expect("tree serialises"))
+    }
+
+    fn save_dir(&mut self, dir: &Path, rel: &Path) -> Result<Option<BlobId>> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                self.warn(dir, &e);
+                return Ok(None);
+            }
+        };
+        let mut items: Vec<_> = entries.filter_map(|e| e.map_err(|err| self.warn(dir, &err)).ok()).collect();
+        items.sort_by_key(|e| e.file_name());
+        let mut nodes = Vec::with_capacity(items.len());
+        for entry in items {
+            crate::interrupt::check()?;
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                self.warnings.push(format!("{}: name is not UTF-8, skipped", path.display()));
+                continue;
+            };
+            let child_rel = rel.join(&name);
+            if self.exclude.is_match(&child_rel) || self.exclude.is_match(&name) {
+                continue;
+            }
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.warn(&path, &e);
+                    continue;
+                }
+            };
+            if let Some(node) = self.save_entry(&path, &child_rel, name, &meta)? {
+                nodes.push(node);
+            }
+        }
+        self.save_tree(Tree { nodes }).map(Some)
+    }
+
+    fn save_entry(&mut self, path: &Path, rel: &Path, name: String, meta: &std::fs::Metadata) -> Result<Option<Node>> {
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            match self.save_dir(path, rel)? {
+                Some(subtree) => NodeKind::Dir { subtree },
+                None => return Ok(None),
+            }
+        } else if ft.is_symlink() {
+            match std::fs::read_link(path) {
+                Ok(t) => NodeKind::Symlink { target: t.to_string_lossy().into_owned() },
+                Err(e) => {
+                    self.warn(path, &e);
+                    return Ok(None);
+                }
+            }
+        } else if ft.is_file() {
+            let file = match std::fs::File::open(path) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.warn(path, &e);
+                    return Ok(None);
+                }
+            };
+            let (content, size) = match self.backup.save_stream(file) {
+                Ok(r) => r,
+                Err(Error::Input(e)) => {
+                    self.warn(path, &e);
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            self.backup.count_file();
+            NodeKind::File { size, content }
+        } else {
+            self.warnings.push(format!("{}: not a regular file, directory or symlink, skipped", path.display()));
+            return Ok(None);
+        };
+        Ok(Some(Node {
+            name,
+            kind,
+            mode: meta.mode() & 0o7777,
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec() as u32,
+            uid: meta.uid(),
+            gid: meta.gid(),
+        }))
+    }
+
+    fn warn(&mut self, path: &Path, e: &std::io::Error) {
+        self.warnings.push(format!("{}: {e}", path.display()));
+    }
+}

@@ -1,0 +1,314 @@
+//! The backup pipeline: source bytes → chunker → workers (hash, dedup, compress, seal) → packer →
+//! uploaders → storage. Channels are bounded everywhere, so memory stays flat whatever the input size and
+//! a slow storage slows the reader rather than filling RAM. Nothing becomes visible until `commit`
+//! writes the index for the new packs and then the snapshot, in that order.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use bytes::Bytes;
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::chunker::Chunker;
+use crate::crypto::Crypto;
+use crate::error::{Error, Result};
+use crate::failpoint::pause_point;
+use crate::id::{BlobId, FileId, IdBuildHasher};
+use crate::index::Index;
+use crate::pack::{pack_path, seal_blob, BlobKind, PackBuilder, PackedBlob, SealedBlob};
+use crate::repository::Repository;
+use crate::snapshot::{Root, Snapshot, SnapshotStats};
+use crate::storage::Storage;
+use crate::tree::{Content, CHUNKS_PER_LIST, INLINE_CHUNKS};
+
+/// What a finished backup records besides its content.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotDraft {
+    pub name: String,
+    pub kind: String,
+    pub tags: Vec<String>,
+    pub meta: serde_json::Value,
+    pub parent: Option<FileId>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Default)]
+struct Counters {
+    bytes_read: AtomicU64,
+    bytes_new: AtomicU64,
+    bytes_stored: AtomicU64,
+    chunks: AtomicU64,
+    chunks_new: AtomicU64,
+    files: AtomicU64,
+}
+
+struct Shared {
+    crypto: Crypto,
+    known: Arc<Index>,
+    pending: Mutex<HashSet<BlobId, IdBuildHasher>>,
+    failed: AtomicBool,
+    error: Mutex<Option<Error>>,
+    written: Mutex<Vec<(FileId, Vec<PackedBlob>)>>,
+    counters: Counters,
+}
+
+impl Shared {
+    fn fail(&self, e: Error) {
+        self.failed.store(true, Ordering::SeqCst);
+        let mut slot = self.error.lock().expect("error slot");
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+
+    fn take_error(&self) -> Error {
+        self.error.lock().expect("error slot").take().unwrap_or_else(|| Error::Corrupt("backup pipeline stopped".into()))
+    }
+}
+
+struct Job {
+    data: Bytes,
+    kind: BlobKind,
+    reply: Sender<BlobId>,
+}
+
+/// One backup in progress. Drop it without `commit` and nothing but orphan packs remains.
+pub struct Backup<'r> {
+    repo: &'r Repository,
+    shared: Arc<Shared>,
+    jobs: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+    in_flight: usize,
+    started: Instant,
+}
+
+impl<'r> Backup<'r> {
+    /// Starts the pipeline's threads. `known` is the repository's index: blobs in it are not stored again.
+    pub fn start(repo: &'r Repository, known: Arc<Index>) -> Backup<'r> {
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let uploaders = match repo.storage().location() {
+            crate::storage::Location::Local(_) => 2,
+            crate::storage::Location::S3(_) => 4,
+        };
+        let shared = Arc::new(Shared {
+            crypto: repo.crypto().clone(),
+            known,
+            pending: Mutex::new(HashSet::default()),
+            failed: AtomicBool::new(false),
+            error: Mutex::new(None),
+            written: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+        });
+        let (job_tx, job_rx) = bounded::<Job>(workers * 2);
+        let (blob_tx, blob_rx) = bounded::<SealedBlob>(workers * 2);
+        let (pack_tx, pack_rx) = bounded::<PackBuilder>(1);
+        let mut threads = Vec::new();
+        let level = repo.config().compression_level;
+        for _ in 0..workers {
+            let (rx, tx, shared) = (job_rx.clone(), blob_tx.clone(), shared.clone());
+            threads.push(spawn("bunker-worker", move || worker(rx, tx, shared, level)));
+        }
+        drop(blob_tx);
+        let pack_size = repo.config().pack_size as usize;
+        threads.push(spawn("bunker-packer", move || packer(blob_rx, pack_tx, pack_size)));
+        for _ in 0..uploaders {
+            let (rx, shared, storage) = (pack_rx.clone(), shared.clone(), repo.storage().clone());
+            threads.push(spawn("bunker-upload", move || uploader(rx, shared, storage)));
+        }
+        Backup { repo, shared, jobs: Some(job_tx), threads, in_flight: workers * 4, started: Instant::now() }
+    }
+
+    /// Bytes read so far, for progress display.
+    pub fn bytes_read(&self) -> u64 {
+        self.shared.counters.bytes_read.load(Ordering::Relaxed)
+    }
+
+    pub fn count_file(&self) {
+        self.shared.counters.files.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn submit(&self, data: Bytes, kind: BlobKind) -> Result<Receiver<BlobId>> {
+        if self.shared.failed.load(Ordering::Relaxed) {
+            return Err(self.shared.take_error());
+        }
+        let (reply, rx) = bounded(1);
+        let jobs = self.jobs.as_ref().expect("pipeline running");
+        jobs.send(Job { data, kind, reply }).map_err(|_| self.shared.take_error())?;
+        Ok(rx)
+    }
+
+    fn wait(&self, rx: Receiver<BlobId>) -> Result<BlobId> {
+        rx.recv().map_err(|_| self.shared.take_error())
+    }
+
+    /// Chunks and stores everything `reader` yields; returns its content list and length.
+    pub fn save_stream(&self, reader: impl Read) -> Result<(Content, u64)> {
+        let mut chunker = Chunker::new(reader, self.repo.config().chunker, self.repo.crypto().chunker_seed());
+        let mut waiting: VecDeque<Receiver<BlobId>> = VecDeque::new();
+        let mut ids = Vec::new();
+        let mut size = 0u64;
+        while let Some(chunk) = chunker.next_chunk().map_err(Error::Input)? {
+            crate::interrupt::check()?;
+            size += chunk.len() as u64;
+            self.shared.counters.bytes_read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            waiting.push_back(self.submit(chunk, BlobKind::Data)?);
+            if waiting.len() >= self.in_flight {
+                ids.push(self.wait(waiting.pop_front().expect("non-empty"))?);
+            }
+        }
+        for rx in waiting {
+            ids.push(self.wait(rx)?);
+        }
+        Ok((self.store_content(ids)?, size))
+    }
+
+    /// Stores one metadata blob (a tree, a chunk list) and returns its ID.
+    pub fn save_meta(&self, bytes: Vec<u8>) -> Result<BlobId> {
+        let rx = self.submit(Bytes::from(bytes), BlobKind::Meta)?;
+        self.wait(rx)
+    }
+
+    /// A content list for these chunk IDs: inline when short, else moved into chunk-list blobs.
+    pub fn store_content(&self, ids: Vec<BlobId>) -> Result<Content> {
+        if ids.len() <= INLINE_CHUNKS {
+            return Ok(Content::Chunks(ids));
+        }
+        let mut lists = Vec::new();
+        for group in ids.chunks(CHUNKS_PER_LIST) {
+            let raw: Vec<u8> = group.iter().flat_map(|id| id.0).collect();
+            lists.push(self.save_meta(raw)?);
+        }
+        Ok(Content::Lists(lists))
+    }
+
+    /// Stops the threads, waiting for every pack to be uploaded; returns what they wrote.
+    fn drain(&mut self) -> Result<Vec<(FileId, Vec<PackedBlob>)>> {
+        self.jobs.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if self.shared.failed.load(Ordering::SeqCst) {
+            return Err(self.shared.take_error());
+        }
+        Ok(std::mem::take(&mut *self.shared.written.lock().expect("written")))
+    }
+
+    /// Makes the backup visible: index for the new packs, then the snapshot.
+    pub fn commit(mut self, root: Root, draft: SnapshotDraft) -> Result<Snapshot> {
+        crate::interrupt::check()?;
+        let written = self.drain()?;
+        if !written.is_empty() {
+            pause_point("backup-before-index");
+            self.repo.save_index(&written)?;
+        }
+        pause_point("backup-before-snapshot");
+        crate::interrupt::check()?;
+        let c = &self.shared.counters;
+        let mut snapshot = Snapshot {
+            id: None,
+            time: chrono::Utc::now(),
+            host: crate::keys::hostname(),
+            name: draft.name,
+            kind: draft.kind,
+            tags: draft.tags,
+            meta: draft.meta,
+            root,
+            stats: SnapshotStats {
+                bytes_read: c.bytes_read.load(Ordering::SeqCst),
+                bytes_new: c.bytes_new.load(Ordering::SeqCst),
+                bytes_stored: c.bytes_stored.load(Ordering::SeqCst),
+                chunks: c.chunks.load(Ordering::SeqCst),
+                chunks_new: c.chunks_new.load(Ordering::SeqCst),
+                files: c.files.load(Ordering::SeqCst),
+                duration_secs: self.started.elapsed().as_secs_f64(),
+            },
+            parent: draft.parent,
+            warnings: draft.warnings,
+            bunker_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        self.repo.save_snapshot(&mut snapshot)?;
+        Ok(snapshot)
+    }
+}
+
+impl Drop for Backup<'_> {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            // Abandoned: stop the pipeline; uploaded packs stay unindexed orphans for `prune`.
+            self.shared.failed.store(true, Ordering::SeqCst);
+            let _ = self.drain();
+        }
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new().name(name.into()).spawn(f).expect("spawn pipeline thread")
+}
+
+fn worker(jobs: Receiver<Job>, blobs: Sender<SealedBlob>, shared: Arc<Shared>, level: i32) {
+    let mut compressor = match zstd::bulk::Compressor::new(level) {
+        Ok(c) => c,
+        Err(e) => return shared.fail(Error::io("zstd", e)),
+    };
+    let c = &shared.counters;
+    for job in jobs {
+        if shared.failed.load(Ordering::Relaxed) {
+            continue; // drain; dropping `reply` tells the waiter to look at the error
+        }
+        let id = shared.crypto.blob_id(&job.data);
+        c.chunks.fetch_add((job.kind == BlobKind::Data) as u64, Ordering::Relaxed);
+        let is_new = !shared.known.contains(&id) && shared.pending.lock().expect("pending").insert(id);
+        if is_new {
+            let sealed = seal_blob(&shared.crypto, &mut compressor, id, job.kind, &job.data);
+            c.chunks_new.fetch_add((job.kind == BlobKind::Data) as u64, Ordering::Relaxed);
+            c.bytes_new.fetch_add(job.data.len() as u64, Ordering::Relaxed);
+            c.bytes_stored.fetch_add(sealed.bytes.len() as u64, Ordering::Relaxed);
+            if blobs.send(sealed).is_err() {
+                continue;
+            }
+        }
+        let _ = job.reply.send(id);
+    }
+}
+
+fn packer(blobs: Receiver<SealedBlob>, packs: Sender<PackBuilder>, pack_size: usize) {
+    let capacity = pack_size + pack_size / 4;
+    let mut data = PackBuilder::new(BlobKind::Data, capacity);
+    let mut meta = PackBuilder::new(BlobKind::Meta, 0);
+    for blob in blobs {
+        let open = if blob.kind == BlobKind::Data { &mut data } else { &mut meta };
+        open.add(blob);
+        if open.len() >= pack_size {
+            let cap = if open.kind == BlobKind::Data { capacity } else { 0 };
+            let full = std::mem::replace(open, PackBuilder::new(open.kind, cap));
+            if packs.send(full).is_err() {
+                return;
+            }
+        }
+    }
+    for pack in [data, meta] {
+        if !pack.is_empty() && packs.send(pack).is_err() {
+            return;
+        }
+    }
+}
+
+fn uploader(packs: Receiver<PackBuilder>, shared: Arc<Shared>, storage: Storage) {
+    for pack in packs {
+        if shared.failed.load(Ordering::Relaxed) {
+            continue;
+        }
+        let (id, bytes, blobs) = pack.finish(&shared.crypto);
+        match storage.write(&pack_path(&id), bytes) {
+            Ok(()) => {
+                shared.written.lock().expect("written").push((id, blobs));
+                pause_point("backup-pack-uploaded");
+            }
+            Err(e) => shared.fail(e),
+        }
+    }
+}

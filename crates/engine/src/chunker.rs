@@ -1,0 +1,159 @@
+//! Content-defined chunking (FastCDC 2020) over any `Read`, yielding zero-copy slices of large read
+//! buffers. A cut is only taken once the whole window after it was seen, so boundaries never depend on
+//! how the input arrived (pipe sizes, read lengths): the same content always chunks the same way.
+
+use std::io::Read;
+
+use bytes::{Bytes, BytesMut};
+use fastcdc::v2020::{FastCDC, Normalization};
+use serde::{Deserialize, Serialize};
+
+/// Chunk size bounds, chosen at `init` and recorded in the repository config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    pub min_size: u32,
+    pub avg_size: u32,
+    pub max_size: u32,
+}
+
+impl Default for ChunkerParams {
+    fn default() -> Self {
+        ChunkerParams { min_size: 256 * 1024, avg_size: 1024 * 1024, max_size: 4 * 1024 * 1024 }
+    }
+}
+
+impl ChunkerParams {
+    pub fn validate(&self) -> Result<(), String> {
+        use fastcdc::v2020::*;
+        let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&self.min_size)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&self.avg_size)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&self.max_size)
+            && self.min_size <= self.avg_size
+            && self.avg_size <= self.max_size;
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "chunk sizes min {} / avg {} / max {} are out of range (min {MINIMUM_MIN}..={MINIMUM_MAX}, avg {AVERAGE_MIN}..={AVERAGE_MAX}, max {MAXIMUM_MIN}..={MAXIMUM_MAX}, min ≤ avg ≤ max)",
+                self.min_size, self.avg_size, self.max_size
+            ))
+        }
+    }
+}
+
+pub struct Chunker<R> {
+    reader: R,
+    params: ChunkerParams,
+    seed: u64,
+    buf: Bytes,
+    pos: usize,
+    eof: bool,
+    read_size: usize,
+}
+
+impl<R: Read> Chunker<R> {
+    pub fn new(reader: R, params: ChunkerParams, seed: u64) -> Self {
+        let read_size = (params.max_size as usize * 4).max(8 << 20);
+        Chunker { reader, params, seed, buf: Bytes::new(), pos: 0, eof: false, read_size }
+    }
+
+    /// The next chunk, `None` at the end of input.
+    pub fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+        loop {
+            let avail = self.buf.len() - self.pos;
+            if avail >= self.params.max_size as usize || (self.eof && avail > 0) {
+                let data = &self.buf[self.pos..];
+                let cdc = FastCDC::with_level_and_seed(
+                    data,
+                    self.params.min_size,
+                    self.params.avg_size,
+                    self.params.max_size,
+                    Normalization::Level1,
+                    self.seed,
+                );
+                let (_, len) = cdc.cut(0, data.len());
+                let chunk = self.buf.slice(self.pos..self.pos + len);
+                self.pos += len;
+                return Ok(Some(chunk));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            self.refill()?;
+        }
+    }
+
+    /// Moves the unconsumed tail into a fresh buffer and fills the rest from the reader.
+    fn refill(&mut self) -> std::io::Result<()> {
+        let tail = &self.buf[self.pos..];
+        let mut next = BytesMut::with_capacity(self.read_size.max(tail.len() * 2));
+        next.extend_from_slice(tail);
+        let mut filled = next.len();
+        next.resize(next.capacity(), 0);
+        while filled < next.len() {
+            match self.reader.read(&mut next[filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        next.truncate(filled);
+        self.buf = next.freeze();
+        self.pos = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out at most `step` bytes per read, like a pipe.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(self.1).min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn chunks(data: &[u8], step: usize, params: ChunkerParams) -> Vec<Bytes> {
+        let mut c = Chunker::new(Trickle(data, step), params, 42);
+        let mut out = Vec::new();
+        while let Some(ch) = c.next_chunk().unwrap() {
+            out.push(ch);
+        }
+        out
+    }
+
+    #[test]
+    fn boundaries_do_not_depend_on_read_sizes() {
+        let params = ChunkerParams { min_size: 4096, avg_size: 16384, max_size: 65536 };
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let a = chunks(&data, 1 << 20, params);
+        let b = chunks(&data, 4093, params);
+        assert_eq!(a, b);
+        assert_eq!(a.concat(), data);
+        assert!(a.iter().all(|c| c.len() <= 65536));
+        assert!(a[..a.len() - 1].iter().all(|c| c.len() >= 4096));
+    }
+
+    #[test]
+    fn empty_and_tiny_inputs() {
+        let p = ChunkerParams::default();
+        assert!(chunks(&[], 10, p).is_empty());
+        assert_eq!(chunks(&[7], 10, p), vec![Bytes::from_static(&[7])]);
+    }
+
+    #[test]
+    fn default_params_are_valid() {
+        ChunkerParams::default().validate().unwrap();
+        assert!(ChunkerParams { min_size: 10, avg_size: 5, max_size: 1 }.validate().is_err());
+    }
+}

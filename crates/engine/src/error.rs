@@ -1,0 +1,72 @@
+//! The engine's one error type. Every variant says what failed and, where it helps, what to do.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no bunker repository at {location}: run `bunker init` first, or check --repo / BUNKER_REPO")]
+    NoRepository { location: String },
+
+    #[error("a repository already exists at {location}; refusing to initialise it again")]
+    AlreadyInitialised { location: String },
+
+    #[error("wrong password: no key in {location} opens with it (`bunker key list` shows the key slots)")]
+    WrongPassword { location: String },
+
+    #[error("repository format version {found} is not supported by this bunker (it reads version {supported}); upgrade bunker")]
+    UnsupportedVersion { found: u32, supported: u32 },
+
+    #[error("repository is locked{mode} by {holder}; wait for it to finish, use --retry-lock DURATION, or `bunker unlock` if that process is gone")]
+    Locked { mode: &'static str, holder: String },
+
+    #[error("storage error while trying to {op} {path}: {source}")]
+    Storage {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: opendal::Error,
+    },
+
+    #[error("{path} not found in the repository")]
+    NotFound { path: String },
+
+    #[error("damaged data: {0}")]
+    Corrupt(String),
+
+    #[error("no snapshot matches {0:?}; `bunker snapshots` lists them")]
+    NoSnapshot(String),
+
+    #[error("{0:?} matches several snapshots; give more characters of the ID")]
+    AmbiguousSnapshot(String),
+
+    #[error("restore target {0} is not empty; pass --force to write into it anyway")]
+    TargetNotEmpty(PathBuf),
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("reading the backup input failed: {0}")]
+    Input(#[source] std::io::Error),
+
+    #[error("interrupted")]
+    Interrupted,
+
+    #[error("invalid {what}: {detail}")]
+    Invalid { what: &'static str, detail: String },
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
+        Error::Invalid { what, detail: detail.into() }
+    }
+}

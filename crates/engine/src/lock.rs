@@ -1,0 +1,196 @@
+//! Repository locks: `locks/exclusive` (prune, key changes) and `locks/shared-<random>` (backup, restore,
+//! check). Each side writes its own lock first and then looks for the other, so of two racing processes
+//! at least one sees the other and backs off. The exclusive lock is created only if absent
+//! (`If-None-Match` on S3, a hard link locally), so two exclusive holders cannot both win.
+//!
+//! A lock is refreshed every [`REFRESH`]; one older than [`EXPIRY`], or held by a dead process on this
+//! host, is stale and ignored (then removed by whoever finds it).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::keys::hostname;
+use crate::storage::Storage;
+
+pub const REFRESH: Duration = Duration::from_secs(5 * 60);
+pub const EXPIRY: Duration = Duration::from_secs(30 * 60);
+const EXCLUSIVE_PATH: &str = "locks/exclusive";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub exclusive: bool,
+    pub host: String,
+    pub pid: u32,
+    pub operation: String,
+}
+
+impl LockInfo {
+    fn new(exclusive: bool, operation: &str) -> Self {
+        LockInfo { time: chrono::Utc::now(), exclusive, host: hostname(), pid: std::process::id(), operation: operation.into() }
+    }
+
+    pub fn is_stale(&self) -> bool {
+        let age = chrono::Utc::now().signed_duration_since(self.time);
+        if age.to_std().map(|a| a > EXPIRY).unwrap_or(false) {
+            return true;
+        }
+        self.host == hostname() && !process_alive(self.pid)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (pid {} on {}, since {})", self.operation, self.pid, self.host, self.time.format("%Y-%m-%d %H:%M:%S UTC"))
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// A held lock, refreshed in the background and removed on drop.
+pub struct LockGuard {
+    storage: Storage,
+    path: String,
+    stop: Arc<AtomicBool>,
+    refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.refresher.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+        if let Err(e) = self.storage.delete(&self.path) {
+            tracing::warn!("could not remove lock {}: {e}", self.path);
+        }
+    }
+}
+
+/// Every lock in the repository with its path; unreadable lock files are reported as stale ones.
+pub fn list_locks(storage: &Storage) -> Result<Vec<(String, Option<LockInfo>)>> {
+    let mut out = Vec::new();
+    for obj in storage.list("locks")? {
+        let info = match storage.read(&obj.path) {
+            Ok(b) => serde_json::from_slice::<LockInfo>(&b).ok(),
+            Err(Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        out.push((obj.path, info));
+    }
+    Ok(out)
+}
+
+/// Removes stale locks (all locks with `all`); returns how many were removed.
+pub fn remove_locks(storage: &Storage, all: bool) -> Result<usize> {
+    let mut n = 0;
+    for (path, info) in list_locks(storage)? {
+        if all || info.as_ref().is_none_or(|i| i.is_stale()) {
+            storage.delete(&path)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Takes a lock, retrying for up to `retry_for` while another process holds a conflicting one.
+pub fn acquire(storage: &Storage, exclusive: bool, operation: &str, retry_for: Duration) -> Result<LockGuard> {
+    let deadline = Instant::now() + retry_for;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match try_acquire(storage, exclusive, operation)? {
+            Ok(guard) => return Ok(guard),
+            Err(holder) => {
+                if Instant::now() + delay > deadline {
+                    return Err(Error::Locked { mode: if exclusive { "" } else { " exclusively" }, holder });
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One attempt: `Ok(Err(holder))` when a live conflicting lock exists.
+fn try_acquire(storage: &Storage, exclusive: bool, operation: &str) -> Result<Result<LockGuard, String>> {
+    let info = LockInfo::new(exclusive, operation);
+    let bytes = serde_json::to_vec(&info).expect("lock serialises");
+    let path = if exclusive {
+        EXCLUSIVE_PATH.to_string()
+    } else {
+        format!("locks/shared-{}", hex::encode(rand::random::<[u8; 16]>()))
+    };
+    if exclusive {
+        if !storage.create_new(&path, bytes.clone().into())? {
+            match read_lock(storage, &path)? {
+                Some(other) if !other.is_stale() => return Ok(Err(other.describe())),
+                _ => {
+                    // Stale or vanished meanwhile: clear it and try once more.
+                    storage.delete(&path)?;
+                    if !storage.create_new(&path, bytes.clone().into())? {
+                        let holder = read_lock(storage, &path)?.map(|o| o.describe()).unwrap_or_default();
+                        return Ok(Err(holder));
+                    }
+                }
+            }
+        }
+    } else {
+        storage.write(&path, bytes.clone().into())?;
+    }
+    // Look for a conflicting live lock written by someone else.
+    for (other_path, other) in list_locks(storage)? {
+        if other_path == path {
+            continue;
+        }
+        let conflicts = exclusive || other_path == EXCLUSIVE_PATH;
+        if !conflicts {
+            continue;
+        }
+        match other {
+            Some(o) if !o.is_stale() => {
+                storage.delete(&path)?;
+                return Ok(Err(o.describe()));
+            }
+            _ => {
+                tracing::info!("removing stale lock {other_path}");
+                storage.delete(&other_path)?;
+            }
+        }
+    }
+    Ok(Ok(start_refresher(storage.clone(), path, bytes)))
+}
+
+fn read_lock(storage: &Storage, path: &str) -> Result<Option<LockInfo>> {
+    match storage.read(path) {
+        Ok(b) => Ok(serde_json::from_slice(&b).ok()),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn start_refresher(storage: Storage, path: String, bytes: Vec<u8>) -> LockGuard {
+    let stop = Arc::new(AtomicBool::new(false));
+    let refresher = {
+        let (storage, path, stop) = (storage.clone(), path.clone(), stop.clone());
+        let mut info: LockInfo = serde_json::from_slice(&bytes).expect("own lock parses");
+        std::thread::spawn(move || loop {
+            std::thread::park_timeout(REFRESH);
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            info.time = chrono::Utc::now();
+            let bytes = serde_json::to_vec(&info).expect("lock serialises");
+            if let Err(e) = storage.write(&path, bytes.into()) {
+                tracing::warn!("could not refresh lock {path}: {e}");
+            }
+        })
+    };
+    LockGuard { storage, path, stop, refresher: Some(refresher) }
+}

@@ -1,0 +1,234 @@
+//! Blobs and packs. A blob is one chunk of data (or one piece of metadata), compressed when that helps and
+//! sealed with its own ID as associated data. A pack is many sealed blobs back to back, then a sealed header
+//! listing them, then the header's length as a little-endian u32. Its name is the BLAKE3 of its bytes.
+
+use bytes::Bytes;
+
+use crate::crypto::Crypto;
+use crate::error::{Error, Result};
+use crate::id::{BlobId, FileId};
+
+const HEADER_MAGIC: &[u8; 4] = b"BKPK";
+const HEADER_VERSION: u8 = 1;
+const HEADER_AAD: &[u8] = b"bunker/pack-header/v1";
+const HEADER_ENTRY_LEN: usize = 32 + 1 + 1 + 4 + 4 + 4;
+
+/// Data blobs hold content; metadata blobs hold trees and chunk lists. They never share a pack, so
+/// metadata can be read (and cached) without touching data packs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobKind {
+    Data = 0,
+    Meta = 1,
+}
+
+impl BlobKind {
+    fn from_u8(v: u8) -> Result<Self> {
+        match v {
+            0 => Ok(BlobKind::Data),
+            1 => Ok(BlobKind::Meta),
+            _ => Err(Error::Corrupt(format!("unknown blob kind {v}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None = 0,
+    Zstd = 1,
+}
+
+impl Compression {
+    fn from_u8(v: u8) -> Result<Self> {
+        match v {
+            0 => Ok(Compression::None),
+            1 => Ok(Compression::Zstd),
+            _ => Err(Error::Corrupt(format!("unknown compression {v}"))),
+        }
+    }
+}
+
+/// A blob ready to be appended to a pack.
+pub struct SealedBlob {
+    pub id: BlobId,
+    pub kind: BlobKind,
+    pub compression: Compression,
+    pub raw_length: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// Where a blob sits inside its pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedBlob {
+    pub id: BlobId,
+    pub kind: BlobKind,
+    pub compression: Compression,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+}
+
+/// Compresses (keeping the raw bytes when zstd does not shrink them) and seals one blob.
+pub fn seal_blob(
+    crypto: &Crypto,
+    compressor: &mut zstd::bulk::Compressor<'_>,
+    id: BlobId,
+    kind: BlobKind,
+    plaintext: &[u8],
+) -> SealedBlob {
+    let compressed = compressor.compress(plaintext).ok().filter(|c| c.len() < plaintext.len());
+    let (compression, payload) = match &compressed {
+        Some(c) => (Compression::Zstd, c.as_slice()),
+        None => (Compression::None, plaintext),
+    };
+    SealedBlob { id, kind, compression, raw_length: plaintext.len() as u32, bytes: crypto.seal(payload, &id.0) }
+}
+
+/// Opens a blob read from a pack and checks that its content hashes to its ID.
+pub fn open_blob(crypto: &Crypto, blob: &PackedBlob, sealed: &[u8]) -> Result<Vec<u8>> {
+    let what = format!("blob {}", blob.id.short());
+    let payload = crypto.open(sealed, &blob.id.0, &what)?;
+    let plaintext = match blob.compression {
+        Compression::None => payload,
+        Compression::Zstd => zstd::bulk::decompress(&payload, blob.raw_length as usize)
+            .map_err(|e| Error::Corrupt(format!("{what}: zstd: {e}")))?,
+    };
+    if plaintext.len() != blob.raw_length as usize || crypto.blob_id(&plaintext) != blob.id {
+        return Err(Error::Corrupt(format!("{what}: content does not match its ID")));
+    }
+    Ok(plaintext)
+}
+
+/// The storage path of a pack: `data/<first two hex digits>/<id>`.
+pub fn pack_path(id: &FileId) -> String {
+    let hex = id.to_hex();
+    format!("data/{}/{}", &hex[..2], hex)
+}
+
+/// A pack being filled.
+pub struct PackBuilder {
+    pub kind: BlobKind,
+    buf: Vec<u8>,
+    blobs: Vec<PackedBlob>,
+}
+
+impl PackBuilder {
+    pub fn new(kind: BlobKind, capacity: usize) -> Self {
+        PackBuilder { kind, buf: Vec::with_capacity(capacity), blobs: Vec::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    pub fn add(&mut self, blob: SealedBlob) {
+        self.blobs.push(PackedBlob {
+            id: blob.id,
+            kind: blob.kind,
+            compression: blob.compression,
+            offset: self.buf.len() as u32,
+            length: blob.bytes.len() as u32,
+            raw_length: blob.raw_length,
+        });
+        self.buf.extend_from_slice(&blob.bytes);
+    }
+
+    /// Appends the sealed header and trailer; returns the pack's name, bytes and contents.
+    pub fn finish(mut self, crypto: &Crypto) -> (FileId, Bytes, Vec<PackedBlob>) {
+        let mut header = Vec::with_capacity(9 + self.blobs.len() * HEADER_ENTRY_LEN);
+        header.extend_from_slice(HEADER_MAGIC);
+        header.push(HEADER_VERSION);
+        header.extend_from_slice(&(self.blobs.len() as u32).to_le_bytes());
+        for b in &self.blobs {
+            header.extend_from_slice(&b.id.0);
+            header.push(b.kind as u8);
+            header.push(b.compression as u8);
+            header.extend_from_slice(&b.offset.to_le_bytes());
+            header.extend_from_slice(&b.length.to_le_bytes());
+            header.extend_from_slice(&b.raw_length.to_le_bytes());
+        }
+        let sealed = crypto.seal(&header, HEADER_AAD);
+        self.buf.extend_from_slice(&sealed);
+        self.buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        let id = FileId::of(&self.buf);
+        (id, Bytes::from(self.buf), self.blobs)
+    }
+}
+
+/// Reads the header of a whole pack, checking that it is consistent with the pack's size.
+pub fn parse_header(crypto: &Crypto, pack: &[u8], name: &str) -> Result<Vec<PackedBlob>> {
+    let corrupt = |why: String| Error::Corrupt(format!("pack {name}: {why}"));
+    if pack.len() < 4 {
+        return Err(corrupt("too short to hold a header".into()));
+    }
+    let header_len = u32::from_le_bytes(pack[pack.len() - 4..].try_into().expect("4 bytes")) as usize;
+    if header_len + 4 > pack.len() {
+        return Err(corrupt(format!("header length {header_len} exceeds pack size {}", pack.len())));
+    }
+    let header_start = pack.len() - 4 - header_len;
+    let header = crypto.open(&pack[header_start..pack.len() - 4], HEADER_AAD, &format!("pack {name} header"))?;
+    if header.len() < 9 || &header[..4] != HEADER_MAGIC || header[4] != HEADER_VERSION {
+        return Err(corrupt("bad header magic or version".into()));
+    }
+    let count = u32::from_le_bytes(header[5..9].try_into().expect("4 bytes")) as usize;
+    if header.len() != 9 + count * HEADER_ENTRY_LEN {
+        return Err(corrupt("header length does not match its entry count".into()));
+    }
+    let mut blobs = Vec::with_capacity(count);
+    for e in header[9..].chunks_exact(HEADER_ENTRY_LEN) {
+        let u32_at = |i: usize| u32::from_le_bytes(e[i..i + 4].try_into().expect("4 bytes"));
+        let blob = PackedBlob {
+            id: BlobId(e[..32].try_into().expect("32 bytes")),
+            kind: BlobKind::from_u8(e[32])?,
+            compression: Compression::from_u8(e[33])?,
+            offset: u32_at(34),
+            length: u32_at(38),
+            raw_length: u32_at(42),
+        };
+        if blob.offset as usize + blob.length as usize > header_start {
+            return Err(corrupt(format!("blob {} lies outside the pack's data", blob.id.short())));
+        }
+        blobs.push(blob);
+    }
+    Ok(blobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+
+    #[test]
+    fn pack_round_trip_and_incompressible_blobs_stored_raw() {
+        let crypto = Crypto::new(&MasterKey::generate());
+        let mut zc = zstd::bulk::Compressor::new(3).unwrap();
+        let text = b"hello hello hello hello hello hello hello hello".repeat(100);
+        let random: Vec<u8> = (0..5000).map(|_| rand::random()).collect();
+        let mut pb = PackBuilder::new(BlobKind::Data, 0);
+        for data in [&text[..], &random[..]] {
+            pb.add(seal_blob(&crypto, &mut zc, crypto.blob_id(data), BlobKind::Data, data));
+        }
+        let (id, bytes, blobs) = pb.finish(&crypto);
+        assert_eq!(id, FileId::of(&bytes));
+        let parsed = parse_header(&crypto, &bytes, "t").unwrap();
+        assert_eq!(parsed, blobs);
+        assert_eq!(parsed[0].compression, Compression::Zstd);
+        assert_eq!(parsed[1].compression, Compression::None);
+        for (b, data) in parsed.iter().zip([&text[..], &random[..]]) {
+            let sealed = &bytes[b.offset as usize..(b.offset + b.length) as usize];
+            assert_eq!(open_blob(&crypto, b, sealed).unwrap(), data);
+        }
+        // A blob's ciphertext read back as another blob fails.
+        let b0 = &parsed[0];
+        let mut swapped = parsed[1];
+        swapped.id = b0.id;
+        let sealed1 = &bytes[parsed[1].offset as usize..(parsed[1].offset + parsed[1].length) as usize];
+        assert!(open_blob(&crypto, &swapped, sealed1).is_err());
+        // Truncation is detected.
+        assert!(parse_header(&crypto, &bytes[..bytes.len() - 10], "t").is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! `prune`: delete what no snapshot needs. Under the exclusive lock: find every blob the snapshots use;
+//! keep packs that are (nearly) fully used, repack the used blobs of the rest into new packs, write one new
+//! index for everything kept, and only then delete the old index files and the unneeded packs. A crash at
+//! any point leaves either the old index (all packs still there) or the new one (all its packs written):
+//! nothing referenced is ever lost; leftovers are removed by the next prune.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::error::Result;
+use crate::failpoint::pause_point;
+use crate::id::{FileId, IdBuildHasher};
+use crate::index::Index;
+use crate::pack::{open_blob, pack_path, BlobKind, PackBuilder, PackedBlob, SealedBlob};
+use crate::repository::{FileKind, Repository};
+use crate::restorer::Restorer;
+use crate::walk::{collect_blobs, BlobSet};
+
+/// Packs with less than this share of used bytes are repacked; the others are kept as they are.
+const REPACK_BELOW_USED: f64 = 0.8;
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct PruneReport {
+    pub packs_kept: usize,
+    pub packs_repacked: usize,
+    pub packs_deleted: usize,
+    pub blobs_kept: usize,
+    pub blobs_removed: usize,
+    pub bytes_freed: u64,
+    pub dry_run: bool,
+}
+
+pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
+    let storage = repo.storage();
+    let index_files = repo.list_files(FileKind::Index)?;
+    let mut listed: BTreeMap<FileId, Vec<PackedBlob>> = BTreeMap::new();
+    for id in &index_files {
+        for (pack, blobs) in crate::index::decode(&repo.load_file(FileKind::Index, id)?, &id.short())? {
+            listed.entry(pack).or_insert(blobs);
+        }
+    }
+    let mut index = Index::new();
+    for (pack, blobs) in &listed {
+        index.add_pack(*pack, blobs);
+    }
+    let mut used = BlobSet::default();
+    let restorer = Restorer::new(repo, &index);
+    for snap in repo.load_snapshots()? {
+        collect_blobs(&restorer, &snap, &mut used)?;
+    }
+
+    let stored = storage.list("data")?;
+    let mut report = PruneReport { dry_run, ..Default::default() };
+    let mut keep: Vec<(FileId, Vec<PackedBlob>)> = Vec::new();
+    let mut repack: Vec<(FileId, Vec<PackedBlob>)> = Vec::new();
+    let mut placed: HashSet<_, IdBuildHasher> = HashSet::default();
+    for (pack, blobs) in listed {
+        // A blob stored twice (concurrent backups) is kept once: in the first pack that has it.
+        let (needed, _): (Vec<PackedBlob>, Vec<PackedBlob>) =
+            blobs.iter().partition(|b| used.contains(&b.id) && !placed.contains(&b.id));
+        let total: u64 = blobs.iter().map(|b| b.length as u64).sum();
+        let needed_bytes: u64 = needed.iter().map(|b| b.length as u64).sum();
+        report.blobs_removed += blobs.len() - needed.len();
+        if needed.is_empty() {
+            continue;
+        }
+        placed.extend(needed.iter().map(|b| b.id));
+        report.blobs_kept += needed.len();
+        if needed.len() == blobs.len() || (needed_bytes as f64) >= REPACK_BELOW_USED * total as f64 {
+            keep.push((pack, blobs));
+        } else {
+            repack.push((pack, needed));
+        }
+    }
+    let kept_packs: HashSet<FileId> = keep.iter().map(|(p, _)| *p).collect();
+    let doomed: Vec<(String, u64)> = stored
+        .iter()
+        .filter(|o| {
+            let name = o.path.rsplit('/').next().unwrap_or("");
+            FileId::from_hex(name).map(|id| !kept_packs.contains(&id)).unwrap_or(false)
+        })
+        .map(|o| (o.path.clone(), o.size))
+        .collect();
+    report.packs_kept = keep.len();
+    report.packs_repacked = repack.len();
+    report.packs_deleted = doomed.len();
+    report.bytes_freed = doomed.iter().map(|(_, s)| s).sum();
+    if dry_run {
+        return Ok(report);
+    }
+
+    // 1. Copy still-needed blobs out of sparse packs (sealed bytes are reused after checking them).
+    let written = repack_blobs(repo, &repack)?;
+    report.bytes_freed = report.bytes_freed.saturating_sub(written.iter().map(|(_, _, size)| size).sum());
+    pause_point("prune-after-repack");
+    // 2. One index for everything that stays.
+    let mut new_index = keep;
+    new_index.extend(written.into_iter().map(|(id, blobs, _)| (id, blobs)));
+    let new_id = if new_index.is_empty() { None } else { Some(repo.save_index(&new_index)?) };
+    pause_point("prune-after-index");
+    // 3. Old index files, then 4. packs nothing indexes any more.
+    for id in index_files.iter().filter(|id| Some(**id) != new_id) {
+        storage.delete(&format!("index/{id}"))?;
+    }
+    pause_point("prune-after-index-delete");
+    let new_packs: HashSet<FileId> = new_index.iter().map(|(p, _)| *p).collect();
+    for (path, _) in doomed {
+        let name = path.rsplit('/').next().unwrap_or("");
+        if FileId::from_hex(name).map(|id| new_packs.contains(&id)).unwrap_or(false) {
+            continue;
+        }
+        storage.delete(&path)?;
+        pause_point("prune-pack-deleted");
+    }
+    Ok(report)
+}
+
+fn repack_blobs(repo: &Repository, repack: &[(FileId, Vec<PackedBlob>)]) -> Result<Vec<(FileId, Vec<PackedBlob>, u64)>> {
+    let pack_size = repo.config().pack_size as usize;
+    let mut out = Vec::new();
+    let mut open: [PackBuilder; 2] = [PackBuilder::new(BlobKind::Data, 0), PackBuilder::new(BlobKind::Meta, 0)];
+    let flush = |pb: PackBuilder, out: &mut Vec<(FileId, Vec<PackedBlob>, u64)>| -> Result<()> {
+        let (id, bytes, blobs) = pb.finish(repo.crypto());
+        let size = bytes.len() as u64;
+        repo.storage().write(&pack_path(&id), bytes)?;
+        out.push((id, blobs, size));
+        Ok(())
+    };
+    for (pack, blobs) in repack {
+        crate::interrupt::check()?;
+        let bytes = repo.storage().read(&pack_path(pack))?;
+        for b in blobs {
+            let sealed = &bytes[b.offset as usize..(b.offset + b.length) as usize];
+            open_blob(repo.crypto(), b, sealed)?;
+            let slot = &mut open[b.kind as usize];
+            slot.add(SealedBlob {
+                id: b.id,
+                kind: b.kind,
+                compression: b.compression,
+                raw_length: b.raw_length,
+                bytes: sealed.to_vec(),
+            });
+            if slot.len() >= pack_size {
+                let full = std::mem::replace(slot, PackBuilder::new(b.kind, 0));
+                flush(full, &mut out)?;
+            }
+        }
+    }
+    for pb in open {
+        if !pb.is_empty() {
+            flush(pb, &mut out)?;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,245 @@
+//! An open repository: storage, config, derived keys, and the sealed files (index, snapshots) that
+//! describe its packs. Everything below `data/` is written by the backup pipeline; everything else here.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use crate::config::{InitOptions, RepoConfig, CONFIG_PATH};
+use crate::crypto::{Crypto, MasterKey};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, FileId};
+use crate::index::{self, Index};
+use crate::keys;
+use crate::pack::{open_blob, pack_path};
+use crate::snapshot::{snapshot_path, Snapshot};
+use crate::storage::Storage;
+
+/// Sealed, zstd-compressed repository files other than packs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Index,
+    Snapshot,
+}
+
+impl FileKind {
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileKind::Index => "index",
+            FileKind::Snapshot => "snapshots",
+        }
+    }
+
+    fn aad(self) -> &'static [u8] {
+        match self {
+            FileKind::Index => b"bunker/index/v1",
+            FileKind::Snapshot => b"bunker/snapshot/v1",
+        }
+    }
+}
+
+pub struct Repository {
+    storage: Storage,
+    config: RepoConfig,
+    crypto: Crypto,
+    key_id: FileId,
+    master: MasterKey,
+    cache_dir: Option<PathBuf>,
+}
+
+impl Repository {
+    /// Creates a repository: config, first key. Refuses a location that already holds one.
+    pub fn init(storage: Storage, password: &str, opts: &InitOptions) -> Result<Repository> {
+        opts.validate()?;
+        if storage.exists(CONFIG_PATH)? {
+            return Err(Error::AlreadyInitialised { location: storage.location().to_string() });
+        }
+        let master = MasterKey::generate();
+        let key_id = keys::add_key(&storage, &master, password)?;
+        let config = RepoConfig::new(opts);
+        let bytes = serde_json::to_vec_pretty(&config).expect("config serialises");
+        if !storage.create_new(CONFIG_PATH, bytes.into())? {
+            let _ = storage.delete(&keys::key_path(&key_id));
+            return Err(Error::AlreadyInitialised { location: storage.location().to_string() });
+        }
+        Ok(Self::assemble(storage, config, master, key_id))
+    }
+
+    /// Opens a repository: reads the config (refusing unknown versions), then unlocks a key.
+    pub fn open(storage: Storage, password: &str) -> Result<Repository> {
+        let config = Self::read_config(&storage)?;
+        let (master, key_id) = keys::unlock(&storage, password)?;
+        Ok(Self::assemble(storage, config, master, key_id))
+    }
+
+    pub fn read_config(storage: &Storage) -> Result<RepoConfig> {
+        match storage.read(CONFIG_PATH) {
+            Ok(b) => RepoConfig::parse(&b),
+            Err(Error::NotFound { .. }) => Err(Error::NoRepository { location: storage.location().to_string() }),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn assemble(storage: Storage, config: RepoConfig, master: MasterKey, key_id: FileId) -> Repository {
+        let cache_dir = cache_root().map(|r| r.join(&config.id));
+        Repository { crypto: Crypto::new(&master), storage, config, key_id, master, cache_dir }
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+    pub fn crypto(&self) -> &Crypto {
+        &self.crypto
+    }
+    pub fn key_id(&self) -> FileId {
+        self.key_id
+    }
+    pub fn master_key(&self) -> &MasterKey {
+        &self.master
+    }
+
+    /// Seals and stores a file; its name is the hash of the stored bytes.
+    pub fn save_file(&self, kind: FileKind, plaintext: &[u8]) -> Result<FileId> {
+        let compressed = zstd::bulk::compress(plaintext, self.config.compression_level)
+            .map_err(|e| Error::io("zstd", e))?;
+        let sealed = self.crypto.seal(&compressed, kind.aad());
+        let id = FileId::of(&sealed);
+        self.storage.write(&format!("{}/{id}", kind.dir()), Bytes::from(sealed))?;
+        Ok(id)
+    }
+
+    pub fn load_file(&self, kind: FileKind, id: &FileId) -> Result<Vec<u8>> {
+        let path = format!("{}/{id}", kind.dir());
+        let sealed = match kind {
+            FileKind::Index => self.cached_read(&path)?,
+            FileKind::Snapshot => self.storage.read(&path)?,
+        };
+        self.open_file(kind, id, &sealed)
+    }
+
+    fn open_file(&self, kind: FileKind, id: &FileId, sealed: &[u8]) -> Result<Vec<u8>> {
+        let what = format!("{} {}", kind.dir(), id.short());
+        if FileId::of(sealed) != *id {
+            return Err(Error::Corrupt(format!("{what}: content does not match its name")));
+        }
+        let compressed = self.crypto.open(sealed, kind.aad(), &what)?;
+        zstd::stream::decode_all(&compressed[..]).map_err(|e| Error::Corrupt(format!("{what}: zstd: {e}")))
+    }
+
+    pub fn list_files(&self, kind: FileKind) -> Result<Vec<FileId>> {
+        let prefix = format!("{}/", kind.dir());
+        let mut ids: Vec<FileId> = self
+            .storage
+            .list(kind.dir())?
+            .into_iter()
+            .filter_map(|o| o.path.strip_prefix(&prefix).and_then(|n| FileId::from_hex(n).ok()))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Index files are immutable and content-named, so a local copy is valid forever: read through a
+    /// cache (still sealed) and forget copies of files no longer in the repository.
+    fn cached_read(&self, path: &str) -> Result<Bytes> {
+        let Some(dir) = &self.cache_dir else { return self.storage.read(path) };
+        let local = dir.join(path);
+        if let Ok(b) = std::fs::read(&local) {
+            return Ok(Bytes::from(b));
+        }
+        let bytes = self.storage.read(path)?;
+        if let Some(parent) = local.parent() {
+            if std::fs::create_dir_all(parent).is_ok() {
+                let tmp = local.with_extension("tmp");
+                if std::fs::write(&tmp, &bytes).is_ok() {
+                    let _ = std::fs::rename(&tmp, &local);
+                }
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Loads every index file into memory. Returns the index and the IDs of the files it came from.
+    pub fn load_index(&self) -> Result<(Index, Vec<FileId>)> {
+        let files = self.list_files(FileKind::Index)?;
+        let mut idx = Index::new();
+        for id in &files {
+            let plain = self.load_file(FileKind::Index, id)?;
+            for (pack, blobs) in index::decode(&plain, &id.short())? {
+                idx.add_pack(pack, &blobs);
+            }
+        }
+        self.prune_cache(&files);
+        Ok((idx, files))
+    }
+
+    fn prune_cache(&self, live: &[FileId]) {
+        let Some(dir) = &self.cache_dir else { return };
+        let Ok(entries) = std::fs::read_dir(dir.join("index")) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !live.iter().any(|id| id.to_hex() == name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    pub fn save_index(&self, packs: &[(FileId, Vec<crate::pack::PackedBlob>)]) -> Result<FileId> {
+        self.save_file(FileKind::Index, &index::encode(packs))
+    }
+
+    pub fn save_snapshot(&self, snapshot: &mut Snapshot) -> Result<FileId> {
+        let json = serde_json::to_vec(snapshot).expect("snapshot serialises");
+        let id = self.save_file(FileKind::Snapshot, &json)?;
+        snapshot.id = Some(id);
+        Ok(id)
+    }
+
+    pub fn load_snapshot(&self, id: &FileId) -> Result<Snapshot> {
+        let plain = self.load_file(FileKind::Snapshot, id)?;
+        let mut s: Snapshot = serde_json::from_slice(&plain)
+            .map_err(|e| Error::Corrupt(format!("snapshot {}: {e}", id.short())))?;
+        s.id = Some(*id);
+        Ok(s)
+    }
+
+    /// All snapshots, oldest first.
+    pub fn load_snapshots(&self) -> Result<Vec<Snapshot>> {
+        let mut out = Vec::new();
+        for id in self.list_files(FileKind::Snapshot)? {
+            out.push(self.load_snapshot(&id)?);
+        }
+        out.sort_by_key(|s| s.time);
+        Ok(out)
+    }
+
+    pub fn delete_snapshot(&self, id: &FileId) -> Result<()> {
+        self.storage.delete(&snapshot_path(id))
+    }
+
+    /// Reads, opens and verifies one blob.
+    pub fn read_blob(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = index
+            .get(id)
+            .ok_or_else(|| Error::Corrupt(format!("blob {} is not in the index (run `bunker check`)", id.short())))?;
+        let sealed = self.storage.read_range(&pack_path(&loc.pack), loc.blob.offset as u64, loc.blob.length as u64)?;
+        open_blob(&self.crypto, &loc.blob, &sealed).map_err(|e| match e {
+            Error::Corrupt(m) => Error::Corrupt(format!("{m} (in pack {})", loc.pack)),
+            other => other,
+        })
+    }
+}
+
+/// `BUNKER_CACHE_DIR`, else `$XDG_CACHE_HOME/bunker`, else `~/.cache/bunker`; `BUNKER_CACHE_DIR=off` disables.
+fn cache_root() -> Option<PathBuf> {
+    match std::env::var_os("BUNKER_CACHE_DIR") {
+        Some(v) if v == "off" => None,
+        Some(v) => Some(PathBuf::from(v)),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|c| c.join("bunker")),
+    }
+}

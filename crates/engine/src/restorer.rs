@@ -1,0 +1,260 @@
+//! Reading back: a stream to any writer (`dump`) or a file tree into a directory (`restore`). Blobs are
+//! fetched, opened and verified by a pool of threads while the writer takes them in order; at most a
+//! fixed number are in flight, so memory stays bounded.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use globset::GlobSet;
+
+use crate::error::{Error, Result};
+use crate::id::BlobId;
+use crate::index::Index;
+use crate::repository::Repository;
+use crate::tree::{Content, Node, NodeKind, Tree};
+
+type Fetched = Result<Vec<u8>>;
+
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct RestoreStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+}
+
+/// A pool of blob fetchers alive for one restore.
+struct Fetcher {
+    jobs: Sender<(BlobId, Sender<Fetched>)>,
+    depth: usize,
+}
+
+impl Fetcher {
+    fn fetch(&self, id: BlobId) -> Receiver<Fetched> {
+        let (tx, rx) = bounded(1);
+        // The pool lives as long as the scope that owns this fetcher; a send cannot fail while it runs.
+        let _ = self.jobs.send((id, tx));
+        rx
+    }
+
+    /// Writes the blobs in order, keeping up to `depth` fetches in flight.
+    fn write_blobs(&self, ids: &[BlobId], out: &mut dyn Write) -> Result<u64> {
+        let mut waiting = VecDeque::new();
+        let mut written = 0u64;
+        let mut next = ids.iter();
+        loop {
+            while waiting.len() < self.depth {
+                match next.next() {
+                    Some(id) => waiting.push_back(self.fetch(*id)),
+                    None => break,
+                }
+            }
+            let Some(rx) = waiting.pop_front() else { return Ok(written) };
+            crate::interrupt::check()?;
+            let data = rx.recv().map_err(|_| Error::Corrupt("fetch pool stopped".into()))??;
+            out.write_all(&data).map_err(|e| Error::io("output", e))?;
+            written += data.len() as u64;
+        }
+    }
+}
+
+pub struct Restorer<'r> {
+    repo: &'r Repository,
+    index: &'r Index,
+    threads: usize,
+}
+
+impl<'r> Restorer<'r> {
+    pub fn new(repo: &'r Repository, index: &'r Index) -> Self {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Restorer { repo, index, threads: (cores * 2).max(4) }
+    }
+
+    fn with_fetcher<T>(&self, f: impl FnOnce(&Fetcher) -> Result<T>) -> Result<T> {
+        std::thread::scope(|scope| {
+            let (tx, rx) = bounded::<(BlobId, Sender<Fetched>)>(self.threads * 2);
+            for _ in 0..self.threads {
+                let rx = rx.clone();
+                scope.spawn(move || {
+                    for (id, reply) in rx {
+                        let _ = reply.send(self.repo.read_blob(self.index, &id));
+                    }
+                });
+            }
+            let fetcher = Fetcher { jobs: tx, depth: self.threads * 2 };
+            f(&fetcher)
+            // `fetcher` drops here, closing the channel so the pool's threads end before the scope does.
+        })
+    }
+
+    /// The chunk IDs of a content list, loading chunk-list blobs when the list is out of line.
+    pub fn chunk_ids(&self, content: &Content) -> Result<Vec<BlobId>> {
+        match content {
+            Content::Chunks(ids) => Ok(ids.clone()),
+            Content::Lists(lists) => {
+                let mut ids = Vec::new();
+                for list in lists {
+                    let raw = self.repo.read_blob(self.index, list)?;
+                    if raw.len() % 32 != 0 {
+                        return Err(Error::Corrupt(format!("chunk list {} has a partial entry", list.short())));
+                    }
+                    ids.extend(raw.chunks_exact(32).map(|c| BlobId(c.try_into().expect("32"))));
+                }
+                Ok(ids)
+            }
+        }
+    }
+
+    pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
+        let raw = self.repo.read_blob(self.index, id)?;
+        serde_json::from_slice(&raw).map_err(|e| Error::Corrupt(format!("tree {}: {e}", id.short())))
+    }
+
+    /// Writes a stream's content to `out`; returns the bytes written.
+    pub fn dump(&self, content: &Content, out: &mut dyn Write) -> Result<u64> {
+        let ids = self.chunk_ids(content)?;
+        self.with_fetcher(|f| f.write_blobs(&ids, out))
+    }
+
+    /// Finds the node at `path` (components separated by `/`) in a tree.
+    pub fn find(&self, root: &BlobId, path: &str) -> Result<Node> {
+        let mut tree = self.load_tree(root)?;
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        for (i, part) in parts.iter().enumerate() {
+            let node = tree
+                .nodes
+                .into_iter()
+                .find(|n| n.name == *part)
+                .ok_or_else(|| Error::invalid("path", format!("{path:?} is not in the snapshot")))?;
+            if i + 1 == parts.len() {
+                return Ok(node);
+            }
+            match &node.kind {
+                NodeKind::Dir { subtree } => tree = self.load_tree(subtree)?,
+                _ => return Err(Error::invalid("path", format!("{path:?}: {part} is not a directory"))),
+            }
+        }
+        Err(Error::invalid("path", "empty path"))
+    }
+
+    /// Restores a tree into `target`. Refuses a non-empty target unless `force`. With `include`, only
+    /// entries whose path (relative to the snapshot root) matches, or lies under a match, are written.
+    pub fn restore_tree(&self, root: &BlobId, target: &Path, include: Option<&GlobSet>, force: bool) -> Result<RestoreStats> {
+        ensure_empty_or_absent(target, force)?;
+        std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+        let tree = self.load_tree(root)?;
+        let mut stats = RestoreStats::default();
+        self.with_fetcher(|f| {
+            let mut walk = Walk { restorer: self, fetcher: f, include, stats: &mut stats, owners: is_root() };
+            walk.tree(&tree, target, Path::new(""), include.is_none())
+        })?;
+        Ok(stats)
+    }
+}
+
+struct Walk<'a, 'r> {
+    restorer: &'a Restorer<'r>,
+    fetcher: &'a Fetcher,
+    include: Option<&'a GlobSet>,
+    stats: &'a mut RestoreStats,
+    owners: bool,
+}
+
+impl Walk<'_, '_> {
+    fn tree(&mut self, tree: &Tree, dir: &Path, rel: &Path, included: bool) -> Result<()> {
+        for node in &tree.nodes {
+            crate::interrupt::check()?;
+            let path = dir.join(&node.name);
+            let node_rel = rel.join(&node.name);
+            let included = included || self.include.is_some_and(|g| g.is_match(&node_rel));
+            match &node.kind {
+                NodeKind::Dir { subtree } => {
+                    let sub = self.restorer.load_tree(subtree)?;
+                    if included {
+                        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+                        self.stats.dirs += 1;
+                    }
+                    self.tree(&sub, &path, &node_rel, included)?;
+                    if included {
+                        self.finish(node, &path)?;
+                    }
+                }
+                _ if !included => {}
+                NodeKind::File { content, .. } => {
+                    make_parent(&path)?;
+                    let ids = self.restorer.chunk_ids(content)?;
+                    let mut file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+                    self.stats.bytes += self.fetcher.write_blobs(&ids, &mut file).map_err(|e| at(e, &path))?;
+                    self.stats.files += 1;
+                    self.finish(node, &path)?;
+                }
+                NodeKind::Symlink { target } => {
+                    make_parent(&path)?;
+                    if std::fs::symlink_metadata(&path).is_ok() {
+                        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                    }
+                    std::os::unix::fs::symlink(target, &path).map_err(|e| Error::io(&path, e))?;
+                    self.stats.symlinks += 1;
+                    self.finish(node, &path)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Owner, mode and mtime, in that order (chown clears setuid bits; mtime last so nothing bumps it).
+    fn finish(&self, node: &Node, path: &Path) -> Result<()> {
+        let is_link = matches!(node.kind, NodeKind::Symlink { .. });
+        if self.owners {
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Error::invalid("path", "contains NUL"))?;
+            // SAFETY: c is a valid NUL-terminated path.
+            if unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) } != 0 {
+                return Err(Error::io(path, std::io::Error::last_os_error()));
+            }
+        }
+        if !is_link {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode)).map_err(|e| Error::io(path, e))?;
+        }
+        let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_nsec);
+        filetime::set_symlink_file_times(path, mtime, mtime).map_err(|e| Error::io(path, e))
+    }
+}
+
+fn at(e: Error, path: &Path) -> Error {
+    match e {
+        Error::Io { source, .. } => Error::io(path, source),
+        other => other,
+    }
+}
+
+fn make_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(p) => std::fs::create_dir_all(p).map_err(|e| Error::io(p, e)),
+        None => Ok(()),
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Restores never write into a non-empty directory unless told to.
+pub fn ensure_empty_or_absent(target: &Path, force: bool) -> Result<()> {
+    match std::fs::read_dir(target) {
+        Ok(mut rd) => {
+            if rd.next().is_some() && !force {
+                return Err(Error::TargetNotEmpty(PathBuf::from(target)));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            Err(Error::invalid("restore target", format!("{} is not a directory", target.display())))
+        }
+        Err(e) => Err(Error::io(target, e)),
+    }
+}

@@ -1,0 +1,54 @@
+//! `stats`: what the repository holds and how well dedup and compression work.
+
+use crate::error::Result;
+use crate::repository::Repository;
+use crate::snapshot::Root;
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RepoStats {
+    pub snapshots: usize,
+    /// Bytes of every snapshot's content added up, as restores would write them.
+    pub logical_bytes: u64,
+    /// Plaintext bytes of the distinct blobs stored.
+    pub unique_bytes: u64,
+    /// Bytes the blobs take once compressed and sealed.
+    pub blob_bytes: u64,
+    /// Bytes of every file in the repository (packs, index, snapshots, keys…).
+    pub stored_bytes: u64,
+    pub packs: usize,
+    pub blobs: usize,
+    /// logical / unique.
+    pub dedup_ratio: f64,
+    /// unique / blob bytes.
+    pub compression_ratio: f64,
+}
+
+pub fn stats(repo: &Repository) -> Result<RepoStats> {
+    let (index, _) = repo.load_index()?;
+    let snapshots = repo.load_snapshots()?;
+    let mut s = RepoStats { snapshots: snapshots.len(), blobs: index.blob_count(), ..Default::default() };
+    for snap in &snapshots {
+        s.logical_bytes += match &snap.root {
+            Root::Stream { size, .. } => *size,
+            Root::Tree { .. } => snap.stats.bytes_read,
+        };
+    }
+    for loc in index.iter() {
+        s.unique_bytes += loc.blob.raw_length as u64;
+        s.blob_bytes += loc.blob.length as u64;
+    }
+    let objects = repo.storage().list("")?;
+    s.packs = objects.iter().filter(|o| o.path.starts_with("data/")).count();
+    s.stored_bytes = objects.iter().filter(|o| !o.path.starts_with("tmp/")).map(|o| o.size).sum();
+    s.dedup_ratio = ratio(s.logical_bytes, s.unique_bytes);
+    s.compression_ratio = ratio(s.unique_bytes, s.blob_bytes);
+    Ok(s)
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        a as f64 / b as f64
+    }
+}

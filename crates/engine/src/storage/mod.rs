@@ -1,0 +1,220 @@
+//! The repository's storage: a thin blocking façade over an opendal `Operator`, with retries and backoff
+//! for transient errors. The engine's pipelines are threads; opendal is async, so each call is spawned on
+//! a small runtime owned by the storage and awaited through a channel. That works from any thread,
+//! including one that belongs to another runtime (a later async source), where `block_on` would panic.
+
+mod location;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{ErrorKind, Operator};
+
+pub use location::{Location, S3Location};
+
+use crate::error::{Error, Result};
+
+/// One object in a listing: its path relative to the repository root and its size.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub path: String,
+    pub size: u64,
+    pub modified: Option<std::time::SystemTime>,
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    op: Operator,
+    runtime: Arc<tokio::runtime::Runtime>,
+    location: Location,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Storage({})", self.location)
+    }
+}
+
+impl Storage {
+    pub fn open(location: &Location) -> Result<Self> {
+        let op = match location {
+            Location::Local(root) => {
+                let root = absolute(root)?;
+                let builder = opendal::services::Fs::default()
+                    .root(&root.to_string_lossy())
+                    // Whole files appear at once: a crash never leaves a half-written file under its name.
+                    .atomic_write_dir(&root.join("tmp").to_string_lossy());
+                Operator::new(builder).map_err(|e| storage_err("open", &root.to_string_lossy(), e))?
+            }
+            Location::S3(s3) => {
+                let mut builder = opendal::services::S3::default()
+                    .bucket(&s3.bucket)
+                    .root(&format!("/{}", s3.prefix))
+                    .region(&s3.region);
+                if let Some(ep) = &s3.endpoint {
+                    builder = builder.endpoint(ep);
+                }
+                if !s3.path_style {
+                    builder = builder.enable_virtual_host_style();
+                }
+                Operator::new(builder).map_err(|e| storage_err("open", &location.to_string(), e))?
+            }
+        };
+        let op = op
+            .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(120)).with_io_timeout(Duration::from_secs(60)))
+            .layer(
+                RetryLayer::new()
+                    .with_jitter()
+                    .with_min_delay(Duration::from_millis(retry_min_delay_ms()))
+                    .with_max_delay(Duration::from_secs(10))
+                    .with_max_times(6),
+            );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bunker-storage")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("tokio runtime", e))?;
+        Ok(Storage { op, runtime: Arc::new(runtime), location: location.clone() })
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn run<T, F>(&self, fut: F) -> opendal::Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = opendal::Result<T>> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().unwrap_or_else(|_| Err(opendal::Error::new(ErrorKind::Unexpected, "storage task vanished")))
+    }
+
+    pub fn read(&self, path: &str) -> Result<Bytes> {
+        let op = self.op.clone();
+        let p = path.to_string();
+        self.run(async move { op.read(&p).await.map(|b| b.to_bytes()) }).map_err(|e| map_err("read", path, e))
+    }
+
+    pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes> {
+        let op = self.op.clone();
+        let p = path.to_string();
+        let bytes = self
+            .run(async move { op.read_with(&p).range(offset..offset + len).await.map(|b| b.to_bytes()) })
+            .map_err(|e| map_err("read", path, e))?;
+        if bytes.len() as u64 != len {
+            return Err(Error::Corrupt(format!(
+                "{path}: wanted {len} bytes at offset {offset}, got {} (truncated?)",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Writes (or replaces) an object.
+    pub fn write(&self, path: &str, data: Bytes) -> Result<()> {
+        let op = self.op.clone();
+        let p = path.to_string();
+        self.run(async move { op.write(&p, data).await.map(|_| ()) }).map_err(|e| map_err("write", path, e))
+    }
+
+    /// Creates an object only if none exists under that name. Returns `false` if one already did.
+    /// Local: a hard link from a fully written temp file (atomic in both senses). S3: `If-None-Match: *`.
+    pub fn create_new(&self, path: &str, data: Bytes) -> Result<bool> {
+        if let Location::Local(root) = &self.location {
+            return create_new_local(&absolute(root)?, path, &data);
+        }
+        let op = self.op.clone();
+        let p = path.to_string();
+        match self.run(async move { op.write_with(&p, data).if_not_exists(true).await.map(|_| ()) }) {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.kind(), ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists) => Ok(false),
+            Err(e) => Err(map_err("create", path, e)),
+        }
+    }
+
+    pub fn exists(&self, path: &str) -> Result<bool> {
+        let op = self.op.clone();
+        let p = path.to_string();
+        self.run(async move { op.exists(&p).await }).map_err(|e| map_err("stat", path, e))
+    }
+
+    /// Deletes an object; deleting one that is already gone succeeds.
+    pub fn delete(&self, path: &str) -> Result<()> {
+        let op = self.op.clone();
+        let p = path.to_string();
+        self.run(async move { op.delete(&p).await }).map_err(|e| map_err("delete", path, e))
+    }
+
+    /// Lists the files under `dir` (recursively), with sizes. A missing directory lists as empty.
+    pub fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
+        let op = self.op.clone();
+        let d = format!("{}/", dir.trim_end_matches('/'));
+        let entries = self
+            .run(async move {
+                match op.list_with(&d).recursive(true).await {
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+                    r => r,
+                }
+            })
+            .map_err(|e| map_err("list", dir, e))?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file())
+            .map(|e| ObjectInfo {
+                path: e.path().trim_start_matches('/').to_string(),
+                size: e.metadata().content_length(),
+                modified: e.metadata().last_modified().map(std::time::SystemTime::from),
+            })
+            .collect())
+    }
+}
+
+fn retry_min_delay_ms() -> u64 {
+    std::env::var("BUNKER_RETRY_MIN_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(200)
+}
+
+fn absolute(p: &std::path::Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| Error::io(p, e))
+}
+
+fn create_new_local(root: &std::path::Path, path: &str, data: &[u8]) -> Result<bool> {
+    use std::io::Write;
+    let target = root.join(path);
+    let tmp_dir = root.join("tmp");
+    std::fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let tmp = tmp_dir.join(format!("create-{}", hex::encode(rand::random::<[u8; 8]>())));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+    drop(f);
+    let linked = std::fs::hard_link(&tmp, &target);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io(&target, e)),
+    }
+}
+
+fn storage_err(op: &'static str, path: &str, source: opendal::Error) -> Error {
+    Error::Storage { op, path: path.to_string(), source }
+}
+
+fn map_err(op: &'static str, path: &str, e: opendal::Error) -> Error {
+    if e.kind() == ErrorKind::NotFound {
+        Error::NotFound { path: path.to_string() }
+    } else {
+        storage_err(op, path, e)
+    }
+}
