@@ -1,1 +1,28 @@
+//! What bunker backs up. Each source lives in its own module behind [`Source`]; the engine sees only the
+//! bytes and trees they hand it. Adding a source (postgres, redis, s3, command…) means one new module and
+//! one registration where the CLI builds sources from its configuration.
 
+pub mod files;
+pub mod stream;
+
+use bunker_engine::backup::Backup;
+use bunker_engine::snapshot::Root;
+
+/// What a source produced: the snapshot's root, its facts, and anything it could not read.
+#[derive(Debug)]
+pub struct Captured {
+    pub root: Root,
+    /// Facts recorded in the snapshot and verified against on restore (versions, row counts…).
+    pub meta: serde_json::Value,
+    /// Non-fatal problems; any makes the snapshot incomplete.
+    pub warnings: Vec<String>,
+}
+
+/// A thing bunker backs up.
+pub trait Source {
+    /// The snapshot kind it produces (`stream`, `files`, …).
+    fn kind(&self) -> &'static str;
+
+    /// Reads the source and stores it through `backup`. Nothing is visible until the caller commits.
+    fn backup(&mut self, backup: &Backup<'_>) -> bunker_engine::Result<Captured>;
+}

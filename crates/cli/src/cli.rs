@@ -1,0 +1,197 @@
+//! Every flag, defined once; help text is derived from these doc comments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "bunker", version, about = "Backup and disaster recovery for a web platform's stateful stack")]
+#[command(after_help = "Exit codes: 0 ok, 1 failure, 3 incomplete (some input unreadable), 10 no repository, \
+11 lock held, 12 wrong password, 130 interrupted.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Repository: a path, file://PATH, or s3://BUCKET/PREFIX[?endpoint=URL&region=R&path-style=true]
+    #[arg(long, short = 'r', env = "BUNKER_REPO", global = true)]
+    pub repo: Option<String>,
+    /// Print data as JSON on stdout (logs stay on stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Wait up to this long for a lock held by another process (e.g. 5m)
+    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub retry_lock: std::time::Duration,
+    /// More logging (-v info, -vv debug)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr; no progress
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a repository
+    Init(InitArgs),
+    /// Back up standard input or paths into a new snapshot
+    Backup(BackupArgs),
+    /// List snapshots
+    Snapshots(SnapshotsArgs),
+    /// Write a snapshot's stream (or one file of a tree) to stdout
+    Dump(DumpArgs),
+    /// Restore a file-tree snapshot into a directory
+    Restore(RestoreArgs),
+    /// Verify the repository's structure and, with --read-data, every byte
+    Check(CheckArgs),
+    /// Remove snapshots by retention policy (restic semantics)
+    Forget(ForgetArgs),
+    /// Delete data no snapshot references
+    Prune(PruneArgs),
+    /// Repository size, dedup and compression ratios
+    Stats,
+    /// Manage the passwords (key slots) that open the repository
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Remove stale locks (or all with --remove-all)
+    Unlock(UnlockArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// zstd level for stored chunks (1–22)
+    #[arg(long, default_value_t = 3)]
+    pub compression: i32,
+    /// Chunk sizes: minimum, average, maximum (e.g. 256KiB,1MiB,4MiB, in bytes)
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    pub chunk_sizes: Option<Vec<u32>>,
+    /// Target pack size in MiB (1–256)
+    #[arg(long, default_value_t = 16)]
+    pub pack_size_mib: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Read the data to back up from standard input
+    #[arg(long, conflicts_with = "path")]
+    pub stdin: bool,
+    /// Files or directories to back up
+    #[arg(long = "path", num_args = 1.., required_unless_present = "stdin")]
+    pub path: Vec<PathBuf>,
+    /// Name of the target this snapshot belongs to
+    #[arg(long)]
+    pub name: String,
+    /// Tag for the snapshot (repeatable)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Glob of paths to leave out (repeatable), matched against the path below the backed-up
+    /// directory and against the file name
+    #[arg(long)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Only snapshots of this target
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// Snapshot: ID or unique prefix, latest, or NAME:latest
+    pub snapshot: String,
+    /// For a file-tree snapshot: the file to write (e.g. etc/app.conf)
+    pub path: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Snapshot: ID or unique prefix, latest, or NAME:latest
+    pub snapshot: String,
+    /// Directory to restore into (created if missing)
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Restore only paths matching this glob (and what lies under them); repeatable
+    #[arg(long)]
+    pub include: Vec<String>,
+    /// Write into a non-empty directory, replacing files of the same name
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Read and verify every pack
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Read and verify a random share of packs, e.g. 10%
+    #[arg(long, value_parser = parse_percent)]
+    pub read_data_subset: Option<f64>,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim_end_matches('%').parse().map_err(|_| format!("{s:?} is not a percentage like 10%"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("{s:?} is not between 0% and 100%"));
+    }
+    Ok(v)
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    #[arg(long)]
+    pub keep_hourly: Option<u32>,
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+    #[arg(long)]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot younger than this, counted back from the newest (e.g. 7d, 2w)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub keep_within: Option<std::time::Duration>,
+    /// Only snapshots of this target
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Show what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Prune afterwards
+    #[arg(long)]
+    pub prune: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Show what would be deleted, delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Add a password (from BUNKER_NEW_PASSWORD, BUNKER_NEW_PASSWORD_FILE, or a prompt)
+    Add,
+    /// List key slots
+    List,
+    /// Remove a key slot by ID prefix (never the one in use)
+    Remove { id: String },
+    /// Change the password of the key in use
+    Passwd,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Remove all locks, not only stale ones
+    #[arg(long)]
+    pub remove_all: bool,
+}

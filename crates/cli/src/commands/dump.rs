@@ -1,0 +1,37 @@
+use std::io::Write;
+
+use anyhow::{bail, Result};
+use bunker_engine::restorer::Restorer;
+use bunker_engine::snapshot::{select, Root};
+use bunker_engine::tree::NodeKind;
+
+use crate::cli::DumpArgs;
+use crate::context::Context;
+use crate::exit;
+
+pub fn run(ctx: &Context, args: DumpArgs) -> Result<i32> {
+    let repo = ctx.open()?;
+    let _lock = ctx.lock(&repo, false, "dump")?;
+    let snapshots = repo.load_snapshots()?;
+    let snap = select(&snapshots, &args.snapshot)?;
+    let (index, _) = repo.load_index()?;
+    let restorer = Restorer::new(&repo, &index);
+    let content = match (&snap.root, &args.path) {
+        (Root::Stream { content, .. }, None) => content.clone(),
+        (Root::Stream { .. }, Some(_)) => bail!("snapshot {} is a stream; dump it without a path", snap.short_id()),
+        (Root::Tree { .. }, None) => bail!(
+            "snapshot {} is a file tree; name a file (`bunker dump {} PATH`) or use `bunker restore --to DIR`",
+            snap.short_id(),
+            args.snapshot
+        ),
+        (Root::Tree { tree }, Some(path)) => match restorer.find(tree, path)?.kind {
+            NodeKind::File { content, .. } => content,
+            _ => bail!("{path} is not a regular file in snapshot {}", snap.short_id()),
+        },
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    restorer.dump(&content, &mut out)?;
+    out.flush()?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,31 @@
+use anyhow::Result;
+use bunker_engine::chunker::ChunkerParams;
+use bunker_engine::config::InitOptions;
+use bunker_engine::Repository;
+
+use crate::cli::InitArgs;
+use crate::context::{password, Context};
+use crate::exit;
+
+pub fn run(ctx: &Context, args: InitArgs) -> Result<i32> {
+    let chunker = match args.chunk_sizes.as_deref() {
+        Some([min, avg, max]) => ChunkerParams { min_size: *min, avg_size: *avg, max_size: *max },
+        _ => ChunkerParams::default(),
+    };
+    let opts = InitOptions { chunker, compression_level: args.compression, pack_size: args.pack_size_mib << 20 };
+    opts.validate()?;
+    let storage = ctx.storage()?;
+    let pw = password("BUNKER_PASSWORD", "BUNKER_PASSWORD_FILE", "new repository password: ", true)?;
+    let repo = Repository::init(storage, &pw, &opts)?;
+    if ctx.global.json {
+        crate::output::json(&serde_json::json!({
+            "location": repo.storage().location().to_string(),
+            "id": repo.config().id,
+            "key": repo.key_id().to_hex(),
+        }));
+    } else {
+        println!("created repository {} at {}", repo.config().id, repo.storage().location());
+        println!("keep the password safe: without it the data cannot be read");
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,58 @@
+use anyhow::{bail, Result};
+use bunker_engine::keys::{add_key, key_path, list_keys};
+
+use crate::cli::KeyCommand;
+use crate::context::{password, Context};
+use crate::exit;
+use crate::output::json;
+
+pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<i32> {
+    let repo = ctx.open()?;
+    let storage = repo.storage();
+    match cmd {
+        KeyCommand::Add => {
+            let _lock = ctx.lock(&repo, false, "key add")?;
+            let pw = password("BUNKER_NEW_PASSWORD", "BUNKER_NEW_PASSWORD_FILE", "new password: ", true)?;
+            let id = add_key(storage, repo.master_key(), &pw)?;
+            println!("added key {}", id.short());
+        }
+        KeyCommand::List => {
+            let keys = list_keys(storage)?;
+            if ctx.global.json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|(id, k)| serde_json::json!({"id": id.to_hex(), "current": *id == repo.key_id(), "created": k.created, "host": k.host, "username": k.username}))
+                    .collect();
+                json(&rows);
+            } else {
+                for (id, k) in keys {
+                    let mark = if id == repo.key_id() { "*" } else { " " };
+                    println!("{mark} {}  {}  {}@{}", id.short(), k.created.format("%Y-%m-%d %H:%M:%S"), k.username, k.host);
+                }
+            }
+        }
+        KeyCommand::Remove { id } => {
+            let _lock = ctx.lock(&repo, true, "key remove")?;
+            let keys = list_keys(storage)?;
+            let matches: Vec<_> = keys.iter().filter(|(k, _)| k.to_hex().starts_with(&id.to_ascii_lowercase())).collect();
+            let target = match matches.as_slice() {
+                [one] => one.0,
+                [] => bail!("no key matches {id:?}; `bunker key list` shows them"),
+                _ => bail!("{id:?} matches several keys; give more characters"),
+            };
+            if target == repo.key_id() {
+                bail!("key {} is the one in use; open the repository with another password to remove it", target.short());
+            }
+            storage.delete(&key_path(&target))?;
+            println!("removed key {}", target.short());
+        }
+        KeyCommand::Passwd => {
+            let _lock = ctx.lock(&repo, true, "key passwd")?;
+            let pw = password("BUNKER_NEW_PASSWORD", "BUNKER_NEW_PASSWORD_FILE", "new password: ", true)?;
+            let id = add_key(storage, repo.master_key(), &pw)?;
+            storage.delete(&key_path(&repo.key_id()))?;
+            println!("password changed (key {} replaces {})", id.short(), repo.key_id().short());
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,37 @@
+//! One module per verb. Each parses nothing and decides little: it opens what it needs, locks, calls the
+//! engine, and prints.
+
+mod backup;
+mod check;
+mod dump;
+mod forget;
+mod init;
+mod key;
+mod prune;
+mod restore;
+mod snapshots;
+mod stats;
+mod unlock;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::context::Context;
+
+/// Runs a command; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let ctx = Context { global: cli.global };
+    match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Backup(a) => backup::run(&ctx, a),
+        Command::Snapshots(a) => snapshots::run(&ctx, a),
+        Command::Dump(a) => dump::run(&ctx, a),
+        Command::Restore(a) => restore::run(&ctx, a),
+        Command::Check(a) => check::run(&ctx, a),
+        Command::Forget(a) => forget::run(&ctx, a),
+        Command::Prune(a) => prune::run(&ctx, a),
+        Command::Stats => stats::run(&ctx),
+        Command::Key(k) => key::run(&ctx, k),
+        Command::Unlock(a) => unlock::run(&ctx, a),
+    }
+}

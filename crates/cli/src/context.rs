@@ -1,0 +1,61 @@
+//! What every verb needs: the repository location, the password, the repository, its lock.
+
+use std::io::{IsTerminal, Read};
+
+use anyhow::{bail, Context as _, Result};
+use bunker_engine::lock::{acquire, LockGuard};
+use bunker_engine::storage::{Location, Storage};
+use bunker_engine::Repository;
+
+use crate::cli::Global;
+
+pub struct Context {
+    pub global: Global,
+}
+
+impl Context {
+    pub fn storage(&self) -> Result<Storage> {
+        let Some(spec) = &self.global.repo else {
+            bail!(bunker_engine::Error::NoRepository { location: "(none given)".into() });
+        };
+        Ok(Storage::open(&Location::parse(spec)?)?)
+    }
+
+    pub fn open(&self) -> Result<Repository> {
+        let storage = self.storage()?;
+        // Refuse a missing repository or unknown format before asking for a password.
+        Repository::read_config(&storage)?;
+        let password = password("BUNKER_PASSWORD", "BUNKER_PASSWORD_FILE", "repository password: ", false)?;
+        Ok(Repository::open(storage, &password)?)
+    }
+
+    pub fn lock(&self, repo: &Repository, exclusive: bool, operation: &str) -> Result<LockGuard> {
+        Ok(acquire(repo.storage(), exclusive, operation, self.global.retry_lock)?)
+    }
+
+    pub fn progress(&self) -> bool {
+        !self.global.json && !self.global.quiet
+    }
+}
+
+/// A password from `VAR`, else the file named by `FILE_VAR`, else a prompt on the terminal.
+pub fn password(var: &str, file_var: &str, prompt: &str, confirm: bool) -> Result<String> {
+    if let Ok(p) = std::env::var(var) {
+        return Ok(p);
+    }
+    if let Ok(path) = std::env::var(file_var) {
+        let mut s = String::new();
+        std::fs::File::open(&path)
+            .and_then(|mut f| f.read_to_string(&mut s))
+            .with_context(|| format!("cannot read the password file named by {file_var} ({path})"))?;
+        return Ok(s.trim_end_matches(['\n', '\r']).to_string());
+    }
+    if !std::io::stdin().is_terminal() && std::fs::File::open("/dev/tty").is_err() {
+        bail!("no password: set {var} or {file_var}, or run on a terminal to be asked");
+    }
+    let p = rpassword::prompt_password(prompt).context("cannot read the password from the terminal")?;
+    if confirm && rpassword::prompt_password("again: ").context("cannot read the password")? != p {
+        bail!("the two passwords differ");
+    }
+    Ok(p)
+}

@@ -1,0 +1,56 @@
+//! Exit codes (documented in the README) and signal handling.
+
+use bunker_engine::Error;
+
+pub const OK: i32 = 0;
+pub const FAILURE: i32 = 1;
+pub const INCOMPLETE: i32 = 3;
+pub const NO_REPOSITORY: i32 = 10;
+pub const LOCKED: i32 = 11;
+pub const WRONG_PASSWORD: i32 = 12;
+pub const INTERRUPTED: i32 = 130;
+
+pub fn code_for(e: &anyhow::Error) -> i32 {
+    match e.chain().find_map(|c| c.downcast_ref::<Error>()) {
+        Some(Error::NoRepository { .. }) => NO_REPOSITORY,
+        Some(Error::Locked { .. }) => LOCKED,
+        Some(Error::WrongPassword { .. }) => WRONG_PASSWORD,
+        Some(Error::Interrupted) => INTERRUPTED,
+        _ => FAILURE,
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause the message already includes.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out.replace('\n', " ")
+}
+
+/// First SIGINT/SIGTERM: ask every loop to stop (locks are released, nothing half-done is committed).
+/// Second: exit at once.
+pub fn install_signal_handlers() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        for _ in signals.forever() {
+            seen += 1;
+            if seen == 1 {
+                bunker_engine::interrupt::request();
+                eprintln!("bunker: interrupted, stopping (again to exit at once)");
+            } else {
+                std::process::exit(INTERRUPTED);
+            }
+        }
+    });
+}
