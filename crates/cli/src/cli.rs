@@ -66,9 +66,9 @@ pub struct InitArgs {
     /// zstd level for stored chunks (1–22)
     #[arg(long, default_value_t = 3)]
     pub compression: i32,
-    /// Chunk sizes: minimum, average, maximum (e.g. 256KiB,1MiB,4MiB, in bytes)
-    #[arg(long, value_delimiter = ',', num_args = 3)]
-    pub chunk_sizes: Option<Vec<u32>>,
+    /// Chunk sizes MIN,AVG,MAX in bytes, K or M suffixes allowed (default 256K,1M,4M)
+    #[arg(long, value_parser = parse_chunk_sizes)]
+    pub chunk_sizes: Option<[u32; 3]>,
     /// Target pack size in MiB (1–256)
     #[arg(long, default_value_t = 16)]
     pub pack_size_mib: u32,
@@ -132,6 +132,22 @@ pub struct CheckArgs {
     /// Read and verify a random share of packs, e.g. 10%
     #[arg(long, value_parser = parse_percent)]
     pub read_data_subset: Option<f64>,
+}
+
+fn parse_chunk_sizes(s: &str) -> Result<[u32; 3], String> {
+    let sizes: Vec<u32> = s
+        .split(',')
+        .map(|p| {
+            let p = p.trim().trim_end_matches("iB").trim_end_matches('B');
+            let (num, mult) = match p.chars().last() {
+                Some('K' | 'k') => (&p[..p.len() - 1], 1024),
+                Some('M' | 'm') => (&p[..p.len() - 1], 1024 * 1024),
+                _ => (p, 1),
+            };
+            num.parse::<u32>().map(|n| n * mult).map_err(|_| format!("{s:?}: {p:?} is not a size"))
+        })
+        .collect::<Result<_, _>>()?;
+    sizes.try_into().map_err(|_| format!("{s:?}: give three sizes MIN,AVG,MAX"))
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {

@@ -8,9 +8,9 @@ use crate::context::{password, Context};
 use crate::exit;
 
 pub fn run(ctx: &Context, args: InitArgs) -> Result<i32> {
-    let chunker = match args.chunk_sizes.as_deref() {
-        Some([min, avg, max]) => ChunkerParams { min_size: *min, avg_size: *avg, max_size: *max },
-        _ => ChunkerParams::default(),
+    let chunker = match args.chunk_sizes {
+        Some([min_size, avg_size, max_size]) => ChunkerParams { min_size, avg_size, max_size },
+        None => ChunkerParams::default(),
     };
     let opts = InitOptions { chunker, compression_level: args.compression, pack_size: args.pack_size_mib << 20 };
     opts.validate()?;

@@ -51,6 +51,10 @@ impl Storage {
                 Operator::new(builder).map_err(|e| storage_err("open", &root.to_string_lossy(), e))?
             }
             Location::S3(s3) => {
+                // Without opendal's default `auto-register-services` feature nothing installs the HTTP
+                // transport, and every S3 call fails with "default HTTP transport is not installed".
+                // Idempotent: first install wins.
+                opendal::install_default();
                 let mut builder = opendal::services::S3::default()
                     .bucket(&s3.bucket)
                     .root(&format!("/{}", s3.prefix))
