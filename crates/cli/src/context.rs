@@ -14,11 +14,15 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn storage(&self) -> Result<Storage> {
+    pub fn location(&self) -> Result<Location> {
         let Some(spec) = &self.global.repo else {
             bail!(bunker_engine::Error::NoRepository { location: "(none given)".into() });
         };
-        Ok(Storage::open(&Location::parse(spec)?)?)
+        Ok(Location::parse(spec)?)
+    }
+
+    pub fn storage(&self) -> Result<Storage> {
+        Ok(Storage::open(&self.location()?)?)
     }
 
     pub fn open(&self) -> Result<Repository> {

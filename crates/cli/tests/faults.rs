@@ -20,6 +20,7 @@ fn wrong_password_missing_repository_and_unknown_version() {
     let out = repo.cmd(&["snapshots"]).env("BUNKER_REPO", repo.root.join("nothing-here")).output().unwrap();
     assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
     assert!(stderr(&out).contains("bunker init"));
+    assert!(!repo.root.join("nothing-here").exists(), "looking for a repository created a directory");
 
     let config = repo.path.join("config");
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
@@ -40,7 +41,8 @@ fn password_file_and_key_slots() {
     let id = repo.backup_bytes("x", b"hello");
     let pwfile = repo.root.join("pw");
     std::fs::write(&pwfile, format!("{PASSWORD}\n")).unwrap();
-    let out = repo.cmd(&["dump", &id]).env_remove("BUNKER_PASSWORD").env("BUNKER_PASSWORD_FILE", &pwfile).output().unwrap();
+    let out =
+        repo.cmd(&["dump", &id]).env_remove("BUNKER_PASSWORD").env("BUNKER_PASSWORD_FILE", &pwfile).output().unwrap();
     assert_eq!(out.stdout, b"hello");
 
     repo.cmd(&["key", "add"]).env("BUNKER_NEW_PASSWORD", "second").output().unwrap();
@@ -48,13 +50,19 @@ fn password_file_and_key_slots() {
     assert_eq!(keys.as_array().unwrap().len(), 2);
     assert_eq!(repo.cmd(&["dump", &id]).env("BUNKER_PASSWORD", "second").output().unwrap().stdout, b"hello");
     // The key in use cannot be removed; the other can, from the second password.
-    let current = keys.as_array().unwrap().iter().find(|k| k["current"] == true).unwrap()["id"].as_str().unwrap().to_string();
+    let current =
+        keys.as_array().unwrap().iter().find(|k| k["current"] == true).unwrap()["id"].as_str().unwrap().to_string();
     assert_eq!(repo.run(&["key", "remove", &current[..8]]).status.code(), Some(1));
     let out = repo.cmd(&["key", "remove", &current[..8]]).env("BUNKER_PASSWORD", "second").output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(repo.run(&["snapshots"]).status.code(), Some(12));
     // passwd replaces the key in use.
-    let out = repo.cmd(&["key", "passwd"]).env("BUNKER_PASSWORD", "second").env("BUNKER_NEW_PASSWORD", "third").output().unwrap();
+    let out = repo
+        .cmd(&["key", "passwd"])
+        .env("BUNKER_PASSWORD", "second")
+        .env("BUNKER_NEW_PASSWORD", "third")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(repo.cmd(&["snapshots"]).env("BUNKER_PASSWORD", "second").output().unwrap().status.code(), Some(12));
     assert_eq!(repo.cmd(&["dump", &id]).env("BUNKER_PASSWORD", "third").output().unwrap().stdout, b"hello");
@@ -73,17 +81,19 @@ fn flipped_byte_and_truncated_pack_are_found_and_named() {
     let a_bytes = random_data(3 << 20, 1);
     let victim = packs
         .iter()
-        .find(|p| std::fs::metadata(p).unwrap().len() > 100_000 && {
-            let mut bytes = std::fs::read(p).unwrap();
-            let mid = bytes.len() / 2;
-            bytes[mid] ^= 0x40;
-            std::fs::write(p, &bytes).unwrap();
-            let broken = repo.run(&["dump", &a]).stdout != a_bytes;
-            if !broken {
+        .find(|p| {
+            std::fs::metadata(p).unwrap().len() > 100_000 && {
+                let mut bytes = std::fs::read(p).unwrap();
+                let mid = bytes.len() / 2;
                 bytes[mid] ^= 0x40;
                 std::fs::write(p, &bytes).unwrap();
+                let broken = repo.run(&["dump", &a]).stdout != a_bytes;
+                if !broken {
+                    bytes[mid] ^= 0x40;
+                    std::fs::write(p, &bytes).unwrap();
+                }
+                broken
             }
-            broken
         })
         .expect("a pack holding a's data");
     let name = victim.file_name().unwrap().to_str().unwrap().to_string();
@@ -93,7 +103,8 @@ fn flipped_byte_and_truncated_pack_are_found_and_named() {
     let err = stderr(&out);
     assert!(err.contains(&name), "pack not named: {err}");
     assert!(err.contains(&format!("affects: {}", &a[..8])), "snapshot not named: {err}");
-    let report: serde_json::Value = serde_json::from_slice(&repo.run(&["check", "--read-data", "--json"]).stdout).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&repo.run(&["check", "--read-data", "--json"]).stdout).unwrap();
     assert_eq!(report["damaged_packs"][&name][0].as_str().unwrap()[..8], a[..8]);
     // Reading the damaged data fails loudly rather than returning wrong bytes.
     let out = repo.run(&["dump", &a]);

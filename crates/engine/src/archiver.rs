@@ -36,7 +36,10 @@ impl<'a, 'r> Archiver<'a, 'r> {
                     .unwrap_or_else(|| "root".into()),
             };
             if nodes.iter().any(|n: &Node| n.name == name) {
-                return Err(Error::invalid("paths", format!("two paths end in {name:?}; back them up under separate names")));
+                return Err(Error::invalid(
+                    "paths",
+                    format!("two paths end in {name:?}; back them up under separate names"),
+                ));
             }
             if let Some(node) = self.save_entry(path, Path::new(&name), name.clone(), &meta)? {
                 nodes.push(node);

@@ -66,7 +66,11 @@ impl Shared {
     }
 
     fn take_error(&self) -> Error {
-        self.error.lock().expect("error slot").take().unwrap_or_else(|| Error::Corrupt("backup pipeline stopped".into()))
+        self.error
+            .lock()
+            .expect("error slot")
+            .take()
+            .unwrap_or_else(|| Error::Corrupt("backup pipeline stopped".into()))
     }
 }
 

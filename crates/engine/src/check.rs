@@ -75,7 +75,9 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
                 damaged.insert(*pack);
             }
             Some(&size) if size != expected => {
-                report.errors.push(format!("pack {pack} is {size} bytes, its index says {expected} (truncated or altered)"));
+                report
+                    .errors
+                    .push(format!("pack {pack} is {size} bytes, its index says {expected} (truncated or altered)"));
                 damaged.insert(*pack);
             }
             Some(_) => {}
@@ -84,7 +86,9 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     for path in stored.keys() {
         let name = path.rsplit('/').next().unwrap_or(path);
         if FileId::from_hex(name).map(|id| !index.has_pack(&id)).unwrap_or(true) {
-            report.warnings.push(format!("{path} is in no index (left by an interrupted backup; `bunker prune` removes it)"));
+            report
+                .warnings
+                .push(format!("{path} is in no index (left by an interrupted backup; `bunker prune` removes it)"));
         }
     }
 
@@ -143,7 +147,11 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     Ok(report)
 }
 
-fn verify_pack(repo: &Repository, pack: &FileId, indexed: &[crate::pack::PackedBlob]) -> std::result::Result<(), String> {
+fn verify_pack(
+    repo: &Repository,
+    pack: &FileId,
+    indexed: &[crate::pack::PackedBlob],
+) -> std::result::Result<(), String> {
     let bytes = repo.storage().read(&pack_path(pack)).map_err(|e| format!("pack {pack}: {e}"))?;
     if FileId::of(&bytes) != *pack {
         return Err(format!("pack {pack}: content does not match its name (altered or truncated)"));

@@ -70,8 +70,7 @@ impl RepoConfig {
         if version != FORMAT_VERSION {
             return Err(Error::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
         }
-        let config: RepoConfig =
-            serde_json::from_value(value).map_err(|e| Error::Corrupt(format!("config: {e}")))?;
+        let config: RepoConfig = serde_json::from_value(value).map_err(|e| Error::Corrupt(format!("config: {e}")))?;
         config.chunker.validate().map_err(|d| Error::Corrupt(format!("config: {d}")))?;
         Ok(config)
     }

@@ -26,7 +26,7 @@ pub enum Error {
         op: &'static str,
         path: String,
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
 
     #[error("{path} not found in the repository")]

@@ -201,7 +201,8 @@ mod tests {
     fn encode_decode_and_lookup() {
         let p1 = FileId([1; 32]);
         let p2 = FileId([2; 32]);
-        let packs = vec![(p1, vec![blob(1, BlobKind::Data), blob(2, BlobKind::Data)]), (p2, vec![blob(3, BlobKind::Meta)])];
+        let packs =
+            vec![(p1, vec![blob(1, BlobKind::Data), blob(2, BlobKind::Data)]), (p2, vec![blob(3, BlobKind::Meta)])];
         let decoded = decode(&encode(&packs), "t").unwrap();
         assert_eq!(decoded, packs);
         let mut idx = Index::new();

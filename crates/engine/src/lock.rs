@@ -31,7 +31,13 @@ pub struct LockInfo {
 
 impl LockInfo {
     fn new(exclusive: bool, operation: &str) -> Self {
-        LockInfo { time: chrono::Utc::now(), exclusive, host: hostname(), pid: std::process::id(), operation: operation.into() }
+        LockInfo {
+            time: chrono::Utc::now(),
+            exclusive,
+            host: hostname(),
+            pid: std::process::id(),
+            operation: operation.into(),
+        }
     }
 
     pub fn is_stale(&self) -> bool {
@@ -43,7 +49,13 @@ impl LockInfo {
     }
 
     fn describe(&self) -> String {
-        format!("{} (pid {} on {}, since {})", self.operation, self.pid, self.host, self.time.format("%Y-%m-%d %H:%M:%S UTC"))
+        format!(
+            "{} (pid {} on {}, since {})",
+            self.operation,
+            self.pid,
+            self.host,
+            self.time.format("%Y-%m-%d %H:%M:%S UTC")
+        )
     }
 }
 

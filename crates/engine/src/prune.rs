@@ -114,7 +114,10 @@ pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
     Ok(report)
 }
 
-fn repack_blobs(repo: &Repository, repack: &[(FileId, Vec<PackedBlob>)]) -> Result<Vec<(FileId, Vec<PackedBlob>, u64)>> {
+fn repack_blobs(
+    repo: &Repository,
+    repack: &[(FileId, Vec<PackedBlob>)],
+) -> Result<Vec<(FileId, Vec<PackedBlob>, u64)>> {
     let pack_size = repo.config().pack_size as usize;
     let mut out = Vec::new();
     let mut open: [PackBuilder; 2] = [PackBuilder::new(BlobKind::Data, 0), PackBuilder::new(BlobKind::Meta, 0)];

@@ -103,8 +103,8 @@ impl Repository {
 
     /// Seals and stores a file; its name is the hash of the stored bytes.
     pub fn save_file(&self, kind: FileKind, plaintext: &[u8]) -> Result<FileId> {
-        let compressed = zstd::bulk::compress(plaintext, self.config.compression_level)
-            .map_err(|e| Error::io("zstd", e))?;
+        let compressed =
+            zstd::bulk::compress(plaintext, self.config.compression_level).map_err(|e| Error::io("zstd", e))?;
         let sealed = self.crypto.seal(&compressed, kind.aad());
         let id = FileId::of(&sealed);
         self.storage.write(&format!("{}/{id}", kind.dir()), Bytes::from(sealed))?;
@@ -199,8 +199,8 @@ impl Repository {
 
     pub fn load_snapshot(&self, id: &FileId) -> Result<Snapshot> {
         let plain = self.load_file(FileKind::Snapshot, id)?;
-        let mut s: Snapshot = serde_json::from_slice(&plain)
-            .map_err(|e| Error::Corrupt(format!("snapshot {}: {e}", id.short())))?;
+        let mut s: Snapshot =
+            serde_json::from_slice(&plain).map_err(|e| Error::Corrupt(format!("snapshot {}: {e}", id.short())))?;
         s.id = Some(*id);
         Ok(s)
     }

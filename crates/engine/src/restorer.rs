@@ -142,7 +142,13 @@ impl<'r> Restorer<'r> {
 
     /// Restores a tree into `target`. Refuses a non-empty target unless `force`. With `include`, only
     /// entries whose path (relative to the snapshot root) matches, or lies under a match, are written.
-    pub fn restore_tree(&self, root: &BlobId, target: &Path, include: Option<&GlobSet>, force: bool) -> Result<RestoreStats> {
+    pub fn restore_tree(
+        &self,
+        root: &BlobId,
+        target: &Path,
+        include: Option<&GlobSet>,
+        force: bool,
+    ) -> Result<RestoreStats> {
         ensure_empty_or_absent(target, force)?;
         std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
         let tree = self.load_tree(root)?;
@@ -209,14 +215,16 @@ impl Walk<'_, '_> {
     fn finish(&self, node: &Node, path: &Path) -> Result<()> {
         let is_link = matches!(node.kind, NodeKind::Symlink { .. });
         if self.owners {
-            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Error::invalid("path", "contains NUL"))?;
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+                .map_err(|_| Error::invalid("path", "contains NUL"))?;
             // SAFETY: c is a valid NUL-terminated path.
             if unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) } != 0 {
                 return Err(Error::io(path, std::io::Error::last_os_error()));
             }
         }
         if !is_link {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode)).map_err(|e| Error::io(path, e))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))
+                .map_err(|e| Error::io(path, e))?;
         }
         let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_nsec);
         filetime::set_symlink_file_times(path, mtime, mtime).map_err(|e| Error::io(path, e))

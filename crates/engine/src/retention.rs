@@ -73,7 +73,7 @@ pub fn apply(policy: &Policy, snapshots: &[Snapshot]) -> Vec<Decision> {
     }
     let mut out = Vec::new();
     for (_, mut group) in groups {
-        group.sort_by(|a, b| b.time.cmp(&a.time));
+        group.sort_by_key(|s| std::cmp::Reverse(s.time));
         let newest = group[0].time;
         let mut rules: Vec<(&str, Option<u32>, BucketFn, Option<i64>)> = vec![
             ("last", policy.keep_last, each, None),
@@ -95,7 +95,7 @@ pub fn apply(policy: &Policy, snapshots: &[Snapshot]) -> Vec<Decision> {
                 if *label == "last" || *last != Some(b) {
                     *n -= 1;
                     *last = Some(b);
-                    reasons.push(format!("{label}"));
+                    reasons.push(label.to_string());
                 }
             }
             if let Some(within) = policy.keep_within {

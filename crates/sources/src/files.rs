@@ -46,6 +46,10 @@ impl Source for FilesSource {
         let mut archiver = Archiver::new(backup, &self.exclude);
         let tree = archiver.save_paths(&self.paths)?;
         let paths: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
-        Ok(Captured { root: Root::Tree { tree }, meta: serde_json::json!({ "paths": paths }), warnings: archiver.warnings })
+        Ok(Captured {
+            root: Root::Tree { tree },
+            meta: serde_json::json!({ "paths": paths }),
+            warnings: archiver.warnings,
+        })
     }
 }

@@ -8,8 +8,8 @@ use bunker_sources::Source;
 
 use crate::cli::BackupArgs;
 use crate::context::Context;
-use crate::output::{json, size, Progress};
 use crate::exit;
+use crate::output::{json, size, Progress};
 
 pub fn run(ctx: &Context, args: BackupArgs) -> Result<i32> {
     let mut source: Box<dyn Source> = if args.stdin {
@@ -20,12 +20,8 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = ctx.lock(&repo, false, "backup")?;
     let (index, _) = repo.load_index()?;
-    let parent = repo
-        .load_snapshots()?
-        .into_iter()
-        .filter(|s| s.name == args.name)
-        .max_by_key(|s| s.time)
-        .and_then(|s| s.id);
+    let parent =
+        repo.load_snapshots()?.into_iter().filter(|s| s.name == args.name).max_by_key(|s| s.time).and_then(|s| s.id);
 
     let backup = Backup::start(&repo, Arc::new(index));
     let progress = Progress::new(ctx.progress(), &format!("backing up {}", args.name));

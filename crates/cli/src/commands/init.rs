@@ -14,7 +14,7 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<i32> {
     };
     let opts = InitOptions { chunker, compression_level: args.compression, pack_size: args.pack_size_mib << 20 };
     opts.validate()?;
-    let storage = ctx.storage()?;
+    let storage = bunker_engine::storage::Storage::create(&ctx.location()?)?;
     let pw = password("BUNKER_PASSWORD", "BUNKER_PASSWORD_FILE", "new repository password: ", true)?;
     let repo = Repository::init(storage, &pw, &opts)?;
     if ctx.global.json {

@@ -27,21 +27,31 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<i32> {
             } else {
                 for (id, k) in keys {
                     let mark = if id == repo.key_id() { "*" } else { " " };
-                    println!("{mark} {}  {}  {}@{}", id.short(), k.created.format("%Y-%m-%d %H:%M:%S"), k.username, k.host);
+                    println!(
+                        "{mark} {}  {}  {}@{}",
+                        id.short(),
+                        k.created.format("%Y-%m-%d %H:%M:%S"),
+                        k.username,
+                        k.host
+                    );
                 }
             }
         }
         KeyCommand::Remove { id } => {
             let _lock = ctx.lock(&repo, true, "key remove")?;
             let keys = list_keys(storage)?;
-            let matches: Vec<_> = keys.iter().filter(|(k, _)| k.to_hex().starts_with(&id.to_ascii_lowercase())).collect();
+            let matches: Vec<_> =
+                keys.iter().filter(|(k, _)| k.to_hex().starts_with(&id.to_ascii_lowercase())).collect();
             let target = match matches.as_slice() {
                 [one] => one.0,
                 [] => bail!("no key matches {id:?}; `bunker key list` shows them"),
                 _ => bail!("{id:?} matches several keys; give more characters"),
             };
             if target == repo.key_id() {
-                bail!("key {} is the one in use; open the repository with another password to remove it", target.short());
+                bail!(
+                    "key {} is the one in use; open the repository with another password to remove it",
+                    target.short()
+                );
             }
             storage.delete(&key_path(&target))?;
             println!("removed key {}", target.short());

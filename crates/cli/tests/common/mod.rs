@@ -93,7 +93,11 @@ impl Repo {
                     rd.flatten()
                         .map(|e| {
                             let m = e.metadata().expect("meta");
-                            if m.is_dir() { walk(&e.path()) } else { m.len() }
+                            if m.is_dir() {
+                                walk(&e.path())
+                            } else {
+                                m.len()
+                            }
                         })
                         .sum()
                 })
@@ -175,7 +179,13 @@ pub fn mixed_data(len: usize, seed: u64) -> Vec<u8> {
                 let mut s = String::with_capacity(n + 100);
                 while s.len() < n {
                     let id = rng.next_u32();
-                    s.push_str(&format!("{id}\tuser{}\tuser{}@example.com\t2026-{:02}-{:02}\n", id % 977, id % 131, id % 12 + 1, id % 28 + 1));
+                    s.push_str(&format!(
+                        "{id}\tuser{}\tuser{}@example.com\t2026-{:02}-{:02}\n",
+                        id % 977,
+                        id % 131,
+                        id % 12 + 1,
+                        id % 28 + 1
+                    ));
                 }
                 out.extend_from_slice(&s.as_bytes()[..n]);
             }

@@ -29,7 +29,10 @@ impl Location {
     pub fn parse(spec: &str) -> Result<Self> {
         let spec = spec.trim();
         if spec.is_empty() {
-            return Err(Error::invalid("repository", "empty location; give --repo PATH|file://PATH|s3://BUCKET/PREFIX"));
+            return Err(Error::invalid(
+                "repository",
+                "empty location; give --repo PATH|file://PATH|s3://BUCKET/PREFIX",
+            ));
         }
         if let Some(rest) = spec.strip_prefix("s3://") {
             return parse_s3(rest).map(Location::S3);

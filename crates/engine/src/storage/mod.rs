@@ -40,10 +40,22 @@ impl std::fmt::Debug for Storage {
 }
 
 impl Storage {
+    /// Opens storage for a new repository, creating a local directory if needed.
+    pub fn create(location: &Location) -> Result<Self> {
+        if let Location::Local(root) = location {
+            std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        }
+        Self::open(location)
+    }
+
+    /// Opens existing storage. A local directory that does not exist is no repository (and is not created).
     pub fn open(location: &Location) -> Result<Self> {
         let op = match location {
             Location::Local(root) => {
                 let root = absolute(root)?;
+                if !root.is_dir() {
+                    return Err(Error::NoRepository { location: root.display().to_string() });
+                }
                 let builder = opendal::services::Fs::default()
                     .root(&root.to_string_lossy())
                     // Whole files appear at once: a crash never leaves a half-written file under its name.
@@ -212,7 +224,7 @@ fn create_new_local(root: &std::path::Path, path: &str, data: &[u8]) -> Result<b
 }
 
 fn storage_err(op: &'static str, path: &str, source: opendal::Error) -> Error {
-    Error::Storage { op, path: path.to_string(), source }
+    Error::Storage { op, path: path.to_string(), source: Box::new(source) }
 }
 
 fn map_err(op: &'static str, path: &str, e: opendal::Error) -> Error {
