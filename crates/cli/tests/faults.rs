@@ -247,3 +247,29 @@ fn bad_input_gets_one_line_errors() {
     let out = repo.cmd(&["backup", "--stdin", "--name", "s", "--repo", "ftp://x"]).output().unwrap();
     assert!(stderr(&out).contains("unsupported scheme"));
 }
+
+#[test]
+fn sigint_during_backup_exits_130_without_snapshot_or_lock() {
+    use std::io::Write;
+    let repo = Repo::new();
+    let mut child = repo
+        .cmd(&["backup", "--stdin", "--name", "db"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Feed some data, then interrupt while the input is still open.
+    stdin.write_all(&random_data(20 << 20, 5)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // The backup notices at its next chunk.
+    let _ = stdin.write_all(&random_data(8 << 20, 6));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_eq!(repo.snapshot_count(), 0);
+    assert_eq!(std::fs::read_dir(repo.path.join("locks")).map(|d| d.count()).unwrap_or(0), 0, "lock left behind");
+    assert!(repo.run(&["check"]).status.success());
+}
