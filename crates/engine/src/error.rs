@@ -21,12 +21,13 @@ pub enum Error {
     #[error("repository is locked{mode} by {holder}; wait for it to finish, use --retry-lock DURATION, or `bunker unlock` if that process is gone")]
     Locked { mode: &'static str, holder: String },
 
-    #[error("storage error while trying to {op} {path}: {source}")]
+    #[error("storage error while trying to {op} {path}: {detail}")]
     Storage {
         op: &'static str,
         path: String,
-        #[source]
-        source: Box<opendal::Error>,
+        kind: opendal::ErrorKind,
+        /// One line: what the storage said, and a hint where we have one. Never raw responses.
+        detail: String,
     },
 
     #[error("{path} not found in the repository")]

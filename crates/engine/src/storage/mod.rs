@@ -84,6 +84,7 @@ impl Storage {
             .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(120)).with_io_timeout(Duration::from_secs(60)))
             .layer(
                 RetryLayer::new()
+                    .with_notify(RetryLog)
                     .with_jitter()
                     .with_min_delay(Duration::from_millis(retry_min_delay_ms()))
                     .with_max_delay(Duration::from_secs(10))
@@ -224,7 +225,58 @@ fn create_new_local(root: &std::path::Path, path: &str, data: &[u8]) -> Result<b
 }
 
 fn storage_err(op: &'static str, path: &str, source: opendal::Error) -> Error {
-    Error::Storage { op, path: path.to_string(), source: Box::new(source) }
+    Error::Storage { op, path: path.to_string(), kind: source.kind(), detail: describe(&source) }
+}
+
+/// A short, single-line account of a storage error: its kind, the service's message, the underlying
+/// cause (connection refused…), and what to do for the usual suspects. Raw responses and headers are left
+/// out (they are long, and a storage error must never echo request details).
+fn describe(e: &opendal::Error) -> String {
+    fn clip(s: &str, n: usize) -> String {
+        let one = s.split_whitespace().collect::<Vec<_>>().join(" ");
+        if one.chars().count() > n {
+            format!("{}…", one.chars().take(n).collect::<String>())
+        } else {
+            one
+        }
+    }
+    let mut out = e.kind().to_string();
+    if !e.message().is_empty() {
+        out.push_str(": ");
+        out.push_str(&clip(e.message(), 240));
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&clip(&c.to_string(), 160));
+        cause = c.source();
+    }
+    let hint = if e.message().contains("NoSuchBucket") {
+        " (the bucket does not exist: create it first)"
+    } else if e.kind() == ErrorKind::PermissionDenied {
+        " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy)"
+    } else if e.message().contains("send http request") {
+        " (cannot reach the storage: check the endpoint and the network)"
+    } else {
+        ""
+    };
+    out.push_str(hint);
+    out
+}
+
+/// Logs each retry as one concise line (the default would log the full error with its backtrace).
+struct RetryLog;
+
+impl opendal::layers::RetryInterceptor for RetryLog {
+    fn intercept(&self, event: opendal::layers::RetryEvent<'_>) {
+        tracing::warn!(
+            "storage {} failed ({}), retry {} in {:.1}s",
+            event.op,
+            describe(event.err),
+            event.attempt,
+            event.retry_after.as_secs_f64()
+        );
+    }
 }
 
 fn map_err(op: &'static str, path: &str, e: opendal::Error) -> Error {

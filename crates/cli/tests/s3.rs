@@ -1,0 +1,706 @@
+//! The S3 backend end to end, against moto's S3-compatible server on loopback.
+//!
+//! Every test starts its own `moto_server` (in-memory, so nothing leaks between tests) on a free port.
+//! The server is found through `BUNKER_MOTO_SERVER`, else `<workspace>/.venv/bin/moto_server` (what
+//! `scripts/ensure-moto.sh` installs), else `moto_server` on PATH. Without one the tests fail loudly:
+//! they are never skipped silently.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{RngCore, SeedableRng};
+
+const PASSWORD: &str = "correct horse battery staple";
+const STARTUP: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------------
+// moto
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn moto_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BUNKER_MOTO_SERVER").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "BUNKER_MOTO_SERVER={} does not exist", p.display());
+        return p;
+    }
+    let venv = workspace().join(".venv/bin/moto_server");
+    if venv.is_file() {
+        return venv;
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("moto_server");
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "moto_server not found (looked at $BUNKER_MOTO_SERVER, {}, and PATH): run scripts/ensure-moto.sh \
+         from the workspace root to install it into .venv",
+        venv.display()
+    );
+}
+
+/// A port free right now, never handed out twice in this process (tests run in parallel), and below the
+/// kernel's ephemeral range when possible, so no outgoing connection takes it while a server is down.
+fn free_port() -> u16 {
+    use rand::Rng;
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed = HANDED_OUT.lock().unwrap();
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let (lo, hi) = (15000, ephemeral_low.min(32768));
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = if lo < hi {
+            rng.gen_range(lo..hi)
+        } else {
+            TcpListener::bind("127.0.0.1:0").expect("bind a port").local_addr().unwrap().port()
+        };
+        if !handed.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed.push(port);
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1");
+}
+
+/// A `moto_server` child on 127.0.0.1, killed on drop.
+struct Moto {
+    child: Option<Child>,
+    port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        Self::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Moto {
+        let log = tempfile::NamedTempFile::new().expect("moto log file");
+        let child = Command::new(moto_server_bin())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("log"))
+            .stderr(log.reopen().expect("log"))
+            .spawn()
+            .expect("spawn moto_server");
+        let mut moto = Moto { child: Some(child), port, log };
+        moto.wait_ready();
+        moto
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
+                panic!("moto_server exited ({status}) before listening on {}:\n{}", self.port, self.log_text());
+            }
+            if Instant::now() > deadline {
+                panic!("moto_server did not listen on {} within {STARTUP:?}:\n{}", self.port, self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        create_bucket(self.port, bucket);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A plain, unsigned HTTP/1.1 request (moto accepts those for bucket creation). Returns status and body.
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to moto");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).and_then(|_| s.write_all(body)).expect("send request");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read response");
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    (status, text)
+}
+
+fn create_bucket(port: u16, bucket: &str) {
+    let (status, text) = http(port, "PUT", &format!("/{bucket}"), b"");
+    assert_eq!(status, 200, "creating bucket {bucket}: {text}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// bunker against an S3 location
+
+struct S3Repo {
+    dir: tempfile::TempDir,
+    endpoint: String,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Repo {
+    fn new(moto: &Moto, bucket: &str, prefix: &str) -> S3Repo {
+        Self::at(&moto.endpoint(), bucket, prefix)
+    }
+
+    fn at(endpoint: &str, bucket: &str, prefix: &str) -> S3Repo {
+        S3Repo {
+            dir: tempfile::tempdir().expect("tempdir"),
+            endpoint: endpoint.to_string(),
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn url(&self) -> String {
+        format!("s3://{}/{}?endpoint={}&region=us-east-1&path-style=true", self.bucket, self.prefix, self.endpoint)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bunker"));
+        c.args(args)
+            .env("BUNKER_REPO", self.url())
+            .env("BUNKER_PASSWORD", PASSWORD)
+            .env("BUNKER_CACHE_DIR", self.root().join("cache"))
+            .env("BUNKER_KDF_MEMORY_KIB", "1024")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            // Never look anywhere but the environment for credentials (no metadata service, no profile).
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .stdin(Stdio::null());
+        for var in [
+            "BUNKER_PASSWORD_FILE",
+            "BUNKER_PAUSE_AT",
+            "BUNKER_S3_PATH_STYLE",
+            "BUNKER_RETRY_MIN_DELAY_MS",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "http_proxy",
+            "HTTP_PROXY",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "all_proxy",
+            "ALL_PROXY",
+        ] {
+            c.env_remove(var);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run bunker")
+    }
+
+    /// Runs and asserts exit 0; returns stdout.
+    fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args);
+        assert!(out.status.success(), "bunker {args:?} on {} failed ({}): {}", self.url(), out.status, stderr(&out));
+        out.stdout
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = args.to_vec();
+        full.push("--json");
+        serde_json::from_slice(&self.ok(&full)).expect("json output")
+    }
+
+    /// Backs up `data` from stdin; returns the new snapshot's ID.
+    fn backup_bytes(&self, name: &str, data: &[u8]) -> String {
+        let input = self.root().join(format!("input-{name}"));
+        std::fs::write(&input, data).expect("write input");
+        let out = self
+            .cmd(&["backup", "--stdin", "--name", name, "--json"])
+            .stdin(std::fs::File::open(&input).expect("input"))
+            .output()
+            .expect("run backup");
+        let _ = std::fs::remove_file(&input);
+        assert!(out.status.success(), "backup failed: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["id"].as_str().expect("id").to_string()
+    }
+
+    fn dump(&self, selector: &str) -> Vec<u8> {
+        self.ok(&["dump", selector])
+    }
+
+    fn snapshots(&self) -> Vec<serde_json::Value> {
+        self.json(&["snapshots"]).as_array().expect("snapshots array").clone()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A bunker process in the background whose stderr is drained as it goes (a full pipe would stall it).
+struct Background {
+    child: Child,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Background {
+    fn spawn(mut cmd: Command) -> Background {
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn bunker");
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        });
+        Background { child, stderr: Some(stderr) }
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits with a bound; returns the exit status and stderr. Past the bound: kills it and panics.
+    fn wait(mut self, limit: Duration, what: &str) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status, self.stderr.take().unwrap().join().unwrap());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "{what} did not finish within {limit:?}; its stderr:\n{}",
+                    self.stderr.take().unwrap().join().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Deterministic data: alternating runs of random bytes and text-like rows (no long repeats).
+fn mixed_data(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(len);
+    let mut text = false;
+    while out.len() < len {
+        let n = (len - out.len()).min(192 * 1024);
+        if text {
+            let mut s = String::with_capacity(n + 128);
+            while s.len() < n {
+                let id = rng.next_u32();
+                s.push_str(&format!(
+                    "{id}\tcustomer-{}\tcustomer{}@example.org\t2026-{:02}-{:02}\t{}\n",
+                    id % 7919,
+                    id % 313,
+                    id % 12 + 1,
+                    id % 28 + 1,
+                    rng.next_u64()
+                ));
+            }
+            out.extend_from_slice(&s.as_bytes()[..n]);
+        } else {
+            let start = out.len();
+            out.resize(start + n, 0);
+            rng.fill_bytes(&mut out[start..]);
+        }
+        text = !text;
+    }
+    out
+}
+
+fn random_data(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+/// Asserts two trees hold the same directories, file bytes and symlink targets.
+fn assert_same_tree(a: &Path, b: &Path) {
+    let names = |d: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let (na, nb) = (names(a), names(b));
+    assert_eq!(na, nb, "entries differ between {} and {}", a.display(), b.display());
+    for name in na {
+        let (pa, pb) = (a.join(&name), b.join(&name));
+        let (ma, mb) = (std::fs::symlink_metadata(&pa).unwrap(), std::fs::symlink_metadata(&pb).unwrap());
+        let (ta, tb) = (ma.file_type(), mb.file_type());
+        if ta.is_symlink() {
+            assert!(tb.is_symlink(), "{} is not a symlink", pb.display());
+            assert_eq!(std::fs::read_link(&pa).unwrap(), std::fs::read_link(&pb).unwrap(), "{}", pb.display());
+        } else if ta.is_dir() {
+            assert!(tb.is_dir(), "{} is not a directory", pb.display());
+            assert_same_tree(&pa, &pb);
+        } else {
+            assert!(tb.is_file(), "{} is not a file", pb.display());
+            assert!(std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(), "{} differs", pb.display());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// tests
+
+#[test]
+fn s3_round_trip_dedup_check_and_file_tree() {
+    let moto = Moto::start();
+    moto.create_bucket("bunker-roundtrip");
+    let repo = S3Repo::new(&moto, "bunker-roundtrip", "team/backups");
+    repo.ok(&["init"]);
+
+    let data = mixed_data(20 << 20, 1);
+    let first = repo.backup_bytes("db", &data);
+    assert!(repo.dump("db:latest") == data, "dump differs from the input");
+    // From a fresh cache too: everything really comes from the bucket.
+    let fresh = repo.root().join("fresh-cache");
+    let out = repo.cmd(&["dump", &first]).env("BUNKER_CACHE_DIR", &fresh).output().unwrap();
+    assert!(out.status.success(), "dump with a fresh cache failed: {}", stderr(&out));
+    assert!(out.stdout == data, "dump with a fresh cache differs from the input");
+
+    let second = repo.backup_bytes("db", &data);
+    let snaps = repo.snapshots();
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    let new_bytes = |id: &str| {
+        let s = snaps.iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("snapshot {id} not listed"));
+        s["stats"]["bytes_new"].as_u64().expect("stats.bytes_new")
+    };
+    assert!(new_bytes(&first) > (data.len() / 2) as u64, "first backup stored too little: {}", new_bytes(&first));
+    assert!(new_bytes(&second) < 64 * 1024, "unchanged data added {} new bytes", new_bytes(&second));
+    assert!(repo.dump(&second) == data);
+
+    let out = repo.run(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(0), "check --read-data: {}", stderr(&out));
+
+    // A file tree: several files, a subdirectory, an empty file and a relative symlink.
+    let src = repo.root().join("site");
+    std::fs::create_dir_all(src.join("uploads/2026")).unwrap();
+    std::fs::write(src.join("state.bin"), random_data(1 << 20, 7)).unwrap();
+    std::fs::write(src.join("settings.toml"), b"[db]\nhost = \"db.internal\"\n").unwrap();
+    std::fs::write(src.join("uploads/2026/photo.jpg"), mixed_data(300 << 10, 8)).unwrap();
+    std::fs::write(src.join("uploads/empty"), b"").unwrap();
+    std::os::unix::fs::symlink("uploads/2026/photo.jpg", src.join("current")).unwrap();
+    repo.ok(&["backup", "--path", src.to_str().unwrap(), "--name", "files"]);
+    let out_dir = repo.root().join("restored");
+    repo.ok(&["restore", "files:latest", "--to", out_dir.to_str().unwrap()]);
+    assert_same_tree(&src, &out_dir.join("site"));
+    assert_eq!(std::fs::read_link(out_dir.join("site/current")).unwrap(), Path::new("uploads/2026/photo.jpg"));
+
+    let stats = repo.json(&["stats"]);
+    assert!(stats.is_object(), "stats --json: {stats}");
+}
+
+#[test]
+fn s3_forget_and_prune_keep_the_kept_snapshot_whole() {
+    let moto = Moto::start();
+    moto.create_bucket("bunker-prune");
+    let repo = S3Repo::new(&moto, "bunker-prune", "p");
+    repo.ok(&["init", "--pack-size-mib", "1"]);
+
+    let v1 = random_data(4 << 20, 21);
+    let mut v2 = v1.clone();
+    v2[(3 << 19)..(5 << 19)].copy_from_slice(&random_data(1 << 20, 22));
+    let v3 = mixed_data(4 << 20, 23);
+    for v in [&v1, &v2, &v3] {
+        repo.backup_bytes("db", v);
+    }
+    assert_eq!(repo.snapshots().len(), 3);
+
+    repo.ok(&["forget", "--keep-last", "1"]);
+    assert_eq!(repo.snapshots().len(), 1);
+    let report = repo.json(&["prune"]);
+    assert!(report["packs_deleted"].as_u64().unwrap() > 0, "prune deleted no pack: {report}");
+    assert!(report["bytes_freed"].as_u64().unwrap() > (4 << 20), "prune freed too little: {report}");
+    let again = repo.json(&["prune", "--dry-run"]);
+    assert_eq!(again["packs_deleted"], 0, "a second prune still finds garbage: {again}");
+
+    assert!(repo.dump("db:latest") == v3, "the kept snapshot no longer dumps its input");
+    let out = repo.run(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(0), "check --read-data after prune: {}", stderr(&out));
+}
+
+#[test]
+fn s3_errors_have_documented_exit_codes() {
+    let moto = Moto::start();
+    moto.create_bucket("bunker-errors");
+    let repo = S3Repo::new(&moto, "bunker-errors", "real/repo");
+    repo.ok(&["init"]);
+    repo.backup_bytes("db", b"some data");
+
+    // Initialising twice is refused.
+    let out = repo.run(&["init"]);
+    assert_eq!(out.status.code(), Some(1), "second init: {}", stderr(&out));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+
+    let out = repo.cmd(&["snapshots"]).env("BUNKER_PASSWORD", "not the password").output().unwrap();
+    assert_eq!(out.status.code(), Some(12), "wrong password: {}", stderr(&out));
+
+    // Another prefix of the same bucket: no repository there (also not the parent or a sibling).
+    for prefix in ["real/other", "real", "elsewhere"] {
+        let out = S3Repo::new(&moto, "bunker-errors", prefix).run(&["snapshots"]);
+        assert_eq!(out.status.code(), Some(10), "prefix {prefix}: {}", stderr(&out));
+        assert!(stderr(&out).contains("no bunker repository"), "{}", stderr(&out));
+    }
+
+    // A bucket that does not exist: a prompt failure (no retrying of a persistent error), on one line.
+    let missing = S3Repo::new(&moto, "no-such-bucket", "x");
+    for args in [&["snapshots"][..], &["init"][..]] {
+        let started = Instant::now();
+        let out = missing.run(args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?} on a missing bucket succeeded");
+        assert_ne!(out.status.code(), Some(10), "a missing bucket is not a missing repository: {err}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{args:?} took {:?}", started.elapsed());
+        assert!(err.contains("bunker: error"), "{err}");
+        assert!(err.contains("NoSuchBucket") || err.contains("no-such-bucket"), "{err}");
+        assert!(err.trim_end().lines().count() <= 2, "error is not one line: {err}");
+    }
+}
+
+/// The exclusive lock relies on `If-None-Match: *`: a second exclusive holder must be refused, not
+/// silently overwrite the first one's lock.
+#[test]
+fn s3_exclusive_lock_is_create_if_absent() {
+    let moto = Moto::start();
+    moto.create_bucket("bunker-lock");
+    let repo = S3Repo::new(&moto, "bunker-lock", "l");
+    repo.ok(&["init"]);
+    repo.backup_bytes("db", &random_data(1 << 20, 31));
+
+    let mut holder = repo
+        .cmd(&["prune"])
+        .env("BUNKER_PAUSE_AT", "prune-after-index")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn prune");
+    {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(holder.stderr.take().unwrap()).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("paused at prune-after-index") => break,
+                Some(Ok(_)) => continue,
+                _ => panic!("prune ended ({:?}) before holding the lock", holder.wait()),
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+    }
+
+    let out = repo.run(&["prune"]);
+    assert_eq!(out.status.code(), Some(11), "a second exclusive lock was granted: {}", stderr(&out));
+    assert!(stderr(&out).contains("prune"), "{}", stderr(&out));
+    let out = repo.run(&["backup", "--stdin", "--name", "x"]);
+    assert_eq!(out.status.code(), Some(11), "backup under an exclusive lock: {}", stderr(&out));
+
+    // The holder dies without unlocking: its lock is stale (dead pid on this host) and gets cleared.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    repo.ok(&["prune"]);
+    repo.ok(&["check"]);
+}
+
+/// A TCP forwarder in front of moto that can go down (refusing connections and cutting the open ones)
+/// and come back, so a test can put an outage exactly where it wants one.
+struct Flaky {
+    port: u16,
+    up: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    /// Bytes forwarded from clients to the server so far.
+    sent: Arc<AtomicU64>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flaky {
+    fn new(upstream: u16, up: bool) -> Flaky {
+        let port = free_port();
+        let up = Arc::new(AtomicBool::new(up));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let thread = {
+            let (up, stop, sent, conns) = (up.clone(), stop.clone(), sent.clone(), conns.clone());
+            std::thread::spawn(move || {
+                let mut listener: Option<TcpListener> = None;
+                while !stop.load(Ordering::SeqCst) {
+                    let is_up = up.load(Ordering::SeqCst);
+                    if is_up && listener.is_none() {
+                        let l = TcpListener::bind(("127.0.0.1", port)).expect("rebind the forwarder's port");
+                        l.set_nonblocking(true).unwrap();
+                        listener = Some(l);
+                    } else if !is_up && listener.is_some() {
+                        listener = None;
+                        for c in conns.lock().unwrap().drain(..) {
+                            let _ = c.shutdown(Shutdown::Both);
+                        }
+                    }
+                    let accepted = listener.as_ref().map(|l| l.accept());
+                    match accepted {
+                        Some(Ok((client, _))) => {
+                            client.set_nonblocking(false).unwrap();
+                            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                            {
+                                let mut cs = conns.lock().unwrap();
+                                cs.push(client.try_clone().unwrap());
+                                cs.push(server.try_clone().unwrap());
+                            }
+                            pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), Some(sent.clone()));
+                            pipe(server, client, None);
+                        }
+                        _ => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        Flaky { port, up, stop, sent, conns, thread: Some(thread) }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Flaky {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Copies one direction of a connection on its own thread; closes both ends when either does.
+fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>) {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if let Some(c) = &count {
+                        c.fetch_add(n as u64, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+/// Transient failures are retried: `init` started while the server is unreachable succeeds once it
+/// comes back, and a backup whose uploads are cut mid-transfer by an outage completes intact.
+#[test]
+fn s3_transient_outages_are_retried() {
+    let moto = Moto::start();
+    moto.create_bucket("bunker-flaky");
+    let flaky = Flaky::new(moto.port, false);
+    let repo = S3Repo::at(&flaky.endpoint(), "bunker-flaky", "f");
+    let retrying = |args: &[&str]| {
+        let mut c = repo.cmd(args);
+        c.env("BUNKER_RETRY_MIN_DELAY_MS", "500");
+        c
+    };
+
+    // 1. The server is down (connections refused) when init starts; it comes back 1.5 s later.
+    let mut init = Background::spawn(retrying(&["init", "--pack-size-mib", "2"]));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(init.running(), "init gave up while the server was down");
+    flaky.set_up(true);
+    let (status, err) = init.wait(Duration::from_secs(60), "init");
+    assert!(status.success(), "init did not survive the outage ({status}): {err}");
+
+    // 2. An outage in the middle of a backup's uploads: open connections are cut, new ones refused.
+    let data = mixed_data(12 << 20, 41);
+    let input = repo.root().join("input");
+    std::fs::write(&input, &data).unwrap();
+    let before = flaky.sent.load(Ordering::SeqCst);
+    let mut cmd = retrying(&["backup", "--stdin", "--name", "db"]);
+    cmd.stdin(std::fs::File::open(&input).unwrap());
+    let mut backup = Background::spawn(cmd);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while flaky.sent.load(Ordering::SeqCst) < before + (3 << 20) {
+        assert!(backup.running(), "backup finished before the outage could start");
+        assert!(Instant::now() < deadline, "backup uploaded nothing in 60 s");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    flaky.set_up(false);
+    std::thread::sleep(Duration::from_millis(1500));
+    flaky.set_up(true);
+    let (status, err) = backup.wait(Duration::from_secs(120), "backup");
+    assert!(status.success(), "backup did not survive the outage ({status}): {err}");
+
+    assert!(repo.dump("db:latest") == data, "dump after the outage differs from the input");
+    let out = repo.run(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(0), "check --read-data after the outage: {}", stderr(&out));
+}
