@@ -126,5 +126,6 @@ row "repo size bunker (du -sb)" "$(mib "$BUNKER_DU")"
 row "repo size restic (du -sb)" "$(mib "$RESTIC_DU")"
 row "zstd -3 output size" "$(mib "$ZSTD_SIZE")"
 row "bunker dump round trip" "$ROUNDTRIP"
-row "CPU s used by other processes" "$OTHER of $AVAIL" "" "$(awk -v o="$OTHER" -v a="$AVAIL" 'BEGIN { if (o > 0.05 * a) print "busy machine: wall-clock numbers are skewed" }')"
+# Kernel writeback of the repositories counts here too (~10% on an idle machine).
+row "CPU s not ours (others, kernel)" "$OTHER of $AVAIL" "" "$(awk -v o="$OTHER" -v a="$AVAIL" 'BEGIN { if (o > 0.15 * a) print "busy machine? wall-clock numbers may be skewed" }')"
 exit 0
