@@ -10,6 +10,7 @@ mod output;
 use clap::Parser;
 
 fn main() {
+    tune_allocator();
     let args = cli::Cli::parse();
     init_logging(args.global.verbose, args.global.quiet);
     exit::install_signal_handlers();
@@ -21,6 +22,19 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The pipeline allocates and frees megabyte-sized buffers (chunks, sealed blobs, packs) all the time.
+/// glibc's default hands such blocks back to the kernel and faults fresh pages in on the next one; on a
+/// VM that page-fault traffic costs more CPU than sealing the data. Keeping freed memory for reuse makes
+/// it cheap; peak memory is bounded by the pipeline anyway.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
 }
 
 fn init_logging(verbose: u8, quiet: bool) {

@@ -53,6 +53,8 @@ struct Shared {
     failed: AtomicBool,
     error: Mutex<Option<Error>>,
     written: Mutex<Vec<(FileId, Vec<PackedBlob>)>>,
+    /// Buffers of uploaded data packs, handed back to the packer: fresh 20 MiB buffers cost page faults.
+    spare_buffers: Mutex<Vec<Vec<u8>>>,
     counters: Counters,
 }
 
@@ -105,6 +107,7 @@ impl<'r> Backup<'r> {
             failed: AtomicBool::new(false),
             error: Mutex::new(None),
             written: Mutex::new(Vec::new()),
+            spare_buffers: Mutex::new(Vec::new()),
             counters: Counters::default(),
         });
         let (job_tx, job_rx) = bounded::<Job>(workers * 2);
@@ -118,7 +121,8 @@ impl<'r> Backup<'r> {
         }
         drop(blob_tx);
         let pack_size = repo.config().pack_size as usize;
-        threads.push(spawn("bunker-packer", move || packer(blob_rx, pack_tx, pack_size)));
+        let packer_shared = shared.clone();
+        threads.push(spawn("bunker-packer", move || packer(blob_rx, pack_tx, pack_size, packer_shared)));
         for _ in 0..uploaders {
             let (rx, shared, storage) = (pack_rx.clone(), shared.clone(), repo.storage().clone());
             threads.push(spawn("bunker-upload", move || uploader(rx, shared, storage)));
@@ -279,16 +283,21 @@ fn worker(jobs: Receiver<Job>, blobs: Sender<SealedBlob>, shared: Arc<Shared>, l
     }
 }
 
-fn packer(blobs: Receiver<SealedBlob>, packs: Sender<PackBuilder>, pack_size: usize) {
+fn packer(blobs: Receiver<SealedBlob>, packs: Sender<PackBuilder>, pack_size: usize, shared: Arc<Shared>) {
     let capacity = pack_size + pack_size / 4;
-    let mut data = PackBuilder::new(BlobKind::Data, capacity);
+    let fresh_data_pack = || match shared.spare_buffers.lock().expect("spare buffers").pop() {
+        Some(buf) => PackBuilder::reusing(BlobKind::Data, buf),
+        None => PackBuilder::new(BlobKind::Data, capacity),
+    };
+    let mut data = fresh_data_pack();
     let mut meta = PackBuilder::new(BlobKind::Meta, 0);
     for blob in blobs {
         let open = if blob.kind == BlobKind::Data { &mut data } else { &mut meta };
         open.add(blob);
         if open.len() >= pack_size {
-            let cap = if open.kind == BlobKind::Data { capacity } else { 0 };
-            let full = std::mem::replace(open, PackBuilder::new(open.kind, cap));
+            let next =
+                if open.kind == BlobKind::Data { fresh_data_pack() } else { PackBuilder::new(BlobKind::Meta, 0) };
+            let full = std::mem::replace(open, next);
             if packs.send(full).is_err() {
                 return;
             }
@@ -306,9 +315,14 @@ fn uploader(packs: Receiver<PackBuilder>, shared: Arc<Shared>, storage: Storage)
         if shared.failed.load(Ordering::Relaxed) {
             continue;
         }
+        let kind = pack.kind;
         let (id, bytes, blobs) = pack.finish(&shared.crypto);
+        let ours = bytes.clone();
         match storage.write(&pack_path(&id), bytes) {
             Ok(()) => {
+                if let (BlobKind::Data, Ok(buf)) = (kind, ours.try_into_mut()) {
+                    shared.spare_buffers.lock().expect("spare buffers").push(buf.into());
+                }
                 shared.written.lock().expect("written").push((id, blobs));
                 pause_point("backup-pack-uploaded");
             }

@@ -18,7 +18,7 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        ChunkerParams { min_size: 256 * 1024, avg_size: 1024 * 1024, max_size: 4 * 1024 * 1024 }
+        ChunkerParams { min_size: 512 * 1024, avg_size: 1024 * 1024, max_size: 4 * 1024 * 1024 }
     }
 }
 
@@ -49,12 +49,14 @@ pub struct Chunker<R> {
     pos: usize,
     eof: bool,
     read_size: usize,
+    /// Earlier buffers, reused once every chunk cut from them is gone (no zero-filling, no page faults).
+    retired: Vec<Bytes>,
 }
 
 impl<R: Read> Chunker<R> {
     pub fn new(reader: R, params: ChunkerParams, seed: u64) -> Self {
         let read_size = (params.max_size as usize * 4).max(8 << 20);
-        Chunker { reader, params, seed, buf: Bytes::new(), pos: 0, eof: false, read_size }
+        Chunker { reader, params, seed, buf: Bytes::new(), pos: 0, eof: false, read_size, retired: Vec::new() }
     }
 
     /// The next chunk, `None` at the end of input.
@@ -83,13 +85,17 @@ impl<R: Read> Chunker<R> {
         }
     }
 
-    /// Moves the unconsumed tail into a fresh buffer and fills the rest from the reader.
+    /// Moves the unconsumed tail into a fresh (or recycled) buffer and fills the rest from the reader.
     fn refill(&mut self) -> std::io::Result<()> {
-        let tail = &self.buf[self.pos..];
-        let mut next = BytesMut::with_capacity(self.read_size.max(tail.len() * 2));
-        next.extend_from_slice(tail);
-        let mut filled = next.len();
-        next.resize(next.capacity(), 0);
+        let tail_len = self.buf.len() - self.pos;
+        let want = self.read_size.max(tail_len * 2);
+        let mut next = self.recycled(want).unwrap_or_else(|| {
+            let mut b = BytesMut::with_capacity(want);
+            b.resize(want, 0);
+            b
+        });
+        next[..tail_len].copy_from_slice(&self.buf[self.pos..]);
+        let mut filled = tail_len;
         while filled < next.len() {
             match self.reader.read(&mut next[filled..]) {
                 Ok(0) => {
@@ -102,9 +108,21 @@ impl<R: Read> Chunker<R> {
             }
         }
         next.truncate(filled);
-        self.buf = next.freeze();
+        let old = std::mem::replace(&mut self.buf, next.freeze());
+        if self.retired.len() < 4 && !old.is_empty() {
+            self.retired.push(old);
+        }
         self.pos = 0;
         Ok(())
+    }
+
+    /// A retired buffer of at least `len` bytes that no chunk refers to any more. Its bytes are already
+    /// initialised, so it is reused as it is: no zero-filling, no fresh pages from the kernel.
+    fn recycled(&mut self, len: usize) -> Option<BytesMut> {
+        let at = self.retired.iter().position(|b| b.len() >= len && b.is_unique())?;
+        let mut buf = self.retired.swap_remove(at).try_into_mut().ok()?;
+        buf.truncate(len);
+        Some(buf)
     }
 }
 
