@@ -66,7 +66,7 @@ pub struct InitArgs {
     /// zstd level for stored chunks (1–22)
     #[arg(long, default_value_t = 3)]
     pub compression: i32,
-    /// Chunk sizes MIN,AVG,MAX in bytes, K or M suffixes allowed (default 256K,1M,4M)
+    /// Chunk sizes MIN,AVG,MAX in bytes, K or M suffixes allowed (default 512K,1M,4M)
     #[arg(long, value_parser = parse_chunk_sizes)]
     pub chunk_sizes: Option<[u32; 3]>,
     /// Target pack size in MiB (1–256)

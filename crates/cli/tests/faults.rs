@@ -71,14 +71,14 @@ fn password_file_and_key_slots() {
 #[test]
 fn flipped_byte_and_truncated_pack_are_found_and_named() {
     let repo = Repo::with_init_args(&["--pack-size-mib", "1"]);
-    let a = repo.backup_bytes("a", &random_data(3 << 20, 1));
-    let b = repo.backup_bytes("b", &random_data(3 << 20, 2));
+    let a = repo.backup_bytes("a", &random_data(6 << 20, 1));
+    let b = repo.backup_bytes("b", &random_data(6 << 20, 2));
     repo.ok(&["check", "--read-data"]);
     let packs = repo.packs();
     assert!(packs.len() >= 4);
 
     // Flip one byte in the middle of a data pack of a: plain check can't see it, --read-data must.
-    let a_bytes = random_data(3 << 20, 1);
+    let a_bytes = random_data(6 << 20, 1);
     let victim = packs
         .iter()
         .find(|p| {
@@ -112,7 +112,7 @@ fn flipped_byte_and_truncated_pack_are_found_and_named() {
     assert!(stderr(&out).contains("damaged data"), "{}", stderr(&out));
 
     // Truncate a pack of b: even the structural check sees its size is wrong.
-    let b_bytes = random_data(3 << 20, 2);
+    let b_bytes = random_data(6 << 20, 2);
     let victim_b = packs
         .iter()
         .filter(|p| *p != victim)

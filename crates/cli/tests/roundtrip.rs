@@ -11,8 +11,8 @@ use common::*;
 fn streams_of_edge_sizes_round_trip() {
     let repo = Repo::new();
     let k = 1024;
-    // Empty, one byte, and each side of the default chunk bounds (256 KiB min, 4 MiB max).
-    for (i, len) in [0, 1, 256 * k - 1, 256 * k, 256 * k + 1, 4096 * k - 1, 4096 * k, 4096 * k + 1, 8192 * k + 7]
+    // Empty, one byte, and each side of the default chunk bounds (512 KiB min, 4 MiB max).
+    for (i, len) in [0, 1, 512 * k - 1, 512 * k, 512 * k + 1, 4096 * k - 1, 4096 * k, 4096 * k + 1, 8192 * k + 7]
         .into_iter()
         .enumerate()
     {

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::{RngCore, SeedableRng};
+mod common;
+
+use common::{mixed_data, random_data};
 
 const PASSWORD: &str = "correct horse battery staple";
 const STARTUP: Duration = Duration::from_secs(30);
@@ -330,43 +332,6 @@ impl Drop for Background {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Deterministic data: alternating runs of random bytes and text-like rows (no long repeats).
-fn mixed_data(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut out = Vec::with_capacity(len);
-    let mut text = false;
-    while out.len() < len {
-        let n = (len - out.len()).min(192 * 1024);
-        if text {
-            let mut s = String::with_capacity(n + 128);
-            while s.len() < n {
-                let id = rng.next_u32();
-                s.push_str(&format!(
-                    "{id}\tcustomer-{}\tcustomer{}@example.org\t2026-{:02}-{:02}\t{}\n",
-                    id % 7919,
-                    id % 313,
-                    id % 12 + 1,
-                    id % 28 + 1,
-                    rng.next_u64()
-                ));
-            }
-            out.extend_from_slice(&s.as_bytes()[..n]);
-        } else {
-            let start = out.len();
-            out.resize(start + n, 0);
-            rng.fill_bytes(&mut out[start..]);
-        }
-        text = !text;
-    }
-    out
-}
-
-fn random_data(len: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
-    v
 }
 
 /// Asserts two trees hold the same directories, file bytes and symlink targets.

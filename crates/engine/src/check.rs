@@ -8,8 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::crypto::SEAL_OVERHEAD;
 use crate::error::Result;
 use crate::id::FileId;
-use crate::index::Index;
-use crate::pack::{open_blob, pack_path, parse_header};
+use crate::pack::{open_blob, pack_id_from_path, pack_path, parse_header};
 use crate::repository::{FileKind, Repository};
 use crate::restorer::Restorer;
 use crate::walk::{collect_blobs, BlobSet};
@@ -44,26 +43,16 @@ impl CheckReport {
 
 pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    // Packs as their index files list them (a blob stored twice by concurrent backups is in two packs;
-    // the in-memory index keeps one location, so sizes and headers are checked against the listings).
-    let mut listed: BTreeMap<FileId, Vec<crate::pack::PackedBlob>> = BTreeMap::new();
-    for id in repo.list_files(FileKind::Index)? {
-        match repo.load_file(FileKind::Index, &id).and_then(|p| crate::index::decode(&p, &id.short())) {
-            Ok(packs) => packs.into_iter().for_each(|(p, b)| {
-                listed.entry(p).or_insert(b);
-            }),
-            Err(e) => report.errors.push(format!("index {id}: {e}")),
-        }
+    let listing = repo.load_pack_listing()?;
+    for (id, e) in &listing.unreadable {
+        report.errors.push(format!("index {id}: {e}"));
     }
-    let mut index = Index::new();
-    for (pack, blobs) in &listed {
-        index.add_pack(*pack, blobs);
-    }
+    let index = listing.index();
     report.blobs = index.blob_count();
 
     // Packs: present, and of the size their index entries imply.
     let stored: HashMap<String, u64> = repo.storage().list("data")?.into_iter().map(|o| (o.path, o.size)).collect();
-    let by_pack: Vec<(FileId, Vec<crate::pack::PackedBlob>)> = listed.into_iter().collect();
+    let by_pack: Vec<(FileId, Vec<crate::pack::PackedBlob>)> = listing.packs.into_iter().collect();
     report.packs = by_pack.len();
     let mut damaged: BTreeSet<FileId> = BTreeSet::new();
     for (pack, blobs) in &by_pack {
@@ -84,8 +73,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
         }
     }
     for path in stored.keys() {
-        let name = path.rsplit('/').next().unwrap_or(path);
-        if FileId::from_hex(name).map(|id| !index.has_pack(&id)).unwrap_or(true) {
+        if pack_id_from_path(path).is_none_or(|id| !index.has_pack(&id)) {
             report
                 .warnings
                 .push(format!("{path} is in no index (left by an interrupted backup; `bunker prune` removes it)"));

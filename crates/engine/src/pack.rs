@@ -126,6 +126,11 @@ pub fn pack_path(id: &FileId) -> String {
     format!("data/{}/{}", &hex[..2], hex)
 }
 
+/// The pack ID in a storage path `data/xx/<id>`, if it is one.
+pub fn pack_id_from_path(path: &str) -> Option<FileId> {
+    path.strip_prefix("data/").and_then(|rest| rest.rsplit('/').next()).and_then(|name| FileId::from_hex(name).ok())
+}
+
 /// A pack being filled.
 pub struct PackBuilder {
     pub kind: BlobKind,

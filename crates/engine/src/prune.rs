@@ -4,14 +4,13 @@
 //! any point leaves either the old index (all packs still there) or the new one (all its packs written):
 //! nothing referenced is ever lost; leftovers are removed by the next prune.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use crate::error::Result;
 use crate::failpoint::pause_point;
 use crate::id::{FileId, IdBuildHasher};
-use crate::index::Index;
-use crate::pack::{open_blob, pack_path, BlobKind, PackBuilder, PackedBlob, SealedBlob};
-use crate::repository::{FileKind, Repository};
+use crate::pack::{open_blob, pack_id_from_path, pack_path, BlobKind, PackBuilder, PackedBlob, SealedBlob};
+use crate::repository::Repository;
 use crate::restorer::Restorer;
 use crate::walk::{collect_blobs, BlobSet};
 
@@ -31,17 +30,14 @@ pub struct PruneReport {
 
 pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
     let storage = repo.storage();
-    let index_files = repo.list_files(FileKind::Index)?;
-    let mut listed: BTreeMap<FileId, Vec<PackedBlob>> = BTreeMap::new();
-    for id in &index_files {
-        for (pack, blobs) in crate::index::decode(&repo.load_file(FileKind::Index, id)?, &id.short())? {
-            listed.entry(pack).or_insert(blobs);
-        }
+    let listing = repo.load_pack_listing()?;
+    if let Some((id, e)) = listing.unreadable.first() {
+        // Deleting with part of the index unknown could delete packs that only it lists.
+        return Err(crate::Error::Corrupt(format!("index {id} cannot be read ({e}); refusing to prune")));
     }
-    let mut index = Index::new();
-    for (pack, blobs) in &listed {
-        index.add_pack(*pack, blobs);
-    }
+    let index = listing.index();
+    let index_files = listing.files;
+    let listed = listing.packs;
     let mut used = BlobSet::default();
     let restorer = Restorer::new(repo, &index);
     for snap in repo.load_snapshots()? {
@@ -74,10 +70,7 @@ pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
     let kept_packs: HashSet<FileId> = keep.iter().map(|(p, _)| *p).collect();
     let doomed: Vec<(String, u64)> = stored
         .iter()
-        .filter(|o| {
-            let name = o.path.rsplit('/').next().unwrap_or("");
-            FileId::from_hex(name).map(|id| !kept_packs.contains(&id)).unwrap_or(false)
-        })
+        .filter(|o| pack_id_from_path(&o.path).is_some_and(|id| !kept_packs.contains(&id)))
         .map(|o| (o.path.clone(), o.size))
         .collect();
     report.packs_kept = keep.len();
@@ -104,8 +97,7 @@ pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
     pause_point("prune-after-index-delete");
     let new_packs: HashSet<FileId> = new_index.iter().map(|(p, _)| *p).collect();
     for (path, _) in doomed {
-        let name = path.rsplit('/').next().unwrap_or("");
-        if FileId::from_hex(name).map(|id| new_packs.contains(&id)).unwrap_or(false) {
+        if pack_id_from_path(&path).is_some_and(|id| new_packs.contains(&id)) {
             continue;
         }
         storage.delete(&path)?;

@@ -186,6 +186,24 @@ impl Repository {
         }
     }
 
+    /// Every pack as the index files list it. A blob stored twice (concurrent backups) is in two packs,
+    /// and the in-memory [`Index`] keeps one location; checking and pruning need the full listings.
+    /// Index files that cannot be read are returned apart, for the caller to report or refuse.
+    pub fn load_pack_listing(&self) -> Result<PackListing> {
+        let mut listing = PackListing { files: self.list_files(FileKind::Index)?, ..Default::default() };
+        for id in listing.files.clone() {
+            match self.load_file(FileKind::Index, &id).and_then(|p| index::decode(&p, &id.short())) {
+                Ok(packs) => {
+                    for (pack, blobs) in packs {
+                        listing.packs.entry(pack).or_insert(blobs);
+                    }
+                }
+                Err(e) => listing.unreadable.push((id, e)),
+            }
+        }
+        Ok(listing)
+    }
+
     pub fn save_index(&self, packs: &[(FileId, Vec<crate::pack::PackedBlob>)]) -> Result<FileId> {
         self.save_file(FileKind::Index, &index::encode(packs))
     }
@@ -229,6 +247,24 @@ impl Repository {
             Error::Corrupt(m) => Error::Corrupt(format!("{m} (in pack {})", loc.pack)),
             other => other,
         })
+    }
+}
+
+#[derive(Default)]
+pub struct PackListing {
+    pub packs: std::collections::BTreeMap<FileId, Vec<crate::pack::PackedBlob>>,
+    /// The index files read.
+    pub files: Vec<FileId>,
+    pub unreadable: Vec<(FileId, Error)>,
+}
+
+impl PackListing {
+    pub fn index(&self) -> Index {
+        let mut idx = Index::new();
+        for (pack, blobs) in &self.packs {
+            idx.add_pack(*pack, blobs);
+        }
+        idx
     }
 }
 
