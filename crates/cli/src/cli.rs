@@ -160,17 +160,23 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 
 #[derive(Args, Debug)]
 pub struct ForgetArgs {
-    #[arg(long)]
+    /// Keep the N newest snapshots
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_last: Option<u32>,
-    #[arg(long)]
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_hourly: Option<u32>,
-    #[arg(long)]
+    /// Keep the newest snapshot of each of the last N days that have one
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_daily: Option<u32>,
-    #[arg(long)]
+    /// … of the last N ISO weeks
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_weekly: Option<u32>,
-    #[arg(long)]
+    /// … of the last N months
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_monthly: Option<u32>,
-    #[arg(long)]
+    /// … of the last N years
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_yearly: Option<u32>,
     /// Keep every snapshot younger than this, counted back from the newest (e.g. 7d, 2w)
     #[arg(long, value_parser = humantime::parse_duration)]

@@ -273,3 +273,74 @@ fn sigint_during_backup_exits_130_without_snapshot_or_lock() {
     assert_eq!(std::fs::read_dir(repo.path.join("locks")).map(|d| d.count()).unwrap_or(0), 0, "lock left behind");
     assert!(repo.run(&["check"]).status.success());
 }
+
+#[test]
+fn a_backup_that_lost_its_lock_commits_nothing() {
+    let repo = Repo::new();
+    let input = repo.root.join("in");
+    std::fs::write(&input, mixed_data(3 << 20, 3)).unwrap();
+    let mut child = repo
+        .cmd(&["backup", "--stdin", "--name", "db"])
+        .env("BUNKER_PAUSE_AT", "backup-before-index")
+        .env("BUNKER_PAUSE_FOR_MS", "1500")
+        .stdin(std::fs::File::open(&input).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it holds its lock and is about to commit, then take the lock away (as a prune that
+    // wrongly judged it stale would).
+    use std::io::BufRead;
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("paused at backup-before-index") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "backup ended before its commit");
+    }
+    for l in std::fs::read_dir(repo.path.join("locks")).unwrap().flatten() {
+        std::fs::remove_file(l.path()).unwrap();
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(rest.contains("lost the repository lock"), "{rest}");
+    assert_eq!(repo.snapshot_count(), 0);
+}
+
+#[test]
+fn prune_refuses_when_a_needed_pack_is_missing() {
+    let repo = Repo::with_init_args(&["--pack-size-mib", "1"]);
+    let data = random_data(6 << 20, 4);
+    repo.backup_bytes("db", &data);
+    let packs = repo.packs();
+    let victim = packs.iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    std::fs::remove_file(victim).unwrap();
+    let out = repo.run(&["prune"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("refusing to prune"), "{}", stderr(&out));
+    assert_eq!(repo.packs().len(), packs.len() - 1, "prune deleted packs although it refused");
+}
+
+#[test]
+fn restore_with_force_replaces_symlinks_instead_of_writing_through_them() {
+    let repo = Repo::new();
+    let src = repo.root.join("src");
+    std::fs::create_dir_all(src.join("conf")).unwrap();
+    std::fs::write(src.join("conf/app.toml"), b"restored\n").unwrap();
+    repo.ok(&["backup", "--path", src.to_str().unwrap(), "--name", "files"]);
+
+    let victim = repo.root.join("victim");
+    std::fs::write(&victim, b"precious\n").unwrap();
+    let victim_dir = repo.root.join("victim-dir");
+    std::fs::create_dir(&victim_dir).unwrap();
+    let out = repo.root.join("out");
+    std::fs::create_dir_all(out.join("src")).unwrap();
+    std::os::unix::fs::symlink(&victim_dir, out.join("src/conf")).unwrap();
+    std::fs::create_dir_all(out.join("other")).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("other/x")).unwrap();
+    repo.ok(&["restore", "files:latest", "--to", out.to_str().unwrap(), "--force"]);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n");
+    assert!(std::fs::read_dir(&victim_dir).unwrap().next().is_none(), "wrote through a symlinked directory");
+    assert!(std::fs::symlink_metadata(out.join("src/conf")).unwrap().is_dir());
+    assert_eq!(std::fs::read(out.join("src/conf/app.toml")).unwrap(), b"restored\n");
+}

@@ -167,8 +167,17 @@ fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
 }
 
 fn create_bucket(port: u16, bucket: &str) {
-    let (status, text) = http(port, "PUT", &format!("/{bucket}"), b"");
-    assert_eq!(status, 200, "creating bucket {bucket}: {text}");
+    // A server that has just started can still reset the first connections under load: retry a little.
+    for attempt in 1.. {
+        match std::panic::catch_unwind(|| http(port, "PUT", &format!("/{bucket}"), b"")) {
+            Ok((status, text)) => {
+                assert_eq!(status, 200, "creating bucket {bucket}: {text}");
+                return;
+            }
+            Err(e) if attempt >= 10 => std::panic::resume_unwind(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::failpoint::pause_point;
 use crate::id::{BlobId, FileId, IdBuildHasher};
 use crate::index::Index;
+use crate::lock::LockGuard;
 use crate::pack::{pack_path, seal_blob, BlobKind, PackBuilder, PackedBlob, SealedBlob};
 use crate::repository::Repository;
 use crate::snapshot::{Root, Snapshot, SnapshotStats};
@@ -85,6 +86,7 @@ struct Job {
 /// One backup in progress. Drop it without `commit` and nothing but orphan packs remains.
 pub struct Backup<'r> {
     repo: &'r Repository,
+    lock: &'r LockGuard,
     shared: Arc<Shared>,
     jobs: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
@@ -94,7 +96,8 @@ pub struct Backup<'r> {
 
 impl<'r> Backup<'r> {
     /// Starts the pipeline's threads. `known` is the repository's index: blobs in it are not stored again.
-    pub fn start(repo: &'r Repository, known: Arc<Index>) -> Backup<'r> {
+    /// `lock` is the shared lock the backup runs under; it is verified before anything becomes visible.
+    pub fn start(repo: &'r Repository, lock: &'r LockGuard, known: Arc<Index>) -> Backup<'r> {
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let uploaders = match repo.storage().location() {
             crate::storage::Location::Local(_) => 2,
@@ -127,7 +130,7 @@ impl<'r> Backup<'r> {
             let (rx, shared, storage) = (pack_rx.clone(), shared.clone(), repo.storage().clone());
             threads.push(spawn("bunker-upload", move || uploader(rx, shared, storage)));
         }
-        Backup { repo, shared, jobs: Some(job_tx), threads, in_flight: workers * 4, started: Instant::now() }
+        Backup { repo, lock, shared, jobs: Some(job_tx), threads, in_flight: workers * 4, started: Instant::now() }
     }
 
     /// Bytes read so far, for progress display.
@@ -197,7 +200,9 @@ impl<'r> Backup<'r> {
     fn drain(&mut self) -> Result<Vec<(FileId, Vec<PackedBlob>)>> {
         self.jobs.take();
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            if t.join().is_err() {
+                self.shared.fail(Error::Corrupt("a backup pipeline thread panicked".into()));
+            }
         }
         if self.shared.failed.load(Ordering::SeqCst) {
             return Err(self.shared.take_error());
@@ -211,10 +216,12 @@ impl<'r> Backup<'r> {
         let written = self.drain()?;
         if !written.is_empty() {
             pause_point("backup-before-index");
+            self.lock.verify()?;
             self.repo.save_index(&written)?;
         }
         pause_point("backup-before-snapshot");
         crate::interrupt::check()?;
+        self.lock.verify()?;
         let c = &self.shared.counters;
         let mut snapshot = Snapshot {
             id: None,

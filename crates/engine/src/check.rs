@@ -5,10 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::crypto::SEAL_OVERHEAD;
 use crate::error::Result;
 use crate::id::FileId;
-use crate::pack::{open_blob, pack_id_from_path, pack_path, parse_header};
+use crate::pack::{expected_pack_size, open_blob, pack_id_from_path, pack_path, parse_header};
 use crate::repository::{FileKind, Repository};
 use crate::restorer::Restorer;
 use crate::walk::{collect_blobs, BlobSet};
@@ -43,6 +42,9 @@ impl CheckReport {
 
 pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     let mut report = CheckReport::default();
+    // Snapshots are listed before the index: a backup committing meanwhile adds an index file first,
+    // so every snapshot seen here has its blobs in an index read below.
+    let snapshot_ids = repo.list_files(FileKind::Snapshot)?;
     let listing = repo.load_pack_listing()?;
     for (id, e) in &listing.unreadable {
         report.errors.push(format!("index {id}: {e}"));
@@ -56,8 +58,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     report.packs = by_pack.len();
     let mut damaged: BTreeSet<FileId> = BTreeSet::new();
     for (pack, blobs) in &by_pack {
-        let expected = blobs.iter().map(|b| b.offset as u64 + b.length as u64).max().unwrap_or(0)
-            + (SEAL_OVERHEAD + 9 + 46 * blobs.len() + 4) as u64;
+        let expected = expected_pack_size(blobs);
         match stored.get(&pack_path(pack)) {
             None => {
                 report.errors.push(format!("pack {pack} is missing"));
@@ -83,7 +84,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     // Snapshots: each one's blobs, and which packs each needs.
     let restorer = Restorer::new(repo, &index);
     let mut pack_users: HashMap<FileId, Vec<String>> = HashMap::new();
-    for id in repo.list_files(FileKind::Snapshot)? {
+    for id in snapshot_ids {
         report.snapshots += 1;
         let snap = match repo.load_snapshot(&id) {
             Ok(s) => s,

@@ -71,7 +71,17 @@ impl RepoConfig {
             return Err(Error::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
         }
         let config: RepoConfig = serde_json::from_value(value).map_err(|e| Error::Corrupt(format!("config: {e}")))?;
-        config.chunker.validate().map_err(|d| Error::Corrupt(format!("config: {d}")))?;
+        // Unauthenticated input: the id names a local cache directory, so it must be plain hex.
+        if config.id.len() != 32 || !config.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Corrupt(format!("config: repository id {:?} is not 32 hex digits", config.id)));
+        }
+        InitOptions {
+            chunker: config.chunker,
+            compression_level: config.compression_level,
+            pack_size: config.pack_size,
+        }
+        .validate()
+        .map_err(|e| Error::Corrupt(format!("config: {e}")))?;
         Ok(config)
     }
 }
@@ -89,5 +99,8 @@ mod tests {
         v["version"] = 99.into();
         let err = RepoConfig::parse(&serde_json::to_vec(&v).unwrap()).unwrap_err();
         assert!(matches!(err, Error::UnsupportedVersion { found: 99, .. }), "{err}");
+        v["version"] = 1.into();
+        v["id"] = "../../home/user".into();
+        assert!(RepoConfig::parse(&serde_json::to_vec(&v).unwrap()).is_err(), "an id that is a path must be refused");
     }
 }

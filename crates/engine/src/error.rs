@@ -21,6 +21,9 @@ pub enum Error {
     #[error("repository is locked{mode} by {holder}; wait for it to finish, use --retry-lock DURATION, or `bunker unlock` if that process is gone")]
     Locked { mode: &'static str, holder: String },
 
+    #[error("lost the repository lock {path}: {why}; nothing was committed, run the command again")]
+    LockLost { path: String, why: String },
+
     #[error("storage error while trying to {op} {path}: {detail}")]
     Storage {
         op: &'static str,

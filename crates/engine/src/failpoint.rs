@@ -1,6 +1,7 @@
 //! Named points where a test can freeze the process to kill it there (`kill -9`), proving crash safety
 //! at exact places rather than at lucky timings. Set `BUNKER_PAUSE_AT=NAME` (or `NAME#N` for the N-th
-//! time the point is passed): the process prints `bunker: paused at NAME` on stderr and sleeps.
+//! time the point is passed): the process prints `bunker: paused at NAME` on stderr and sleeps, forever,
+//! or for `BUNKER_PAUSE_FOR_MS` milliseconds and then goes on (to change the world under a running command).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -27,8 +28,11 @@ pub fn pause_point(name: &str) {
     *c += 1;
     if *c == *nth {
         eprintln!("bunker: paused at {name}");
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
+        match std::env::var("BUNKER_PAUSE_FOR_MS").ok().and_then(|v| v.parse().ok()) {
+            Some(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
+            None => loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            },
         }
     }
 }

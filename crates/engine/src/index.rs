@@ -151,8 +151,16 @@ pub fn decode(bytes: &[u8], name: &str) -> Result<Vec<(FileId, Vec<PackedBlob>)>
             let u32_at = |i: usize| u32::from_le_bytes(e[i..i + 4].try_into().expect("4"));
             blobs.push(PackedBlob {
                 id: BlobId(e[..32].try_into().expect("32")),
-                kind: if e[32] == 1 { BlobKind::Meta } else { BlobKind::Data },
-                compression: if e[33] == 1 { Compression::Zstd } else { Compression::None },
+                kind: match e[32] {
+                    0 => BlobKind::Data,
+                    1 => BlobKind::Meta,
+                    k => return Err(Error::Corrupt(format!("index {name}: unknown blob kind {k}"))),
+                },
+                compression: match e[33] {
+                    0 => Compression::None,
+                    1 => Compression::Zstd,
+                    c => return Err(Error::Corrupt(format!("index {name}: unknown compression {c}"))),
+                },
                 offset: u32_at(34),
                 length: u32_at(38),
                 raw_length: u32_at(42),

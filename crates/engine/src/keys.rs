@@ -93,7 +93,11 @@ pub fn unlock(storage: &Storage, password: &str) -> Result<(MasterKey, FileId)> 
         }
         let Ok(salt) = hex::decode(&file.salt) else { continue };
         let Ok(sealed) = hex::decode(&file.data) else { continue };
-        let wrapping = derive(password, &salt, file.m_cost, file.t_cost, file.p_cost)?;
+        // A key file with unusable parameters is skipped, not fatal: another slot may open the repository.
+        let Ok(wrapping) = derive(password, &salt, file.m_cost, file.t_cost, file.p_cost) else {
+            tracing::warn!("key {} has unusable KDF parameters; skipped", id.short());
+            continue;
+        };
         if let Some(master) = open_with(&wrapping, &sealed, KEY_AAD) {
             let bytes: [u8; 32] = master
                 .try_into()

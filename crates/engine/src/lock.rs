@@ -4,7 +4,9 @@
 //! (`If-None-Match` on S3, a hard link locally), so two exclusive holders cannot both win.
 //!
 //! A lock is refreshed every [`REFRESH`]; one older than [`EXPIRY`], or held by a dead process on this
-//! host, is stale and ignored (then removed by whoever finds it).
+//! host (same boot and PID namespace, so a container's PIDs are never misread), is stale and ignored
+//! (then removed by whoever finds it). Each lock carries a random token: a holder re-reads its lock before
+//! committing or deleting anything ([`LockGuard::verify`]) and stops if it was lost or taken over.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,6 +29,14 @@ pub struct LockInfo {
     pub host: String,
     pub pid: u32,
     pub operation: String,
+    #[serde(default)]
+    pub token: String,
+    /// `/proc/sys/kernel/random/boot_id` and the PID namespace: only when both match ours does a dead
+    /// PID prove the holder is gone.
+    #[serde(default)]
+    pub boot_id: String,
+    #[serde(default)]
+    pub pid_namespace: String,
 }
 
 impl LockInfo {
@@ -37,6 +47,9 @@ impl LockInfo {
             host: hostname(),
             pid: std::process::id(),
             operation: operation.into(),
+            token: hex::encode(rand::random::<[u8; 16]>()),
+            boot_id: boot_id(),
+            pid_namespace: pid_namespace(),
         }
     }
 
@@ -45,7 +58,11 @@ impl LockInfo {
         if age.to_std().map(|a| a > EXPIRY).unwrap_or(false) {
             return true;
         }
-        self.host == hostname() && !process_alive(self.pid)
+        if self.host != hostname() || self.boot_id.is_empty() || self.pid_namespace != pid_namespace() {
+            return false;
+        }
+        // Same host: a different boot means the holder died with the machine.
+        self.boot_id != boot_id() || !process_alive(self.pid)
     }
 
     fn describe(&self) -> String {
@@ -59,6 +76,14 @@ impl LockInfo {
     }
 }
 
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
 fn process_alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks for existence and permission.
     let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
@@ -69,16 +94,49 @@ fn process_alive(pid: u32) -> bool {
 pub struct LockGuard {
     storage: Storage,
     path: String,
-    stop: Arc<AtomicBool>,
+    token: String,
+    state: Arc<RefreshState>,
     refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+struct RefreshState {
+    stop: AtomicBool,
+    /// Set when a refresh found the lock gone or someone else's.
+    lost: AtomicBool,
+    last_refresh: std::sync::Mutex<Instant>,
+}
+
+impl LockGuard {
+    /// Fails unless the lock is still ours and was refreshed recently enough that no one can have
+    /// judged it stale. Call before making anything visible or deleting anything.
+    pub fn verify(&self) -> Result<()> {
+        let lost = |why: &str| Error::LockLost { path: self.path.clone(), why: why.to_string() };
+        if self.state.lost.load(Ordering::SeqCst) {
+            return Err(lost("another process removed or replaced it"));
+        }
+        if self.state.last_refresh.lock().expect("refresh time").elapsed() > EXPIRY / 2 {
+            return Err(lost("it could not be refreshed in time"));
+        }
+        match read_lock(&self.storage, &self.path)? {
+            Some(info) if info.token == self.token => Ok(()),
+            Some(_) => Err(lost("another process replaced it")),
+            None => Err(lost("another process removed it")),
+        }
+    }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.state.stop.store(true, Ordering::SeqCst);
         if let Some(h) = self.refresher.take() {
             h.thread().unpark();
             let _ = h.join();
+        }
+        // Only remove the lock if it is still ours.
+        match read_lock(&self.storage, &self.path) {
+            Ok(Some(info)) if info.token != self.token => return,
+            Ok(None) => return,
+            _ => {}
         }
         if let Err(e) = self.storage.delete(&self.path) {
             tracing::warn!("could not remove lock {}: {e}", self.path);
@@ -140,15 +198,22 @@ fn try_acquire(storage: &Storage, exclusive: bool, operation: &str) -> Result<Re
         format!("locks/shared-{}", hex::encode(rand::random::<[u8; 16]>()))
     };
     if exclusive {
-        if !storage.create_new(&path, bytes.clone().into())? {
+        if !create_exclusive(storage, &path, &bytes, &info.token)? {
             match read_lock(storage, &path)? {
                 Some(other) if !other.is_stale() => return Ok(Err(other.describe())),
                 _ => {
-                    // Stale or vanished meanwhile: clear it and try once more.
+                    // Stale or vanished meanwhile: clear it and try once more. Two processes breaking the
+                    // same stale lock at once both get here; the settle-and-reread below lets only the
+                    // one whose lock survived go on.
                     storage.delete(&path)?;
-                    if !storage.create_new(&path, bytes.clone().into())? {
+                    if !create_exclusive(storage, &path, &bytes, &info.token)? {
                         let holder = read_lock(storage, &path)?.map(|o| o.describe()).unwrap_or_default();
                         return Ok(Err(holder));
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                    match read_lock(storage, &path)? {
+                        Some(mine) if mine.token == info.token => {}
+                        other => return Ok(Err(other.map(|o| o.describe()).unwrap_or_default())),
                     }
                 }
             }
@@ -176,7 +241,16 @@ fn try_acquire(storage: &Storage, exclusive: bool, operation: &str) -> Result<Re
             }
         }
     }
-    Ok(Ok(start_refresher(storage.clone(), path, bytes)))
+    Ok(Ok(start_refresher(storage.clone(), path, info)))
+}
+
+/// Creates the exclusive lock if absent. A retried create whose first attempt did land (its response was
+/// lost) finds our own lock there: that is success, not a conflict.
+fn create_exclusive(storage: &Storage, path: &str, bytes: &[u8], token: &str) -> Result<bool> {
+    if storage.create_new(path, bytes.to_vec().into())? {
+        return Ok(true);
+    }
+    Ok(read_lock(storage, path)?.is_some_and(|l| l.token == token))
 }
 
 fn read_lock(storage: &Storage, path: &str) -> Result<Option<LockInfo>> {
@@ -187,22 +261,39 @@ fn read_lock(storage: &Storage, path: &str) -> Result<Option<LockInfo>> {
     }
 }
 
-fn start_refresher(storage: Storage, path: String, bytes: Vec<u8>) -> LockGuard {
-    let stop = Arc::new(AtomicBool::new(false));
+fn start_refresher(storage: Storage, path: String, mut info: LockInfo) -> LockGuard {
+    let state = Arc::new(RefreshState {
+        stop: AtomicBool::new(false),
+        lost: AtomicBool::new(false),
+        last_refresh: std::sync::Mutex::new(Instant::now()),
+    });
+    let token = info.token.clone();
     let refresher = {
-        let (storage, path, stop) = (storage.clone(), path.clone(), stop.clone());
-        let mut info: LockInfo = serde_json::from_slice(&bytes).expect("own lock parses");
+        let (storage, path, state) = (storage.clone(), path.clone(), state.clone());
         std::thread::spawn(move || loop {
             std::thread::park_timeout(REFRESH);
-            if stop.load(Ordering::SeqCst) {
+            if state.stop.load(Ordering::SeqCst) {
                 return;
+            }
+            match read_lock(&storage, &path) {
+                Ok(Some(current)) if current.token == info.token => {}
+                Ok(_) => {
+                    tracing::error!("lock {path} was removed or taken over by another process");
+                    state.lost.store(true, Ordering::SeqCst);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("could not read lock {path} to refresh it: {e}");
+                    continue;
+                }
             }
             info.time = chrono::Utc::now();
             let bytes = serde_json::to_vec(&info).expect("lock serialises");
-            if let Err(e) = storage.write(&path, bytes.into()) {
-                tracing::warn!("could not refresh lock {path}: {e}");
+            match storage.write(&path, bytes.into()) {
+                Ok(()) => *state.last_refresh.lock().expect("refresh time") = Instant::now(),
+                Err(e) => tracing::warn!("could not refresh lock {path}: {e}"),
             }
         })
     };
-    LockGuard { storage, path, stop, refresher: Some(refresher) }
+    LockGuard { storage, path, token, state, refresher: Some(refresher) }
 }

@@ -126,6 +126,12 @@ pub fn pack_path(id: &FileId) -> String {
     format!("data/{}/{}", &hex[..2], hex)
 }
 
+/// The exact size of a pack holding these blobs (as its index lists them).
+pub fn expected_pack_size(blobs: &[PackedBlob]) -> u64 {
+    let data_end = blobs.iter().map(|b| b.offset as u64 + b.length as u64).max().unwrap_or(0);
+    data_end + (crate::crypto::SEAL_OVERHEAD + 9 + HEADER_ENTRY_LEN * blobs.len() + 4) as u64
+}
+
 /// The pack ID in a storage path `data/xx/<id>`, if it is one.
 pub fn pack_id_from_path(path: &str) -> Option<FileId> {
     path.strip_prefix("data/").and_then(|rest| rest.rsplit('/').next()).and_then(|name| FileId::from_hex(name).ok())

@@ -9,7 +9,10 @@ use std::collections::HashSet;
 use crate::error::Result;
 use crate::failpoint::pause_point;
 use crate::id::{FileId, IdBuildHasher};
-use crate::pack::{open_blob, pack_id_from_path, pack_path, BlobKind, PackBuilder, PackedBlob, SealedBlob};
+use crate::lock::LockGuard;
+use crate::pack::{
+    expected_pack_size, open_blob, pack_id_from_path, pack_path, BlobKind, PackBuilder, PackedBlob, SealedBlob,
+};
 use crate::repository::Repository;
 use crate::restorer::Restorer;
 use crate::walk::{collect_blobs, BlobSet};
@@ -28,7 +31,8 @@ pub struct PruneReport {
     pub dry_run: bool,
 }
 
-pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
+/// Prunes under `lock`, which must be the exclusive lock; it is verified before each destructive step.
+pub fn prune(repo: &Repository, lock: &LockGuard, dry_run: bool) -> Result<PruneReport> {
     let storage = repo.storage();
     let listing = repo.load_pack_listing()?;
     if let Some((id, e)) = listing.unreadable.first() {
@@ -45,11 +49,18 @@ pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
     }
 
     let stored = storage.list("data")?;
+    let stored_sizes: std::collections::HashMap<FileId, u64> =
+        stored.iter().filter_map(|o| pack_id_from_path(&o.path).map(|id| (id, o.size))).collect();
     let mut report = PruneReport { dry_run, ..Default::default() };
     let mut keep: Vec<(FileId, Vec<PackedBlob>)> = Vec::new();
     let mut repack: Vec<(FileId, Vec<PackedBlob>)> = Vec::new();
     let mut placed: HashSet<_, IdBuildHasher> = HashSet::default();
     for (pack, blobs) in listed {
+        // Only intact packs (present, of the size their index implies) can hold what stays.
+        if stored_sizes.get(&pack) != Some(&expected_pack_size(&blobs)) {
+            tracing::warn!("pack {pack} is missing or damaged; prune will not rely on it");
+            continue;
+        }
         // A blob stored twice (concurrent backups) is kept once: in the first pack that has it.
         let (needed, _): (Vec<PackedBlob>, Vec<PackedBlob>) =
             blobs.iter().partition(|b| used.contains(&b.id) && !placed.contains(&b.id));
@@ -67,6 +78,13 @@ pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
             repack.push((pack, needed));
         }
     }
+    if let Some(lost) = used.iter().find(|b| !placed.contains(*b)) {
+        let n = used.iter().filter(|b| !placed.contains(*b)).count();
+        return Err(crate::Error::Corrupt(format!(
+            "{n} blobs that snapshots need are in no intact pack (first: {}); run `bunker check --read-data`; refusing to prune",
+            lost.short()
+        )));
+    }
     let kept_packs: HashSet<FileId> = keep.iter().map(|(p, _)| *p).collect();
     let doomed: Vec<(String, u64)> = stored
         .iter()
@@ -82,15 +100,18 @@ pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
     }
 
     // 1. Copy still-needed blobs out of sparse packs (sealed bytes are reused after checking them).
+    lock.verify()?;
     let written = repack_blobs(repo, &repack)?;
     report.bytes_freed = report.bytes_freed.saturating_sub(written.iter().map(|(_, _, size)| size).sum());
     pause_point("prune-after-repack");
     // 2. One index for everything that stays.
     let mut new_index = keep;
     new_index.extend(written.into_iter().map(|(id, blobs, _)| (id, blobs)));
+    lock.verify()?;
     let new_id = if new_index.is_empty() { None } else { Some(repo.save_index(&new_index)?) };
     pause_point("prune-after-index");
     // 3. Old index files, then 4. packs nothing indexes any more.
+    lock.verify()?;
     for id in index_files.iter().filter(|id| Some(**id) != new_id) {
         storage.delete(&format!("index/{id}"))?;
     }

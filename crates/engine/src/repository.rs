@@ -113,11 +113,15 @@ impl Repository {
 
     pub fn load_file(&self, kind: FileKind, id: &FileId) -> Result<Vec<u8>> {
         let path = format!("{}/{id}", kind.dir());
-        let sealed = match kind {
-            FileKind::Index => self.cached_read(&path)?,
-            FileKind::Snapshot => self.storage.read(&path)?,
-        };
-        self.open_file(kind, id, &sealed)
+        if kind == FileKind::Index {
+            let sealed = self.cached_read(&path)?;
+            if FileId::of(&sealed) == *id {
+                return self.open_file(kind, id, &sealed);
+            }
+            // A damaged cached copy: forget it and read the repository's.
+            self.forget_cached(&path);
+        }
+        self.open_file(kind, id, &self.storage.read(&path)?)
     }
 
     fn open_file(&self, kind: FileKind, id: &FileId, sealed: &[u8]) -> Result<Vec<u8>> {
@@ -173,6 +177,12 @@ impl Repository {
         }
         self.prune_cache(&files);
         Ok((idx, files))
+    }
+
+    fn forget_cached(&self, path: &str) {
+        if let Some(dir) = &self.cache_dir {
+            let _ = std::fs::remove_file(dir.join(path));
+        }
     }
 
     fn prune_cache(&self, live: &[FileId]) {

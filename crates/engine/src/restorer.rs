@@ -154,8 +154,9 @@ impl<'r> Restorer<'r> {
         let tree = self.load_tree(root)?;
         let mut stats = RestoreStats::default();
         self.with_fetcher(|f| {
-            let mut walk = Walk { restorer: self, fetcher: f, include, stats: &mut stats, owners: is_root() };
-            walk.tree(&tree, target, Path::new(""), include.is_none())
+            let mut walk =
+                Walk { restorer: self, root: target, fetcher: f, include, stats: &mut stats, owners: is_root() };
+            walk.tree(&tree, target, Path::new(""), include.is_none(), true)
         })?;
         Ok(stats)
     }
@@ -163,6 +164,7 @@ impl<'r> Restorer<'r> {
 
 struct Walk<'a, 'r> {
     restorer: &'a Restorer<'r>,
+    root: &'a Path,
     fetcher: &'a Fetcher,
     include: Option<&'a GlobSet>,
     stats: &'a mut RestoreStats,
@@ -170,50 +172,62 @@ struct Walk<'a, 'r> {
 }
 
 impl Walk<'_, '_> {
-    fn tree(&mut self, tree: &Tree, dir: &Path, rel: &Path, included: bool) -> Result<()> {
+    /// Restores `tree` into `dir`. `dir_ready` says `dir` exists as a real directory (with `--include`,
+    /// the directories above an included entry are only created when something in them is).
+    fn tree(&mut self, tree: &Tree, dir: &Path, rel: &Path, included: bool, dir_ready: bool) -> Result<()> {
         for node in &tree.nodes {
             crate::interrupt::check()?;
+            check_name(&node.name)?;
             let path = dir.join(&node.name);
             let node_rel = rel.join(&node.name);
             let included = included || self.include.is_some_and(|g| g.is_match(&node_rel));
+            if included && !dir_ready {
+                self.ensure_ancestors(rel)?;
+            }
             match &node.kind {
                 NodeKind::Dir { subtree } => {
                     let sub = self.restorer.load_tree(subtree)?;
                     if included {
-                        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+                        ensure_dir(&path)?;
                         self.stats.dirs += 1;
                     }
-                    self.tree(&sub, &path, &node_rel, included)?;
+                    self.tree(&sub, &path, &node_rel, included, included)?;
                     if included {
-                        self.finish(node, &path)?;
+                        self.finish(node, &path, None)?;
                     }
                 }
                 _ if !included => {}
                 NodeKind::File { content, .. } => {
-                    make_parent(&path)?;
                     let ids = self.restorer.chunk_ids(content)?;
-                    let mut file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+                    let mut file = create_file(&path)?;
                     self.stats.bytes += self.fetcher.write_blobs(&ids, &mut file).map_err(|e| at(e, &path))?;
                     self.stats.files += 1;
-                    self.finish(node, &path)?;
+                    self.finish(node, &path, Some(&file))?;
                 }
                 NodeKind::Symlink { target } => {
-                    make_parent(&path)?;
-                    if std::fs::symlink_metadata(&path).is_ok() {
-                        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-                    }
+                    remove_non_dir(&path)?;
                     std::os::unix::fs::symlink(target, &path).map_err(|e| Error::io(&path, e))?;
                     self.stats.symlinks += 1;
-                    self.finish(node, &path)?;
+                    self.finish(node, &path, None)?;
                 }
             }
         }
         Ok(())
     }
 
+    fn ensure_ancestors(&self, rel: &Path) -> Result<()> {
+        let mut at = self.root.to_path_buf();
+        for part in rel.components() {
+            at.push(part);
+            ensure_dir(&at)?;
+        }
+        Ok(())
+    }
+
     /// Owner, mode and mtime, in that order (chown clears setuid bits; mtime last so nothing bumps it).
-    fn finish(&self, node: &Node, path: &Path) -> Result<()> {
-        let is_link = matches!(node.kind, NodeKind::Symlink { .. });
+    /// Nothing here follows a symlink: lchown, fchmod on the open file (or chmod on a directory we
+    /// made), and times set on the link itself.
+    fn finish(&self, node: &Node, path: &Path, file: Option<&std::fs::File>) -> Result<()> {
         if self.owners {
             let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
                 .map_err(|_| Error::invalid("path", "contains NUL"))?;
@@ -222,26 +236,69 @@ impl Walk<'_, '_> {
                 return Err(Error::io(path, std::io::Error::last_os_error()));
             }
         }
-        if !is_link {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))
-                .map_err(|e| Error::io(path, e))?;
+        let mode = std::fs::Permissions::from_mode(node.mode);
+        match (file, &node.kind) {
+            (Some(f), _) => f.set_permissions(mode).map_err(|e| Error::io(path, e))?,
+            (None, NodeKind::Dir { .. }) => std::fs::set_permissions(path, mode).map_err(|e| Error::io(path, e))?,
+            _ => {}
         }
         let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_nsec);
         filetime::set_symlink_file_times(path, mtime, mtime).map_err(|e| Error::io(path, e))
     }
 }
 
+/// A tree entry's name must be one path component: a snapshot can never write outside the target.
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(Error::Corrupt(format!("snapshot holds an unsafe entry name {name:?}; refusing to restore it")));
+    }
+    Ok(())
+}
+
+/// Makes `path` a real directory: an existing directory is kept, a file or symlink there is replaced.
+fn ensure_dir(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => std::fs::remove_file(path).map_err(|e| Error::io(path, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    std::fs::create_dir(path).map_err(|e| Error::io(path, e))
+}
+
+/// Removes a file or symlink in the way (never a directory: that would need a tree delete).
+fn remove_non_dir(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Err(Error::invalid(
+            "restore target",
+            format!("{} is a directory where the snapshot has a file; move it away first", path.display()),
+        )),
+        Ok(_) => std::fs::remove_file(path).map_err(|e| Error::io(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Creates a regular file without following a symlink that may sit at `path`.
+fn create_file(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
+        remove_non_dir(path)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
+}
+
 fn at(e: Error, path: &Path) -> Error {
     match e {
         Error::Io { source, .. } => Error::io(path, source),
         other => other,
-    }
-}
-
-fn make_parent(path: &Path) -> Result<()> {
-    match path.parent() {
-        Some(p) => std::fs::create_dir_all(p).map_err(|e| Error::io(p, e)),
-        None => Ok(()),
     }
 }
 

@@ -18,12 +18,12 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<i32> {
         Box::new(FilesSource::new(args.path.clone(), &args.exclude)?)
     };
     let repo = ctx.open()?;
-    let _lock = ctx.lock(&repo, false, "backup")?;
+    let lock = ctx.lock(&repo, false, "backup")?;
     let (index, _) = repo.load_index()?;
     let parent =
         repo.load_snapshots()?.into_iter().filter(|s| s.name == args.name).max_by_key(|s| s.time).and_then(|s| s.id);
 
-    let backup = Backup::start(&repo, Arc::new(index));
+    let backup = Backup::start(&repo, &lock, Arc::new(index));
     let progress = Progress::new(ctx.progress(), &format!("backing up {}", args.name));
     let done = std::sync::atomic::AtomicBool::new(false);
     let captured = std::thread::scope(|scope| {

@@ -21,11 +21,12 @@ pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
         bail!("no retention policy given: pass at least one --keep-* option (forget never removes everything)");
     }
     let repo = ctx.open()?;
-    let _lock = ctx.lock(&repo, true, "forget")?;
+    let lock = ctx.lock(&repo, true, "forget")?;
     let snapshots: Vec<_> =
         repo.load_snapshots()?.into_iter().filter(|s| args.name.as_ref().is_none_or(|n| &s.name == n)).collect();
     let decisions = apply(&policy, &snapshots);
     if !args.dry_run {
+        lock.verify()?;
         for d in decisions.iter().filter(|d| !d.keep) {
             repo.delete_snapshot(&FileId::from_hex(&d.snapshot)?)?;
         }
@@ -42,7 +43,7 @@ pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
         println!("{verb} {removed} of {} snapshots", decisions.len());
     }
     if args.prune && !args.dry_run {
-        drop(_lock);
+        drop(lock);
         return super::prune::run(ctx, crate::cli::PruneArgs { dry_run: false });
     }
     Ok(exit::OK)

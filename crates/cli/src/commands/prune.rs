@@ -7,8 +7,8 @@ use crate::output::{json, size};
 
 pub fn run(ctx: &Context, args: PruneArgs) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = ctx.lock(&repo, true, "prune")?;
-    let r = bunker_engine::prune::prune(&repo, args.dry_run)?;
+    let lock = ctx.lock(&repo, true, "prune")?;
+    let r = bunker_engine::prune::prune(&repo, &lock, args.dry_run)?;
     if ctx.global.json {
         json(&r);
     } else {
