@@ -103,6 +103,9 @@ fn flipped_byte_and_truncated_pack_are_found_and_named() {
     let err = stderr(&out);
     assert!(err.contains(&name), "pack not named: {err}");
     assert!(err.contains(&format!("affects: {}", &a[..8])), "snapshot not named: {err}");
+    let subset = repo.run(&["check", "--read-data-subset", "100%"]);
+    assert_eq!(subset.status.code(), Some(1));
+    assert!(stderr(&subset).contains(&name), "{}", stderr(&subset));
     let report: serde_json::Value =
         serde_json::from_slice(&repo.run(&["check", "--read-data", "--json"]).stdout).unwrap();
     assert_eq!(report["damaged_packs"][&name][0].as_str().unwrap()[..8], a[..8]);
@@ -343,4 +346,23 @@ fn restore_with_force_replaces_symlinks_instead_of_writing_through_them() {
     assert!(std::fs::read_dir(&victim_dir).unwrap().next().is_none(), "wrote through a symlinked directory");
     assert!(std::fs::symlink_metadata(out.join("src/conf")).unwrap().is_dir());
     assert_eq!(std::fs::read(out.join("src/conf/app.toml")).unwrap(), b"restored\n");
+}
+
+#[test]
+fn unreadable_entries_make_an_incomplete_snapshot_with_exit_3() {
+    let repo = Repo::new();
+    let src = repo.root.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("ok.txt"), b"fine").unwrap();
+    let fifo = std::ffi::CString::new(src.join("queue.fifo").to_str().unwrap()).unwrap();
+    // SAFETY: a valid path; creates a named pipe, which a backup cannot read as a file.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let out = repo.run(&["backup", "--path", src.to_str().unwrap(), "--name", "files"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("queue.fifo"), "{}", stderr(&out));
+    let snaps = repo.json(&["snapshots"]);
+    assert_eq!(snaps[0]["warnings"].as_array().unwrap().len(), 1);
+    let out_dir = repo.root.join("out");
+    repo.ok(&["restore", "files:latest", "--to", out_dir.to_str().unwrap()]);
+    assert_eq!(std::fs::read(out_dir.join("src/ok.txt")).unwrap(), b"fine");
 }

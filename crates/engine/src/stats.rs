@@ -9,7 +9,7 @@ pub struct RepoStats {
     pub snapshots: usize,
     /// Bytes of every snapshot's content added up, as restores would write them.
     pub logical_bytes: u64,
-    /// Plaintext bytes of the distinct blobs stored.
+    /// Plaintext bytes of the distinct data blobs stored (content only, not trees and chunk lists).
     pub unique_bytes: u64,
     /// Bytes the blobs take once compressed and sealed.
     pub blob_bytes: u64,
@@ -19,7 +19,7 @@ pub struct RepoStats {
     pub blobs: usize,
     /// logical / unique.
     pub dedup_ratio: f64,
-    /// unique / blob bytes.
+    /// Plaintext of all blobs / their stored size.
     pub compression_ratio: f64,
 }
 
@@ -33,15 +33,19 @@ pub fn stats(repo: &Repository) -> Result<RepoStats> {
             Root::Tree { .. } => snap.stats.bytes_read,
         };
     }
+    let mut raw_bytes = 0u64;
     for loc in index.iter() {
-        s.unique_bytes += loc.blob.raw_length as u64;
+        if loc.blob.kind == crate::pack::BlobKind::Data {
+            s.unique_bytes += loc.blob.raw_length as u64;
+        }
+        raw_bytes += loc.blob.raw_length as u64;
         s.blob_bytes += loc.blob.length as u64;
     }
     let objects = repo.storage().list("")?;
     s.packs = objects.iter().filter(|o| o.path.starts_with("data/")).count();
     s.stored_bytes = objects.iter().filter(|o| !o.path.starts_with("tmp/")).map(|o| o.size).sum();
     s.dedup_ratio = ratio(s.logical_bytes, s.unique_bytes);
-    s.compression_ratio = ratio(s.unique_bytes, s.blob_bytes);
+    s.compression_ratio = ratio(raw_bytes, s.blob_bytes);
     Ok(s)
 }
 
