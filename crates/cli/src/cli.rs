@@ -18,19 +18,26 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Repository: a path, file://PATH, or s3://BUCKET/PREFIX[?endpoint=URL&region=R&path-style=true]
-    #[arg(long, short = 'r', env = "BUNKER_REPO", global = true)]
+    #[arg(
+        long,
+        short = 'r',
+        env = "BUNKER_REPO",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Global options"
+    )]
     pub repo: Option<String>,
     /// Print data as JSON on stdout (logs stay on stderr)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Wait up to this long for a lock held by another process (e.g. 5m)
-    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "0s")]
+    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "0s", help_heading = "Global options")]
     pub retry_lock: std::time::Duration,
     /// More logging (-v info, -vv debug)
-    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     pub verbose: u8,
     /// Only errors on stderr; no progress
-    #[arg(long, short = 'q', global = true)]
+    #[arg(long, short = 'q', global = true, help_heading = "Global options")]
     pub quiet: bool,
 }
 
