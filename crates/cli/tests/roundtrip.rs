@@ -163,3 +163,32 @@ fn concurrent_backups_both_land() {
     assert_eq!(repo.dump("b:latest"), std::fs::read(&b).unwrap());
     repo.ok(&["check", "--read-data"]);
 }
+
+#[test]
+fn thousands_of_small_files_round_trip() {
+    let repo = Repo::new();
+    let src = repo.root.join("many");
+    for d in 0..30 {
+        let dir = src.join(format!("d{d:02}/nested"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            let body = mixed_data(f * 37 + d, (d * 1000 + f) as u64);
+            std::fs::write(dir.join(format!("f{f:03}")), body).unwrap();
+        }
+    }
+    repo.ok(&["backup", "--path", src.to_str().unwrap(), "--name", "many"]);
+    let out = repo.root.join("out");
+    repo.ok(&["restore", "many:latest", "--to", out.to_str().unwrap()]);
+    for d in 0..30 {
+        for f in 0..100 {
+            let rel = format!("d{d:02}/nested/f{f:03}");
+            assert_eq!(
+                std::fs::read(out.join("many").join(&rel)).unwrap(),
+                mixed_data(f * 37 + d, (d * 1000 + f) as u64),
+                "{rel}"
+            );
+        }
+    }
+    let snap = &repo.json(&["snapshots"])[0];
+    assert_eq!(snap["stats"]["files"], 3000);
+}

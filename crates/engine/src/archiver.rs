@@ -7,10 +7,15 @@ use std::path::{Path, PathBuf};
 
 use globset::GlobSet;
 
-use crate::backup::Backup;
+use std::collections::VecDeque;
+
+use crate::backup::{Backup, PendingStream};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
-use crate::tree::{Node, NodeKind, Tree};
+use crate::tree::{Content, Node, NodeKind, Tree};
+
+/// Files of one directory whose chunks may be in the pipeline at once.
+const MAX_PENDING_FILES: usize = 256;
 
 pub struct Archiver<'a, 'r> {
     backup: &'a Backup<'r>,
@@ -41,7 +46,11 @@ impl<'a, 'r> Archiver<'a, 'r> {
                     format!("two paths end in {name:?}; back them up under separate names"),
                 ));
             }
-            if let Some(node) = self.save_entry(path, Path::new(&name), name.clone(), &meta)? {
+            if let Some((node, stream)) = self.save_entry(path, Path::new(&name), name.clone(), &meta)? {
+                let mut node = node;
+                if let Some(stream) = stream {
+                    self.resolve(&mut node, stream)?;
+                }
                 nodes.push(node);
             }
         }
@@ -64,6 +73,9 @@ impl<'a, 'r> Archiver<'a, 'r> {
         let mut items: Vec<_> = entries.filter_map(|e| e.map_err(|err| self.warn(dir, &err)).ok()).collect();
         items.sort_by_key(|e| e.file_name());
         let mut nodes = Vec::with_capacity(items.len());
+        // Files whose chunks are still in the pipeline, by node position: resolved in order, at most
+        // MAX_PENDING_FILES at once, so reading the next files overlaps storing the previous ones.
+        let mut pending: VecDeque<(usize, PendingStream)> = VecDeque::new();
         for entry in items {
             crate::interrupt::check()?;
             let path = entry.path();
@@ -82,14 +94,39 @@ impl<'a, 'r> Archiver<'a, 'r> {
                     continue;
                 }
             };
-            if let Some(node) = self.save_entry(&path, &child_rel, name, &meta)? {
+            if let Some((node, stream)) = self.save_entry(&path, &child_rel, name, &meta)? {
+                if let Some(stream) = stream {
+                    pending.push_back((nodes.len(), stream));
+                }
                 nodes.push(node);
             }
+            while pending.len() > MAX_PENDING_FILES {
+                let (at, stream) = pending.pop_front().expect("non-empty");
+                self.resolve(&mut nodes[at], stream)?;
+            }
+        }
+        for (at, stream) in pending {
+            self.resolve(&mut nodes[at], stream)?;
         }
         self.save_tree(Tree { nodes }).map(Some)
     }
 
-    fn save_entry(&mut self, path: &Path, rel: &Path, name: String, meta: &std::fs::Metadata) -> Result<Option<Node>> {
+    /// Fills in the content of a file node whose chunks were submitted earlier.
+    fn resolve(&self, node: &mut Node, stream: PendingStream) -> Result<()> {
+        let (content, size) = self.backup.finish_stream(stream)?;
+        node.kind = NodeKind::File { size, content };
+        Ok(())
+    }
+
+    /// One entry as a node; for a regular file, also its still-pending content.
+    fn save_entry(
+        &mut self,
+        path: &Path,
+        rel: &Path,
+        name: String,
+        meta: &std::fs::Metadata,
+    ) -> Result<Option<(Node, Option<PendingStream>)>> {
+        let mut stream = None;
         let ft = meta.file_type();
         let kind = if ft.is_dir() {
             match self.save_dir(path, rel)? {
@@ -112,8 +149,8 @@ impl<'a, 'r> Archiver<'a, 'r> {
                     return Ok(None);
                 }
             };
-            let (content, size) = match self.backup.save_stream(file) {
-                Ok(r) => r,
+            match self.backup.submit_stream(file, Some(meta.len())) {
+                Ok(s) => stream = Some(s),
                 Err(Error::Input(e)) => {
                     self.warn(path, &e);
                     return Ok(None);
@@ -121,12 +158,12 @@ impl<'a, 'r> Archiver<'a, 'r> {
                 Err(e) => return Err(e),
             };
             self.backup.count_file();
-            NodeKind::File { size, content }
+            NodeKind::File { size: 0, content: Content::default() }
         } else {
             self.warnings.push(format!("{}: not a regular file, directory or symlink, skipped", path.display()));
             return Ok(None);
         };
-        Ok(Some(Node {
+        let node = Node {
             name,
             kind,
             mode: meta.mode() & 0o7777,
@@ -134,7 +171,8 @@ impl<'a, 'r> Archiver<'a, 'r> {
             mtime_nsec: meta.mtime_nsec() as u32,
             uid: meta.uid(),
             gid: meta.gid(),
-        }))
+        };
+        Ok(Some((node, stream)))
     }
 
     fn warn(&mut self, path: &Path, e: &std::io::Error) {

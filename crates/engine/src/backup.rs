@@ -83,6 +83,20 @@ struct Job {
     reply: Sender<BlobId>,
 }
 
+/// A stream whose chunks are submitted but not all stored yet.
+pub struct PendingStream {
+    ids: Vec<BlobId>,
+    waiting: VecDeque<Receiver<BlobId>>,
+    size: u64,
+}
+
+impl PendingStream {
+    /// Chunks still in the pipeline.
+    pub fn in_flight(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
 /// One backup in progress. Drop it without `commit` and nothing but orphan packs remains.
 pub struct Backup<'r> {
     repo: &'r Repository,
@@ -158,19 +172,34 @@ impl<'r> Backup<'r> {
 
     /// Chunks and stores everything `reader` yields; returns its content list and length.
     pub fn save_stream(&self, reader: impl Read) -> Result<(Content, u64)> {
+        let pending = self.submit_stream(reader, None)?;
+        self.finish_stream(pending)
+    }
+
+    /// Reads and submits all of `reader`'s chunks without waiting for the last of them to be stored, so
+    /// the next file can be read meanwhile (many small files would otherwise run one at a time).
+    /// `size_hint` is the input's length when known. Finish with [`Backup::finish_stream`].
+    pub fn submit_stream(&self, reader: impl Read, size_hint: Option<u64>) -> Result<PendingStream> {
         let mut chunker = Chunker::new(reader, self.repo.config().chunker, self.repo.crypto().chunker_seed());
-        let mut waiting: VecDeque<Receiver<BlobId>> = VecDeque::new();
-        let mut ids = Vec::new();
-        let mut size = 0u64;
+        if let Some(len) = size_hint {
+            chunker = chunker.with_size_hint(len);
+        }
+        let mut pending = PendingStream { ids: Vec::new(), waiting: VecDeque::new(), size: 0 };
         while let Some(chunk) = chunker.next_chunk().map_err(Error::Input)? {
             crate::interrupt::check()?;
-            size += chunk.len() as u64;
+            pending.size += chunk.len() as u64;
             self.shared.counters.bytes_read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            waiting.push_back(self.submit(chunk, BlobKind::Data)?);
-            if waiting.len() >= self.in_flight {
-                ids.push(self.wait(waiting.pop_front().expect("non-empty"))?);
+            pending.waiting.push_back(self.submit(chunk, BlobKind::Data)?);
+            if pending.waiting.len() >= self.in_flight {
+                pending.ids.push(self.wait(pending.waiting.pop_front().expect("non-empty"))?);
             }
         }
+        Ok(pending)
+    }
+
+    /// Waits for a submitted stream's chunks; returns its content list and length.
+    pub fn finish_stream(&self, pending: PendingStream) -> Result<(Content, u64)> {
+        let PendingStream { mut ids, waiting, size } = pending;
         for rx in waiting {
             ids.push(self.wait(rx)?);
         }

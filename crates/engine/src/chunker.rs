@@ -49,6 +49,8 @@ pub struct Chunker<R> {
     pos: usize,
     eof: bool,
     read_size: usize,
+    /// Size of the first buffer, when the input's length is known.
+    first_read: Option<usize>,
     /// Earlier buffers, reused once every chunk cut from them is gone (no zero-filling, no page faults).
     retired: Vec<Bytes>,
 }
@@ -56,7 +58,24 @@ pub struct Chunker<R> {
 impl<R: Read> Chunker<R> {
     pub fn new(reader: R, params: ChunkerParams, seed: u64) -> Self {
         let read_size = (params.max_size as usize * 4).max(8 << 20);
-        Chunker { reader, params, seed, buf: Bytes::new(), pos: 0, eof: false, read_size, retired: Vec::new() }
+        Chunker {
+            reader,
+            params,
+            seed,
+            buf: Bytes::new(),
+            pos: 0,
+            eof: false,
+            read_size,
+            first_read: None,
+            retired: Vec::new(),
+        }
+    }
+
+    /// For input of a known length (a file): a small input gets a buffer its size (plus one byte, to see
+    /// the end in one read) instead of a full read buffer.
+    pub fn with_size_hint(mut self, len: u64) -> Self {
+        self.first_read = Some((len as usize).saturating_add(1).min(self.read_size));
+        self
     }
 
     /// The next chunk, `None` at the end of input.
@@ -88,7 +107,7 @@ impl<R: Read> Chunker<R> {
     /// Moves the unconsumed tail into a fresh (or recycled) buffer and fills the rest from the reader.
     fn refill(&mut self) -> std::io::Result<()> {
         let tail_len = self.buf.len() - self.pos;
-        let want = self.read_size.max(tail_len * 2);
+        let want = self.first_read.take().unwrap_or(self.read_size).max(tail_len * 2);
         let mut next = self.recycled(want).unwrap_or_else(|| {
             let mut b = BytesMut::with_capacity(want);
             b.resize(want, 0);
@@ -160,6 +179,21 @@ mod tests {
         assert_eq!(a.concat(), data);
         assert!(a.iter().all(|c| c.len() <= 65536));
         assert!(a[..a.len() - 1].iter().all(|c| c.len() >= 4096));
+    }
+
+    #[test]
+    fn size_hints_change_buffers_not_boundaries() {
+        let params = ChunkerParams { min_size: 4096, avg_size: 16384, max_size: 65536 };
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+        let plain = chunks(&data, 1 << 20, params);
+        for hint in [0, 10, 999_999, 1_000_000, 5_000_000] {
+            let mut c = Chunker::new(&data[..], params, 42).with_size_hint(hint);
+            let mut out = Vec::new();
+            while let Some(ch) = c.next_chunk().unwrap() {
+                out.push(ch);
+            }
+            assert_eq!(out, plain, "hint {hint}");
+        }
     }
 
     #[test]

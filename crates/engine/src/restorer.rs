@@ -61,6 +61,37 @@ impl Fetcher {
     }
 }
 
+/// Fetches for the files of one directory, kept `depth` blobs ahead of the writer.
+struct Ahead<'f> {
+    fetcher: &'f Fetcher,
+    todo: std::vec::IntoIter<(usize, BlobId)>,
+    inflight: VecDeque<(usize, Receiver<Fetched>)>,
+}
+
+impl Ahead<'_> {
+    /// Writes the blobs of the file at node position `node`, in order. Files are written in node order,
+    /// so its blobs are always at the front of the queue.
+    fn write_file(&mut self, node: usize, out: &mut dyn Write) -> Result<u64> {
+        let mut written = 0u64;
+        loop {
+            while self.inflight.len() < self.fetcher.depth {
+                let Some((i, id)) = self.todo.next() else { break };
+                self.inflight.push_back((i, self.fetcher.fetch(id)));
+            }
+            match self.inflight.front() {
+                Some((i, _)) if *i == node => {
+                    let (_, rx) = self.inflight.pop_front().expect("non-empty");
+                    crate::interrupt::check()?;
+                    let data = rx.recv().map_err(|_| Error::Corrupt("fetch pool stopped".into()))??;
+                    out.write_all(&data).map_err(|e| Error::io("output", e))?;
+                    written += data.len() as u64;
+                }
+                _ => return Ok(written),
+            }
+        }
+    }
+}
+
 pub struct Restorer<'r> {
     repo: &'r Repository,
     index: &'r Index,
@@ -175,12 +206,26 @@ impl Walk<'_, '_> {
     /// Restores `tree` into `dir`. `dir_ready` says `dir` exists as a real directory (with `--include`,
     /// the directories above an included entry are only created when something in them is).
     fn tree(&mut self, tree: &Tree, dir: &Path, rel: &Path, included: bool, dir_ready: bool) -> Result<()> {
-        for node in &tree.nodes {
+        let inclusion: Vec<bool> = tree
+            .nodes
+            .iter()
+            .map(|n| included || self.include.is_some_and(|g| g.is_match(rel.join(&n.name))))
+            .collect();
+        // The blobs of every file restored here, in order, fetched ahead of the writes so small files
+        // do not wait for their fetches one by one.
+        let mut plan = Vec::new();
+        for (i, node) in tree.nodes.iter().enumerate() {
+            if let (NodeKind::File { content, .. }, true) = (&node.kind, inclusion[i]) {
+                plan.extend(self.restorer.chunk_ids(content)?.into_iter().map(|id| (i, id)));
+            }
+        }
+        let mut ahead = Ahead { fetcher: self.fetcher, todo: plan.into_iter(), inflight: VecDeque::new() };
+        for (i, node) in tree.nodes.iter().enumerate() {
             crate::interrupt::check()?;
             check_name(&node.name)?;
             let path = dir.join(&node.name);
             let node_rel = rel.join(&node.name);
-            let included = included || self.include.is_some_and(|g| g.is_match(&node_rel));
+            let included = inclusion[i];
             if included && !dir_ready {
                 self.ensure_ancestors(rel)?;
             }
@@ -197,10 +242,9 @@ impl Walk<'_, '_> {
                     }
                 }
                 _ if !included => {}
-                NodeKind::File { content, .. } => {
-                    let ids = self.restorer.chunk_ids(content)?;
+                NodeKind::File { .. } => {
                     let mut file = create_file(&path)?;
-                    self.stats.bytes += self.fetcher.write_blobs(&ids, &mut file).map_err(|e| at(e, &path))?;
+                    self.stats.bytes += ahead.write_file(i, &mut file).map_err(|e| at(e, &path))?;
                     self.stats.files += 1;
                     self.finish(node, &path, Some(&file))?;
                 }
