@@ -366,3 +366,17 @@ fn unreadable_entries_make_an_incomplete_snapshot_with_exit_3() {
     repo.ok(&["restore", "files:latest", "--to", out_dir.to_str().unwrap()]);
     assert_eq!(std::fs::read(out_dir.join("src/ok.txt")).unwrap(), b"fine");
 }
+
+#[test]
+fn check_reads_the_repository_not_the_local_cache() {
+    let repo = Repo::new();
+    let id = repo.backup_bytes("db", b"cached");
+    repo.ok(&["snapshots"]); // fills the cache
+    let path = repo.path.join("snapshots").join(&id);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let out = repo.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "check trusted the cached copy");
+    assert!(stderr(&out).contains(&id[..8]) || stderr(&out).contains(&id), "{}", stderr(&out));
+}

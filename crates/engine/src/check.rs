@@ -41,6 +41,8 @@ impl CheckReport {
 }
 
 pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
+    // Verify what the repository holds, not what this host cached of it.
+    let repo = &repo.without_cache();
     let mut report = CheckReport::default();
     // Snapshots are listed before the index: a backup committing meanwhile adds an index file first,
     // so every snapshot seen here has its blobs in an index read below.

@@ -85,6 +85,19 @@ impl Repository {
         Repository { crypto: Crypto::new(&master), storage, config, key_id, master, cache_dir }
     }
 
+    /// The same repository reading everything from storage, never from the local cache (for `check`,
+    /// which must see what the repository holds).
+    pub fn without_cache(&self) -> Repository {
+        Repository {
+            storage: self.storage.clone(),
+            config: self.config.clone(),
+            crypto: self.crypto.clone(),
+            key_id: self.key_id,
+            master: self.master.clone(),
+            cache_dir: None,
+        }
+    }
+
     pub fn storage(&self) -> &Storage {
         &self.storage
     }
@@ -113,14 +126,12 @@ impl Repository {
 
     pub fn load_file(&self, kind: FileKind, id: &FileId) -> Result<Vec<u8>> {
         let path = format!("{}/{id}", kind.dir());
-        if kind == FileKind::Index {
-            let sealed = self.cached_read(&path)?;
-            if FileId::of(&sealed) == *id {
-                return self.open_file(kind, id, &sealed);
-            }
-            // A damaged cached copy: forget it and read the repository's.
-            self.forget_cached(&path);
+        let sealed = self.cached_read(&path)?;
+        if FileId::of(&sealed) == *id {
+            return self.open_file(kind, id, &sealed);
         }
+        // A damaged cached copy: forget it and read the repository's.
+        self.forget_cached(&path);
         self.open_file(kind, id, &self.storage.read(&path)?)
     }
 
@@ -145,8 +156,9 @@ impl Repository {
         Ok(ids)
     }
 
-    /// Index files are immutable and content-named, so a local copy is valid forever: read through a
-    /// cache (still sealed) and forget copies of files no longer in the repository.
+    /// Index and snapshot files are immutable and content-named, so a local copy is valid forever: read
+    /// through a cache (still sealed, so it holds nothing readable without the key) and forget copies of
+    /// files no longer in the repository.
     fn cached_read(&self, path: &str) -> Result<Bytes> {
         let Some(dir) = &self.cache_dir else { return self.storage.read(path) };
         let local = dir.join(path);
@@ -175,7 +187,7 @@ impl Repository {
                 idx.add_pack(pack, &blobs);
             }
         }
-        self.prune_cache(&files);
+        self.prune_cache(FileKind::Index, &files);
         Ok((idx, files))
     }
 
@@ -185,12 +197,13 @@ impl Repository {
         }
     }
 
-    fn prune_cache(&self, live: &[FileId]) {
+    /// Forgets cached copies of files of `kind` the repository no longer has.
+    fn prune_cache(&self, kind: FileKind, live: &[FileId]) {
         let Some(dir) = &self.cache_dir else { return };
-        let Ok(entries) = std::fs::read_dir(dir.join("index")) else { return };
+        let Ok(entries) = std::fs::read_dir(dir.join(kind.dir())) else { return };
+        let live: std::collections::HashSet<String> = live.iter().map(|id| id.to_hex()).collect();
         for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !live.iter().any(|id| id.to_hex() == name) {
+            if !live.contains(e.file_name().to_string_lossy().as_ref()) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -235,10 +248,12 @@ impl Repository {
 
     /// All snapshots, oldest first.
     pub fn load_snapshots(&self) -> Result<Vec<Snapshot>> {
-        let mut out = Vec::new();
-        for id in self.list_files(FileKind::Snapshot)? {
-            out.push(self.load_snapshot(&id)?);
+        let ids = self.list_files(FileKind::Snapshot)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            out.push(self.load_snapshot(id)?);
         }
+        self.prune_cache(FileKind::Snapshot, &ids);
         out.sort_by_key(|s| s.time);
         Ok(out)
     }
