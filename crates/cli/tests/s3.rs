@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{mixed_data, random_data};
+use common::{mixed_data, random_data, Repo};
 
-const PASSWORD: &str = "correct horse battery staple";
 const STARTUP: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------------
@@ -183,111 +182,41 @@ fn create_bucket(port: u16, bucket: &str) {
 // ---------------------------------------------------------------------------------------------------
 // bunker against an S3 location
 
-struct S3Repo {
-    dir: tempfile::TempDir,
-    endpoint: String,
-    bucket: String,
-    prefix: String,
+/// A repository on moto: `s3://BUCKET/PREFIX` with test credentials and nothing else from the environment.
+fn s3_repo(moto: &Moto, bucket: &str, prefix: &str) -> Repo {
+    s3_repo_at(&moto.endpoint(), bucket, prefix)
 }
 
-impl S3Repo {
-    fn new(moto: &Moto, bucket: &str, prefix: &str) -> S3Repo {
-        Self::at(&moto.endpoint(), bucket, prefix)
-    }
-
-    fn at(endpoint: &str, bucket: &str, prefix: &str) -> S3Repo {
-        S3Repo {
-            dir: tempfile::tempdir().expect("tempdir"),
-            endpoint: endpoint.to_string(),
-            bucket: bucket.to_string(),
-            prefix: prefix.to_string(),
-        }
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn url(&self) -> String {
-        format!("s3://{}/{}?endpoint={}&region=us-east-1&path-style=true", self.bucket, self.prefix, self.endpoint)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_bunker"));
-        c.args(args)
-            .env("BUNKER_REPO", self.url())
-            .env("BUNKER_PASSWORD", PASSWORD)
-            .env("BUNKER_CACHE_DIR", self.root().join("cache"))
-            .env("BUNKER_KDF_MEMORY_KIB", "1024")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            // Never look anywhere but the environment for credentials (no metadata service, no profile).
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-            .stdin(Stdio::null());
-        for var in [
-            "BUNKER_PASSWORD_FILE",
-            "BUNKER_PAUSE_AT",
-            "BUNKER_S3_PATH_STYLE",
-            "BUNKER_RETRY_MIN_DELAY_MS",
-            "AWS_SESSION_TOKEN",
-            "AWS_PROFILE",
-            "AWS_ROLE_ARN",
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-            "AWS_ENDPOINT_URL",
-            "AWS_ENDPOINT_URL_S3",
-            "http_proxy",
-            "HTTP_PROXY",
-            "https_proxy",
-            "HTTPS_PROXY",
-            "all_proxy",
-            "ALL_PROXY",
-        ] {
-            c.env_remove(var);
-        }
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run bunker")
-    }
-
-    /// Runs and asserts exit 0; returns stdout.
-    fn ok(&self, args: &[&str]) -> Vec<u8> {
-        let out = self.run(args);
-        assert!(out.status.success(), "bunker {args:?} on {} failed ({}): {}", self.url(), out.status, stderr(&out));
-        out.stdout
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut full = args.to_vec();
-        full.push("--json");
-        serde_json::from_slice(&self.ok(&full)).expect("json output")
-    }
-
-    /// Backs up `data` from stdin; returns the new snapshot's ID.
-    fn backup_bytes(&self, name: &str, data: &[u8]) -> String {
-        let input = self.root().join(format!("input-{name}"));
-        std::fs::write(&input, data).expect("write input");
-        let out = self
-            .cmd(&["backup", "--stdin", "--name", name, "--json"])
-            .stdin(std::fs::File::open(&input).expect("input"))
-            .output()
-            .expect("run backup");
-        let _ = std::fs::remove_file(&input);
-        assert!(out.status.success(), "backup failed: {}", stderr(&out));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        v["id"].as_str().expect("id").to_string()
-    }
-
-    fn dump(&self, selector: &str) -> Vec<u8> {
-        self.ok(&["dump", selector])
-    }
-
-    fn snapshots(&self) -> Vec<serde_json::Value> {
-        self.json(&["snapshots"]).as_array().expect("snapshots array").clone()
-    }
+fn s3_repo_at(endpoint: &str, bucket: &str, prefix: &str) -> Repo {
+    let url = format!("s3://{bucket}/{prefix}?endpoint={endpoint}&region=us-east-1&path-style=true");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        // Never look anywhere but the environment for credentials (no metadata service, no profile).
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let remove = vec![
+        "BUNKER_S3_PATH_STYLE",
+        "BUNKER_RETRY_MIN_DELAY_MS",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ];
+    Repo::uninitialised(Some(url), env, remove)
 }
 
 fn stderr(out: &Output) -> String {
@@ -379,14 +308,14 @@ fn assert_same_tree(a: &Path, b: &Path) {
 fn s3_round_trip_dedup_check_and_file_tree() {
     let moto = Moto::start();
     moto.create_bucket("bunker-roundtrip");
-    let repo = S3Repo::new(&moto, "bunker-roundtrip", "team/backups");
+    let repo = s3_repo(&moto, "bunker-roundtrip", "team/backups");
     repo.ok(&["init"]);
 
     let data = mixed_data(20 << 20, 1);
     let first = repo.backup_bytes("db", &data);
     assert!(repo.dump("db:latest") == data, "dump differs from the input");
     // From a fresh cache too: everything really comes from the bucket.
-    let fresh = repo.root().join("fresh-cache");
+    let fresh = repo.root.join("fresh-cache");
     let out = repo.cmd(&["dump", &first]).env("BUNKER_CACHE_DIR", &fresh).output().unwrap();
     assert!(out.status.success(), "dump with a fresh cache failed: {}", stderr(&out));
     assert!(out.stdout == data, "dump with a fresh cache differs from the input");
@@ -406,7 +335,7 @@ fn s3_round_trip_dedup_check_and_file_tree() {
     assert_eq!(out.status.code(), Some(0), "check --read-data: {}", stderr(&out));
 
     // A file tree: several files, a subdirectory, an empty file and a relative symlink.
-    let src = repo.root().join("site");
+    let src = repo.root.join("site");
     std::fs::create_dir_all(src.join("uploads/2026")).unwrap();
     std::fs::write(src.join("state.bin"), random_data(1 << 20, 7)).unwrap();
     std::fs::write(src.join("settings.toml"), b"[db]\nhost = \"db.internal\"\n").unwrap();
@@ -414,7 +343,7 @@ fn s3_round_trip_dedup_check_and_file_tree() {
     std::fs::write(src.join("uploads/empty"), b"").unwrap();
     std::os::unix::fs::symlink("uploads/2026/photo.jpg", src.join("current")).unwrap();
     repo.ok(&["backup", "--path", src.to_str().unwrap(), "--name", "files"]);
-    let out_dir = repo.root().join("restored");
+    let out_dir = repo.root.join("restored");
     repo.ok(&["restore", "files:latest", "--to", out_dir.to_str().unwrap()]);
     assert_same_tree(&src, &out_dir.join("site"));
     assert_eq!(std::fs::read_link(out_dir.join("site/current")).unwrap(), Path::new("uploads/2026/photo.jpg"));
@@ -427,7 +356,7 @@ fn s3_round_trip_dedup_check_and_file_tree() {
 fn s3_forget_and_prune_keep_the_kept_snapshot_whole() {
     let moto = Moto::start();
     moto.create_bucket("bunker-prune");
-    let repo = S3Repo::new(&moto, "bunker-prune", "p");
+    let repo = s3_repo(&moto, "bunker-prune", "p");
     repo.ok(&["init", "--pack-size-mib", "1"]);
 
     let v1 = random_data(4 << 20, 21);
@@ -456,7 +385,7 @@ fn s3_forget_and_prune_keep_the_kept_snapshot_whole() {
 fn s3_errors_have_documented_exit_codes() {
     let moto = Moto::start();
     moto.create_bucket("bunker-errors");
-    let repo = S3Repo::new(&moto, "bunker-errors", "real/repo");
+    let repo = s3_repo(&moto, "bunker-errors", "real/repo");
     repo.ok(&["init"]);
     repo.backup_bytes("db", b"some data");
 
@@ -470,13 +399,13 @@ fn s3_errors_have_documented_exit_codes() {
 
     // Another prefix of the same bucket: no repository there (also not the parent or a sibling).
     for prefix in ["real/other", "real", "elsewhere"] {
-        let out = S3Repo::new(&moto, "bunker-errors", prefix).run(&["snapshots"]);
+        let out = s3_repo(&moto, "bunker-errors", prefix).run(&["snapshots"]);
         assert_eq!(out.status.code(), Some(10), "prefix {prefix}: {}", stderr(&out));
         assert!(stderr(&out).contains("no bunker repository"), "{}", stderr(&out));
     }
 
     // A bucket that does not exist: a prompt failure (no retrying of a persistent error), on one line.
-    let missing = S3Repo::new(&moto, "no-such-bucket", "x");
+    let missing = s3_repo(&moto, "no-such-bucket", "x");
     for args in [&["snapshots"][..], &["init"][..]] {
         let started = Instant::now();
         let out = missing.run(args);
@@ -496,7 +425,7 @@ fn s3_errors_have_documented_exit_codes() {
 fn s3_exclusive_lock_is_create_if_absent() {
     let moto = Moto::start();
     moto.create_bucket("bunker-lock");
-    let repo = S3Repo::new(&moto, "bunker-lock", "l");
+    let repo = s3_repo(&moto, "bunker-lock", "l");
     repo.ok(&["init"]);
     repo.backup_bytes("db", &random_data(1 << 20, 31));
 
@@ -639,7 +568,7 @@ fn s3_transient_outages_are_retried() {
     let moto = Moto::start();
     moto.create_bucket("bunker-flaky");
     let flaky = Flaky::new(moto.port, false);
-    let repo = S3Repo::at(&flaky.endpoint(), "bunker-flaky", "f");
+    let repo = s3_repo_at(&flaky.endpoint(), "bunker-flaky", "f");
     let retrying = |args: &[&str]| {
         let mut c = repo.cmd(args);
         c.env("BUNKER_RETRY_MIN_DELAY_MS", "500");
@@ -656,7 +585,7 @@ fn s3_transient_outages_are_retried() {
 
     // 2. An outage in the middle of a backup's uploads: open connections are cut, new ones refused.
     let data = mixed_data(12 << 20, 41);
-    let input = repo.root().join("input");
+    let input = repo.root.join("input");
     std::fs::write(&input, &data).unwrap();
     let before = flaky.sent.load(Ordering::SeqCst);
     let mut cmd = retrying(&["backup", "--stdin", "--name", "db"]);

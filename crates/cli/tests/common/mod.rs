@@ -11,37 +11,57 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct Repo {
     _dir: tempfile::TempDir,
+    /// A scratch directory for inputs and restores.
     pub root: PathBuf,
+    /// The repository directory, for local repositories.
     pub path: PathBuf,
+    /// What `BUNKER_REPO` is set to.
+    pub location: String,
     cache: PathBuf,
+    env: Vec<(String, String)>,
+    env_remove: Vec<&'static str>,
 }
 
 impl Repo {
-    /// A fresh repository with default settings.
+    /// A fresh local repository with default settings.
     pub fn new() -> Repo {
         Self::with_init_args(&[])
     }
 
     pub fn with_init_args(args: &[&str]) -> Repo {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().to_path_buf();
-        let repo = Repo { path: root.join("repo"), cache: root.join("cache"), root, _dir: dir };
+        let repo = Self::uninitialised(None, Vec::new(), Vec::new());
         let mut full = vec!["init"];
         full.extend_from_slice(args);
         repo.ok(&full);
         repo
     }
 
+    /// A handle on a repository location (local when `location` is None) without running `init`;
+    /// `env` is set and `env_remove` cleared for every command.
+    pub fn uninitialised(location: Option<String>, env: Vec<(String, String)>, env_remove: Vec<&'static str>) -> Repo {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let path = root.join("repo");
+        let location = location.unwrap_or_else(|| path.to_string_lossy().into_owned());
+        Repo { cache: root.join("cache"), path, location, root, env, env_remove, _dir: dir }
+    }
+
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_bunker"));
         c.args(args)
-            .env("BUNKER_REPO", &self.path)
+            .env("BUNKER_REPO", &self.location)
             .env("BUNKER_PASSWORD", PASSWORD)
             .env("BUNKER_CACHE_DIR", &self.cache)
             .env("BUNKER_KDF_MEMORY_KIB", "1024")
             .env_remove("BUNKER_PASSWORD_FILE")
             .env_remove("BUNKER_PAUSE_AT")
             .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        for k in &self.env_remove {
+            c.env_remove(k);
+        }
         c
     }
 
@@ -52,7 +72,13 @@ impl Repo {
     /// Runs and asserts exit 0; returns stdout.
     pub fn ok(&self, args: &[&str]) -> Vec<u8> {
         let out = self.run(args);
-        assert!(out.status.success(), "bunker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "bunker {args:?} on {} failed ({}): {}",
+            self.location,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     }
 
@@ -81,8 +107,12 @@ impl Repo {
         self.ok(&["dump", selector])
     }
 
+    pub fn snapshots(&self) -> Vec<serde_json::Value> {
+        self.json(&["snapshots"]).as_array().expect("snapshots array").clone()
+    }
+
     pub fn snapshot_count(&self) -> usize {
-        self.json(&["snapshots"]).as_array().expect("array").len()
+        self.snapshots().len()
     }
 
     /// Bytes the repository takes on disk (everything but the temp dir).
