@@ -1,0 +1,35 @@
+//! Scratch servers: real PostgreSQL clusters started from the installed server binaries, each in its own
+//! temporary directory on its own free port, gone when dropped. Drills restore into them; tests use them to
+//! stay isolated and parallel-safe.
+
+pub mod postgres;
+
+pub use postgres::{PgBinaries, ScratchPostgres};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no PostgreSQL {major} server binaries in {searched}: install the postgresql-{major} package")]
+    NoServerBinaries { major: u32, searched: String },
+    #[error("no PostgreSQL server binaries found in {searched}: install a postgresql-NN package")]
+    NoServer { searched: String },
+    #[error("{what} failed: {detail}")]
+    Command { what: String, detail: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("scratch PostgreSQL on port {port} did not accept connections within {secs} s: {log}")]
+    NotReady { port: u16, secs: u64, log: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    let l =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Io { path: "127.0.0.1:0".into(), source: e })?;
+    let port = l.local_addr().map_err(|e| Error::Io { path: "127.0.0.1:0".into(), source: e })?.port();
+    Ok(port)
+}
