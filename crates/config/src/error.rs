@@ -1,0 +1,51 @@
+//! The config crate's one error type. Every message is one line: where (file and line), what is wrong, and
+//! what to do. No message ever contains a configured value, so a secret cannot leak through an error.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("config file {} (named {by}) does not exist; check the path", path.display())]
+    Missing { path: PathBuf, by: &'static str },
+
+    #[error("cannot read config file {}: {source}; check its permissions", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+
+    #[error("cannot find the current directory to look for bunker.toml: {0}")]
+    CurrentDir(std::io::Error),
+
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Syntax { path: PathBuf, line: usize, column: usize, message: String },
+
+    #[error("{}:{line}: environment variable {var} is not set (used in {key}); export it or write ${{{var}:-DEFAULT}}", path.display())]
+    UnsetVariable { path: PathBuf, line: usize, var: String, key: String },
+
+    #[error("{}:{line}: {problem} in {key}; write ${{NAME}} or ${{NAME:-DEFAULT}} (NAME: letters, digits, _), or $$ for a literal $", path.display())]
+    BadInterpolation { path: PathBuf, line: usize, key: String, problem: &'static str },
+
+    #[error("{}:{line}: unknown section [{name}]; expected repository or targets", path.display())]
+    UnknownSection { path: PathBuf, line: usize, name: String },
+
+    #[error("{}:{line}: unknown key {key}; expected one of {expected}", path.display())]
+    UnknownKey { path: PathBuf, line: usize, key: String, expected: &'static str },
+
+    #[error("{}:{line}: {key} is missing; {hint}", path.display())]
+    MissingKey { path: PathBuf, line: usize, key: String, hint: &'static str },
+
+    #[error("{}:{line}: {key} must be {expected}, not {found}", path.display())]
+    WrongType { path: PathBuf, line: usize, key: String, expected: &'static str, found: &'static str },
+
+    #[error("{}:{line}: {key} is empty; give a value or remove the key", path.display())]
+    Empty { path: PathBuf, line: usize, key: String },
+
+    #[error("{}:{line}: [repository] sets both password and password_file; keep only one", path.display())]
+    BothPasswords { path: PathBuf, line: usize },
+
+    #[error("{}:{line}: invalid target name {name:?}; use letters, digits, '.', '_' or '-', starting with a letter or digit, at most {max} characters", path.display(), max = crate::target::MAX_NAME_LEN)]
+    BadTargetName { path: PathBuf, line: usize, name: String },
+
+    #[error("{}:{line}: target {target}: {detail}", path.display())]
+    TargetOption { path: PathBuf, line: usize, target: String, detail: String },
+}

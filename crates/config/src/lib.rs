@@ -1,0 +1,177 @@
+//! `bunker.toml`, the stack configuration: the repository, the targets to back up, and sections that later
+//! features read (schedules, retention, …).
+//!
+//! Loading is parse → check the shape → interpolate `${VAR}` in every string value → build the typed parts.
+//! This crate knows nothing about what a postgres or files target contains: each target keeps its keys as a
+//! raw table, and the source named by its `type` reads them with [`TargetConfig::options`]. Errors point at
+//! the file and line (the `spans` module says how lines are found) and never contain a configured value.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+mod error;
+mod interpolate;
+mod repository;
+mod spans;
+mod target;
+
+pub use error::{Error, Result};
+pub use interpolate::Env;
+pub use repository::{RepositoryConfig, Secret};
+pub use target::{is_valid_name, TargetConfig, MAX_NAME_LEN};
+
+use spans::{Document, KeyPath};
+
+/// The file looked for in the current directory when neither an explicit path nor `BUNKER_CONFIG` is given.
+pub const FILE_NAME: &str = "bunker.toml";
+
+/// The environment variable naming the config file.
+pub const ENV_VAR: &str = "BUNKER_CONFIG";
+
+/// Top-level sections that later features will read. They are accepted now, kept raw in [`Config::extra`],
+/// so a config written for a newer bunker still loads in this one.
+pub const TOLERATED_SECTIONS: &[&str] = &["schedules", "retention", "health", "notifications", "groups", "drill"];
+
+/// A parsed `bunker.toml`.
+#[derive(Clone, Default, PartialEq)]
+pub struct Config {
+    /// `[repository]`, if the file has one (otherwise flags or the environment must say where it is).
+    pub repository: Option<RepositoryConfig>,
+    /// The targets, in the order the file names them.
+    pub targets: Vec<TargetConfig>,
+    /// The [`TOLERATED_SECTIONS`] present in the file, interpolated but otherwise unread.
+    pub extra: BTreeMap<String, toml::Value>,
+}
+
+/// A config together with the file it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedConfig {
+    /// The config file; absolute when found by [`Config::discover`].
+    pub path: PathBuf,
+    pub config: Config,
+}
+
+/// Shows section names but not the values of `extra`, which may hold tokens (webhook URLs, …).
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("repository", &self.repository)
+            .field("targets", &self.targets)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Config {
+    /// Finds and loads the config file: `explicit` if given, else `$BUNKER_CONFIG` if set (and not empty),
+    /// else `./bunker.toml` if it exists, else `Ok(None)`. A file named explicitly or by the variable must exist.
+    pub fn discover(explicit: Option<&Path>) -> Result<Option<LoadedConfig>> {
+        let cwd = std::env::current_dir().map_err(Error::CurrentDir)?;
+        Self::discover_in(explicit, std::env::var_os(ENV_VAR), &cwd)
+    }
+
+    /// [`Config::discover`] with the variable's value and the current directory passed in (for tests, and for
+    /// callers that have them already). Relative paths are taken from `cwd`; `${VAR}` reads the process
+    /// environment.
+    pub fn discover_in(
+        explicit: Option<&Path>,
+        env_value: Option<OsString>,
+        cwd: &Path,
+    ) -> Result<Option<LoadedConfig>> {
+        let env_value = env_value.filter(|v| !v.is_empty());
+        let (path, required_by) = match (explicit, env_value) {
+            (Some(path), _) => (cwd.join(path), Some("on the command line")),
+            (None, Some(path)) => (cwd.join(path), Some("by BUNKER_CONFIG")),
+            (None, None) => (cwd.join(FILE_NAME), None),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return match required_by {
+                    Some(by) => Err(Error::Missing { path, by }),
+                    None => Ok(None),
+                }
+            }
+            Err(source) => return Err(Error::Read { path, source }),
+        };
+        let config = Self::parse(&text, &path)?;
+        Ok(Some(LoadedConfig { path, config }))
+    }
+
+    /// Parses a config's text, interpolating from the process environment. `origin` is the file's path: it
+    /// prefixes error messages and its directory anchors relative paths.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config> {
+        Self::parse_with_env(text, origin, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::parse`] with variables looked up through `env` (`None`: unset).
+    pub fn parse_with_env(text: &str, origin: &Path, env: Env) -> Result<Config> {
+        let doc = Document::parse(text, origin)?;
+        let mut table = doc.table()?;
+        check_sections(&table, &doc)?;
+        for (key, value) in table.iter_mut() {
+            let mut path = KeyPath::key(key);
+            interpolate::value(value, &mut path, env).map_err(|(path, e)| interpolation_error(&doc, &path, e))?;
+        }
+
+        let base = origin.parent().unwrap_or(Path::new(""));
+        let repository = match table.remove("repository") {
+            Some(toml::Value::Table(section)) => Some(RepositoryConfig::from_table(&section, &doc, base)?),
+            Some(other) => return Err(not_a_table(&doc, "repository", &other)),
+            None => None,
+        };
+        let mut targets = match table.remove("targets") {
+            Some(toml::Value::Table(section)) => section
+                .iter()
+                .map(|(name, value)| TargetConfig::from_entry(name, value, &doc, origin))
+                .collect::<Result<Vec<_>>>()?,
+            Some(other) => return Err(not_a_table(&doc, "targets", &other)),
+            None => Vec::new(),
+        };
+        targets.sort_by_key(|t| t.line);
+        Ok(Config { repository, targets, extra: table.into_iter().collect() })
+    }
+
+    /// The target called `name`.
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+/// Rejects top-level keys other than repository, targets and the [`TOLERATED_SECTIONS`]. Done before
+/// interpolation, so a misspelt section is reported as such rather than through a variable inside it.
+fn check_sections(table: &toml::Table, doc: &Document) -> Result<()> {
+    let known = |key: &str| matches!(key, "repository" | "targets") || TOLERATED_SECTIONS.contains(&key);
+    match table.keys().find(|key| !known(key)) {
+        Some(name) => {
+            let line = doc.key_line(&KeyPath::key(name));
+            Err(Error::UnknownSection { path: doc.path.clone(), line, name: name.clone() })
+        }
+        None => Ok(()),
+    }
+}
+
+fn interpolation_error(doc: &Document, path: &KeyPath, error: interpolate::ExpandError) -> Error {
+    let (line, key) = (doc.value_line(path), path.to_string());
+    match error {
+        interpolate::ExpandError::Unset(var) => Error::UnsetVariable { path: doc.path.clone(), line, var, key },
+        interpolate::ExpandError::Malformed(problem) => {
+            Error::BadInterpolation { path: doc.path.clone(), line, key, problem }
+        }
+    }
+}
+
+fn not_a_table(doc: &Document, key: &str, value: &toml::Value) -> Error {
+    Error::WrongType {
+        path: doc.path.clone(),
+        line: doc.key_line(&KeyPath::key(key)),
+        key: key.to_owned(),
+        expected: "a table ([section])",
+        found: value.type_str(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,333 @@
+//! Loading whole files: discovery, the example config, and each kind of error with its line.
+
+use std::collections::HashMap;
+use std::fs;
+
+use serde::Deserialize;
+
+use super::*;
+
+const EXAMPLE: &str = r#"[repository]
+url = "s3://bucket/prefix?endpoint=http://127.0.0.1:9000"
+password = "${BUNKER_PASSWORD}"
+
+[targets.app-db]
+type = "postgres"
+url = "postgresql://app:${DB_PASSWORD}@${DB_HOST:-db}:5432/app"
+mode = "logical"
+databases = ["app", "${EXTRA_DB:-audit}"]
+
+[[targets.app-db.assert]]
+name = "users exist"
+sql = "SELECT count(*) > 0 FROM users"
+expect = "t"
+
+[targets.uploads]
+type = "files"
+paths = ["/srv/uploads"]
+"#;
+
+fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config> {
+    let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Config::parse_with_env(text, Path::new("/etc/bunker/bunker.toml"), &|name| env.get(name).cloned())
+}
+
+fn error(text: &str, vars: &[(&str, &str)]) -> String {
+    parse(text, vars).unwrap_err().to_string()
+}
+
+#[test]
+fn example_loads() {
+    let config = parse(EXAMPLE, &[("BUNKER_PASSWORD", "hunter2"), ("DB_PASSWORD", "s3cret")]).unwrap();
+    let repo = config.repository.as_ref().unwrap();
+    assert_eq!(repo.url, "s3://bucket/prefix?endpoint=http://127.0.0.1:9000");
+    assert_eq!(repo.password.as_ref().unwrap().expose(), "hunter2");
+    assert_eq!(repo.password_file, None);
+
+    let names: Vec<_> = config.targets.iter().map(|t| (t.name.as_str(), t.kind.as_str(), t.line)).collect();
+    assert_eq!(names, [("app-db", "postgres", 5), ("uploads", "files", 16)], "file order, header lines");
+    let db = config.target("app-db").unwrap();
+    assert_eq!(db.options["url"].as_str(), Some("postgresql://app:s3cret@db:5432/app"));
+    assert_eq!(db.options["databases"][1].as_str(), Some("audit"));
+    assert_eq!(db.options["assert"][0]["expect"].as_str(), Some("t"));
+    assert!(!db.options.contains_key("type"), "type is taken out of the options");
+    assert_eq!(db.origin, Path::new("/etc/bunker/bunker.toml"));
+    assert!(config.extra.is_empty());
+}
+
+#[test]
+fn secrets_stay_out_of_debug_output() {
+    let config = parse(EXAMPLE, &[("BUNKER_PASSWORD", "hunter2"), ("DB_PASSWORD", "s3cret")]).unwrap();
+    let shown = format!("{config:?} {config:#?}");
+    assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("app-db") && shown.contains("***"));
+}
+
+#[test]
+fn unset_variable_names_variable_line_and_key() {
+    assert_eq!(
+        error(EXAMPLE, &[("BUNKER_PASSWORD", "x")]),
+        "/etc/bunker/bunker.toml:7: environment variable DB_PASSWORD is not set (used in targets.app-db.url); \
+         export it or write ${DB_PASSWORD:-DEFAULT}"
+    );
+    let text = "[targets.a]\ntype = \"files\"\npaths = [\n  \"/x\",\n  \"${NOPE}\",\n]\n";
+    let message = error(text, &[]);
+    assert!(message.starts_with("/etc/bunker/bunker.toml:5: environment variable NOPE"), "{message}");
+    assert!(message.contains("(used in targets.a.paths[1])"), "{message}");
+    let text = "[targets.a]\ntype = \"files\"\n\n[[targets.a.hook]]\nrun = { cmd = [\"${NOPE}\"] }\n";
+    assert!(
+        error(text, &[]).contains(":5: environment variable NOPE is not set (used in targets.a.hook[0].run.cmd[0])")
+    );
+}
+
+#[test]
+fn interpolation_reaches_every_string_but_no_key() {
+    let text = r#"
+[targets."${A}"]
+type = "${KIND:-files}"
+nested = { list = [["${A}"], { x = "$${A}" }] }
+
+[retention]
+keep = "${A}"
+"#;
+    let config = parse(text, &[("A", "val")]).unwrap_err().to_string();
+    assert!(config.contains("invalid target name \"${A}\""), "keys are not interpolated: {config}");
+
+    let config = parse(&text.replace(r#"[targets."${A}"]"#, "[targets.t]"), &[("A", "val")]).unwrap();
+    let t = &config.targets[0];
+    assert_eq!(t.kind, "files");
+    assert_eq!(t.options["nested"]["list"][0][0].as_str(), Some("val"));
+    assert_eq!(t.options["nested"]["list"][1]["x"].as_str(), Some("${A}"));
+    assert_eq!(config.extra["retention"]["keep"].as_str(), Some("val"));
+}
+
+#[test]
+fn malformed_reference_is_reported_without_the_value() {
+    let message = error("[repository]\nurl = \"/r\"\npassword = \"abc${oops\"\n", &[]);
+    assert!(message.starts_with("/etc/bunker/bunker.toml:3: an unclosed ${ in repository.password;"), "{message}");
+    assert!(!message.contains("abc"));
+}
+
+#[test]
+fn bad_target_names_are_rejected_with_their_line() {
+    for name in ["\"-lead\"", "\"has space\"", "\"a/b\"", &format!("\"{}\"", "x".repeat(65))] {
+        let message = error(&format!("\n[targets.{name}]\ntype = \"files\"\n"), &[]);
+        assert!(message.starts_with("/etc/bunker/bunker.toml:2: invalid target name"), "{message}");
+    }
+    let message = error("[targets]\nok = { type = \"files\" }\n\"bad name\" = { type = \"files\" }\n", &[]);
+    assert!(message.starts_with("/etc/bunker/bunker.toml:3: invalid target name \"bad name\""), "{message}");
+}
+
+#[test]
+fn targets_need_a_type() {
+    let message = error("[targets.a]\npaths = []\n", &[]);
+    assert!(message.starts_with("/etc/bunker/bunker.toml:1: targets.a.type is missing;"), "{message}");
+    let message = error("[targets.a]\npaths = []\ntype = \"\"\n", &[]);
+    assert!(message.starts_with("/etc/bunker/bunker.toml:3: targets.a.type is empty"), "{message}");
+    let message = error("[targets.a]\ntype = 3\n", &[]);
+    assert!(message.starts_with("/etc/bunker/bunker.toml:2: targets.a.type must be a string, not integer"));
+    let message = error("[targets]\na = \"files\"\n", &[]);
+    assert!(message.starts_with("/etc/bunker/bunker.toml:2: targets.a must be a table"), "{message}");
+    let message = error("targets = 1\n", &[]);
+    assert!(message.starts_with("/etc/bunker/bunker.toml:1: targets must be a table"), "{message}");
+}
+
+#[test]
+fn repository_checks() {
+    let message = error("[repository]\nurl = \"/r\"\npassword = \"pw\"\npassword_file = \"/pw\"\n", &[]);
+    assert_eq!(message, "/etc/bunker/bunker.toml:1: [repository] sets both password and password_file; keep only one");
+    let message = error("[repository]\npassword_file = \"/pw\"\n", &[]);
+    assert!(message.starts_with("/etc/bunker/bunker.toml:1: repository.url is missing;"), "{message}");
+    let message = error("[repository]\nurl = \"/r\"\npasword = \"hunter2\"\n", &[]);
+    assert_eq!(
+        message,
+        "/etc/bunker/bunker.toml:3: unknown key repository.pasword; expected one of url, password or password_file"
+    );
+    let message = error("[repository]\nurl = \"/r\"\npassword = \"${P:-}\"\n", &[]);
+    assert!(message.starts_with("/etc/bunker/bunker.toml:3: repository.password is empty"), "{message}");
+    let message = error("[repository]\nurl = [\"/r\"]\n", &[]);
+    assert!(message.starts_with("/etc/bunker/bunker.toml:2: repository.url must be a string, not array"));
+    assert!(parse("[targets]\n", &[]).unwrap().repository.is_none(), "no [repository] is fine");
+}
+
+#[test]
+fn secrets_stay_out_of_errors() {
+    let text = "[repository]\nurl = \"/r\"\npassword = \"hunter2\"\npassword_file = \"/pw\"\n";
+    assert!(!error(text, &[]).contains("hunter2"));
+    let text = "[repository]\nurl = \"/r\"\npassword = 42\n";
+    assert!(!error(text, &[]).contains("42\""));
+    let text = "[targets.db]\ntype = \"x\"\nport = \"hunter2\"\n";
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Opts {
+        port: u16,
+    }
+    let message = parse(text, &[]).unwrap().targets[0].options::<Opts>().unwrap_err().to_string();
+    assert!(
+        message.starts_with("/etc/bunker/bunker.toml:1: target db: port: invalid type: a string, expected u16"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[test]
+fn syntax_errors_give_line_and_column() {
+    let message = error("[repository]\nurl = \"/r\"\npassword = oops\n", &[]);
+    assert!(message.starts_with("/etc/bunker/bunker.toml:3:12: "), "{message}");
+    assert!(!message.contains('\n'), "one line: {message}");
+    let message = error("[targets.a]\ntype = \"x\"\n[targets.a]\ntype = \"y\"\n", &[]);
+    assert!(message.starts_with("/etc/bunker/bunker.toml:3:"), "{message}");
+    assert!(!message.contains('\n'), "one line: {message}");
+}
+
+#[test]
+fn unknown_sections_are_rejected_but_future_ones_kept() {
+    assert_eq!(
+        error("[repository]\nurl = \"/r\"\n\n[foo]\nx = 1\n", &[]),
+        "/etc/bunker/bunker.toml:4: unknown section [foo]; expected repository or targets"
+    );
+    assert!(error("stray = 1\n", &[]).starts_with("/etc/bunker/bunker.toml:1: unknown section [stray]"));
+    let text = r#"
+[schedules.nightly]
+cron = "0 3 * * *"
+[retention]
+keep_daily = 7
+[health]
+[notifications.slack]
+url = "${HOOK:-none}"
+[[groups]]
+name = "g"
+[drill]
+"#;
+    let config = parse(text, &[]).unwrap();
+    let keys: Vec<_> = config.extra.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["drill", "groups", "health", "notifications", "retention", "schedules"]);
+    assert_eq!(config.extra["retention"]["keep_daily"].as_integer(), Some(7));
+    assert_eq!(config.extra["notifications"]["slack"]["url"].as_str(), Some("none"));
+    assert_eq!(config.extra["groups"][0]["name"].as_str(), Some("g"));
+    assert!(!format!("{config:?}").contains("none"), "extra values stay out of Debug");
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_directory() {
+    let text = "[repository]\nurl = \"./repo\"\npassword_file = \"secrets/pw\"\n";
+    let repo = parse(text, &[]).unwrap().repository.unwrap();
+    assert_eq!(repo.url, "/etc/bunker/repo");
+    assert_eq!(repo.password_file.as_deref(), Some(Path::new("/etc/bunker/secrets/pw")));
+
+    let text = "[repository]\nurl = \"file://repo\"\npassword_file = \"/abs/pw\"\n";
+    let repo = parse(text, &[]).unwrap().repository.unwrap();
+    assert_eq!(repo.url, "file:///etc/bunker/repo");
+    assert_eq!(repo.password_file.as_deref(), Some(Path::new("/abs/pw")));
+
+    let text = "[repository]\nurl = \"${BASE}/repo\"\n";
+    assert_eq!(parse(text, &[("BASE", "data")]).unwrap().repository.unwrap().url, "/etc/bunker/data/repo");
+    assert_eq!(parse(text, &[("BASE", "/var")]).unwrap().repository.unwrap().url, "/var/repo");
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct PgOptions {
+    url: String,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    databases: Option<toml::Value>,
+}
+
+#[test]
+fn options_deserialise_into_a_source_struct() {
+    let text = "\n[targets.app-db]\ntype = \"postgres\"\nurl = \"pg://x\"\nmode = \"logical\"\n";
+    let options: PgOptions = parse(text, &[]).unwrap().targets[0].options().unwrap();
+    assert_eq!(options, PgOptions { url: "pg://x".into(), mode: Some("logical".into()), databases: None });
+}
+
+#[test]
+fn options_errors_name_target_key_and_line() {
+    let text = "\n[targets.app-db]\ntype = \"postgres\"\nurl = \"pg://x\"\ndatabse = \"all\"\n";
+    let message = parse(text, &[]).unwrap().targets[0].options::<PgOptions>().unwrap_err().to_string();
+    assert_eq!(
+        message,
+        "/etc/bunker/bunker.toml:2: target app-db: unknown option \"databse\" \
+         (expected one of url, mode, databases); check the spelling"
+    );
+    let text = "[targets.app-db]\ntype = \"postgres\"\n";
+    let message = parse(text, &[]).unwrap().targets[0].options::<PgOptions>().unwrap_err().to_string();
+    assert_eq!(message, "/etc/bunker/bunker.toml:1: target app-db: missing option \"url\"; add it to [targets.NAME]");
+}
+
+#[test]
+fn options_errors_name_nested_keys() {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        databases: Vec<String>,
+        tls: Option<Tls>,
+    }
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Tls {
+        mode: String,
+    }
+    let message = |body: &str| {
+        let text = format!("[targets.a]\ntype = \"x\"\n{body}\n");
+        parse(&text, &[]).unwrap().targets[0].options::<Outer>().unwrap_err().to_string()
+    };
+    assert_eq!(
+        message("databases = [\"a\", 3]"),
+        "/etc/bunker/bunker.toml:1: target a: databases[1]: invalid type: integer `3`, expected a string"
+    );
+    assert_eq!(
+        message("databases = []\ntls = { mdoe = \"x\" }"),
+        "/etc/bunker/bunker.toml:1: target a: tls: unknown option \"mdoe\" (expected mode); check the spelling"
+    );
+}
+
+#[test]
+fn discovery_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let write = |name: &str, repo: &str| {
+        let path = cwd.join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, format!("[repository]\nurl = \"{repo}\"\n")).unwrap();
+        path
+    };
+    let url = |found: Option<LoadedConfig>| found.unwrap().config.repository.unwrap().url;
+
+    assert!(Config::discover_in(None, None, cwd).unwrap().is_none(), "nothing anywhere is fine");
+    write(FILE_NAME, "/from-cwd");
+    let found = Config::discover_in(None, None, cwd).unwrap().unwrap();
+    assert_eq!(found.path, cwd.join(FILE_NAME));
+    assert_eq!(url(Some(found)), "/from-cwd");
+
+    write("env/b.toml", "/from-env");
+    assert_eq!(url(Config::discover_in(None, Some("env/b.toml".into()), cwd).unwrap()), "/from-env");
+    assert_eq!(url(Config::discover_in(None, Some("".into()), cwd).unwrap()), "/from-cwd", "empty = unset");
+
+    let explicit = write("explicit/c.toml", "relative");
+    let found = Config::discover_in(Some(&explicit), Some("env/b.toml".into()), cwd).unwrap();
+    assert_eq!(url(found), cwd.join("explicit/relative").display().to_string(), "explicit wins; paths from its dir");
+}
+
+#[test]
+fn discovery_requires_named_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    fs::write(cwd.join(FILE_NAME), "[targets]\n").unwrap();
+
+    let err = Config::discover_in(Some(Path::new("missing.toml")), None, cwd).unwrap_err();
+    assert!(matches!(&err, Error::Missing { by: "on the command line", .. }), "{err}");
+    assert!(err.to_string().contains("missing.toml (named on the command line) does not exist"), "{err}");
+    let err = Config::discover_in(None, Some("gone.toml".into()), cwd).unwrap_err();
+    assert!(err.to_string().contains("gone.toml (named by BUNKER_CONFIG) does not exist"), "{err}");
+
+    fs::write(cwd.join(FILE_NAME), "[bogus]\n").unwrap();
+    let err = Config::discover_in(None, None, cwd).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!("{}:1: unknown section [bogus]; expected repository or targets", cwd.join(FILE_NAME).display())
+    );
+}
