@@ -11,13 +11,21 @@ pub const WRONG_PASSWORD: i32 = 12;
 pub const INTERRUPTED: i32 = 130;
 
 pub fn code_for(e: &anyhow::Error) -> i32 {
-    match e.chain().find_map(|c| c.downcast_ref::<Error>()) {
+    match e.chain().find_map(engine_error) {
         Some(Error::NoRepository { .. }) => NO_REPOSITORY,
         Some(Error::Locked { .. }) => LOCKED,
         Some(Error::WrongPassword { .. }) => WRONG_PASSWORD,
         Some(Error::Interrupted) => INTERRUPTED,
         _ => FAILURE,
     }
+}
+
+/// The engine error behind a failure, also when a source wrapped it.
+fn engine_error<'a>(c: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+    c.downcast_ref::<Error>().or_else(|| match c.downcast_ref::<bunker_sources::SourceError>() {
+        Some(bunker_sources::SourceError::Engine(inner)) => Some(inner),
+        _ => None,
+    })
 }
 
 /// The error and its causes on one line, without repeating a cause the message already includes.

@@ -42,7 +42,7 @@ impl Source for FilesSource {
         "files"
     }
 
-    fn backup(&mut self, backup: &Backup<'_>) -> bunker_engine::Result<Captured> {
+    fn backup(&mut self, backup: &Backup<'_>) -> Result<Captured, crate::SourceError> {
         let mut archiver = Archiver::new(backup, &self.exclude);
         let tree = archiver.save_paths(&self.paths)?;
         let paths: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();

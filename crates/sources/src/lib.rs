@@ -3,6 +3,7 @@
 //! one registration where the CLI builds sources from its configuration.
 
 pub mod files;
+pub mod postgres;
 pub mod stream;
 
 use bunker_engine::backup::Backup;
@@ -24,5 +25,20 @@ pub trait Source {
     fn kind(&self) -> &'static str;
 
     /// Reads the source and stores it through `backup`. Nothing is visible until the caller commits.
-    fn backup(&mut self, backup: &Backup<'_>) -> bunker_engine::Result<Captured>;
+    fn backup(&mut self, backup: &Backup<'_>) -> Result<Captured, SourceError>;
+}
+
+/// What can go wrong reading a source; each message names the source and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Engine(#[from] bunker_engine::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot connect to {target}: {detail}")]
+    Connect { target: String, detail: String },
+    #[error("query on {target} failed: {detail}")]
+    Query { target: String, detail: String },
+    #[error("{tool} failed: {detail}")]
+    Tool { tool: String, detail: String },
 }

@@ -22,7 +22,7 @@ impl<R: Read> Source for StreamSource<R> {
         "stream"
     }
 
-    fn backup(&mut self, backup: &Backup<'_>) -> bunker_engine::Result<Captured> {
+    fn backup(&mut self, backup: &Backup<'_>) -> Result<Captured, crate::SourceError> {
         let reader = self.reader.take().expect("a stream is backed up once");
         let (content, size) = backup.save_stream(reader)?;
         Ok(Captured { root: Root::Stream { size, content }, meta: serde_json::json!({}), warnings: Vec::new() })
