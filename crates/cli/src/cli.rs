@@ -27,6 +27,9 @@ pub struct Global {
         help_heading = "Global options"
     )]
     pub repo: Option<String>,
+    /// The stack file (default: $BUNKER_CONFIG, else ./bunker.toml when present)
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub config: Option<PathBuf>,
     /// Print data as JSON on stdout (logs stay on stderr)
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
@@ -83,15 +86,18 @@ pub struct InitArgs {
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
+    /// A target of the stack file (bunker.toml) to back up
+    #[arg(conflicts_with_all = ["stdin", "path", "name"], required_unless_present_any = ["stdin", "path"])]
+    pub target: Option<String>,
     /// Read the data to back up from standard input
-    #[arg(long, conflicts_with = "path")]
+    #[arg(long, conflicts_with = "path", requires = "name")]
     pub stdin: bool,
     /// Files or directories to back up
-    #[arg(long = "path", num_args = 1.., required_unless_present = "stdin")]
+    #[arg(long = "path", num_args = 1.., requires = "name")]
     pub path: Vec<PathBuf>,
-    /// Name of the target this snapshot belongs to
+    /// Name for the snapshot (with --stdin or --path)
     #[arg(long)]
-    pub name: String,
+    pub name: Option<String>,
     /// Tag for the snapshot (repeatable)
     #[arg(long = "tag")]
     pub tags: Vec<String>,

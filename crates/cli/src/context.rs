@@ -11,14 +11,50 @@ use crate::cli::Global;
 
 pub struct Context {
     pub global: Global,
+    config: std::sync::OnceLock<Option<bunker_config::LoadedConfig>>,
 }
 
 impl Context {
+    pub fn new(global: Global) -> Self {
+        Context { global, config: std::sync::OnceLock::new() }
+    }
+
+    /// The stack file, if there is one (`--config`, `$BUNKER_CONFIG`, `./bunker.toml`).
+    pub fn config(&self) -> Result<Option<&bunker_config::LoadedConfig>> {
+        if self.config.get().is_none() {
+            let loaded = bunker_config::Config::discover(self.global.config.as_deref())?;
+            let _ = self.config.set(loaded);
+        }
+        Ok(self.config.get().expect("just set").as_ref())
+    }
+
+    /// `--repo` / `$BUNKER_REPO`, else the stack file's `[repository] url`.
     pub fn location(&self) -> Result<Location> {
-        let Some(spec) = &self.global.repo else {
-            bail!(bunker_engine::Error::NoRepository { location: "(none given)".into() });
-        };
-        Ok(Location::parse(spec)?)
+        if let Some(spec) = &self.global.repo {
+            return Ok(Location::parse(spec)?);
+        }
+        match self.config()?.and_then(|c| c.config.repository.as_ref()) {
+            Some(repo) => Ok(Location::parse(&repo.url)?),
+            None => bail!(bunker_engine::Error::NoRepository { location: "(none given)".into() }),
+        }
+    }
+
+    /// The repository password: `$BUNKER_PASSWORD`, `$BUNKER_PASSWORD_FILE`, the stack file's
+    /// `password` / `password_file`, else a prompt.
+    pub fn repository_password(&self, prompt: &str, confirm: bool) -> Result<String> {
+        if std::env::var_os("BUNKER_PASSWORD").is_none() && std::env::var_os("BUNKER_PASSWORD_FILE").is_none() {
+            if let Some(repo) = self.config()?.and_then(|c| c.config.repository.as_ref()) {
+                if let Some(secret) = &repo.password {
+                    return Ok(secret.expose().to_string());
+                }
+                if let Some(file) = &repo.password_file {
+                    let text = std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read password_file {}", file.display()))?;
+                    return Ok(text.trim_end_matches(['\n', '\r']).to_string());
+                }
+            }
+        }
+        password("BUNKER_PASSWORD", "BUNKER_PASSWORD_FILE", prompt, confirm)
     }
 
     pub fn storage(&self) -> Result<Storage> {
@@ -29,7 +65,7 @@ impl Context {
         let storage = self.storage()?;
         // Refuse a missing repository or unknown format before asking for a password.
         Repository::read_config(&storage)?;
-        let password = password("BUNKER_PASSWORD", "BUNKER_PASSWORD_FILE", "repository password: ", false)?;
+        let password = self.repository_password("repository password: ", false)?;
         Ok(Repository::open(storage, &password)?)
     }
 

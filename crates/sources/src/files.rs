@@ -53,3 +53,18 @@ impl Source for FilesSource {
         })
     }
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilesOptions {
+    paths: Vec<PathBuf>,
+    #[serde(default)]
+    exclude: Vec<String>,
+}
+
+/// A `type = "files"` target: one snapshot of all its paths.
+pub fn plan(target: &bunker_config::TargetConfig) -> Result<Vec<crate::Planned>, crate::SourceError> {
+    let opts: FilesOptions = target.options()?;
+    let source = FilesSource::new(opts.paths, &opts.exclude)?;
+    Ok(vec![crate::Planned { snapshot_name: target.name.clone(), source: Box::new(source) }])
+}

@@ -28,6 +28,24 @@ pub trait Source {
     fn backup(&mut self, backup: &Backup<'_>) -> Result<Captured, SourceError>;
 }
 
+/// One snapshot to take for a configured target: its snapshot name and the source that reads it.
+pub struct Planned {
+    pub snapshot_name: String,
+    pub source: Box<dyn Source>,
+}
+
+/// The sources a `bunker.toml` target backs up. Each source kind registers here, in one line.
+pub fn plan_target(target: &bunker_config::TargetConfig) -> Result<Vec<Planned>, SourceError> {
+    match target.kind.as_str() {
+        "postgres" => postgres::plan(target),
+        "files" => files::plan(target),
+        other => Err(SourceError::Config(format!(
+            "target {}: unknown type {other:?}; known types: postgres, files",
+            target.name
+        ))),
+    }
+}
+
 /// What can go wrong reading a source; each message names the source and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -41,4 +59,6 @@ pub enum SourceError {
     Query { target: String, detail: String },
     #[error("{tool} failed: {detail}")]
     Tool { tool: String, detail: String },
+    #[error(transparent)]
+    Settings(#[from] bunker_config::Error),
 }

@@ -4,7 +4,7 @@ use bunker_engine::config::InitOptions;
 use bunker_engine::Repository;
 
 use crate::cli::InitArgs;
-use crate::context::{password, Context};
+use crate::context::Context;
 use crate::exit;
 
 pub fn run(ctx: &Context, args: InitArgs) -> Result<i32> {
@@ -15,7 +15,7 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<i32> {
     let opts = InitOptions { chunker, compression_level: args.compression, pack_size: args.pack_size_mib << 20 };
     opts.validate()?;
     let storage = bunker_engine::storage::Storage::create(&ctx.location()?)?;
-    let pw = password("BUNKER_PASSWORD", "BUNKER_PASSWORD_FILE", "new repository password: ", true)?;
+    let pw = ctx.repository_password("new repository password: ", true)?;
     let repo = Repository::init(storage, &pw, &opts)?;
     if ctx.global.json {
         crate::output::json(&serde_json::json!({

@@ -20,7 +20,7 @@ use crate::context::Context;
 
 /// Runs a command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
-    let ctx = Context { global: cli.global };
+    let ctx = Context::new(cli.global);
     match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),

@@ -6,3 +6,73 @@ pub mod tools;
 
 pub use conn::ConnInfo;
 pub use logical::{LogicalDatabase, LogicalMeta};
+
+use std::path::PathBuf;
+
+use crate::{Planned, SourceError};
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostgresOptions {
+    url: String,
+    #[serde(default = "logical")]
+    mode: String,
+    #[serde(default)]
+    databases: Option<Databases>,
+    pg_bin_dir: Option<PathBuf>,
+}
+
+fn logical() -> String {
+    "logical".into()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Databases {
+    All(String),
+    List(Vec<String>),
+}
+
+/// A `type = "postgres"` target: one snapshot per database (named `TARGET` for a single database,
+/// `TARGET/DB` when there are several).
+pub fn plan(target: &bunker_config::TargetConfig) -> Result<Vec<Planned>, SourceError> {
+    let opts: PostgresOptions = target.options()?;
+    if opts.mode != "logical" {
+        return Err(SourceError::Config(format!(
+            "target {}: mode {:?} is not supported yet; use mode = \"logical\"",
+            target.name, opts.mode
+        )));
+    }
+    let conn = ConnInfo::resolve(&opts.url)?;
+    let databases = match opts.databases {
+        None => vec![conn.dbname.clone()],
+        Some(Databases::List(list)) if !list.is_empty() => list,
+        Some(Databases::List(_)) => {
+            return Err(SourceError::Config(format!("target {}: databases is empty", target.name)))
+        }
+        Some(Databases::All(all)) if all == "all" => list_databases(&conn)?,
+        Some(Databases::All(other)) => {
+            return Err(SourceError::Config(format!(
+                "target {}: databases = {other:?}; use a list of names or \"all\"",
+                target.name
+            )))
+        }
+    };
+    let several = databases.len() > 1;
+    Ok(databases
+        .into_iter()
+        .map(|db| Planned {
+            snapshot_name: if several { format!("{}/{db}", target.name) } else { target.name.clone() },
+            source: Box::new(LogicalDatabase { conn: conn.with_dbname(&db), pg_bin_dir: opts.pg_bin_dir.clone() }),
+        })
+        .collect())
+}
+
+/// Every database that accepts connections, templates left out.
+fn list_databases(conn: &ConnInfo) -> Result<Vec<String>, SourceError> {
+    let mut client = conn.connect()?;
+    let rows = client
+        .query("SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY 1", &[])
+        .map_err(|e| SourceError::Query { target: conn.display(), detail: conn::error_text(&e) })?;
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+}
