@@ -54,8 +54,10 @@ pub enum Command {
     Snapshots(SnapshotsArgs),
     /// Write a snapshot's stream (or one file of a tree) to stdout
     Dump(DumpArgs),
-    /// Restore a file-tree snapshot into a directory
+    /// Restore a snapshot: a file tree into a directory, a PostgreSQL dump into a database
     Restore(RestoreArgs),
+    /// Check a database against a PostgreSQL snapshot: row counts, foreign keys, assertions
+    Verify(VerifyArgs),
     /// Verify the repository's structure and, with --read-data, every byte
     Check(CheckArgs),
     /// Remove snapshots by retention policy (restic semantics)
@@ -124,17 +126,36 @@ pub struct DumpArgs {
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// Snapshot: ID or unique prefix, latest, or NAME:latest
+    /// Snapshot: NAME (its latest), NAME:ID-PREFIX, an ID or unique prefix, or latest
     pub snapshot: String,
-    /// Directory to restore into (created if missing)
+    /// Directory to restore a file tree into (created if missing)
+    #[arg(long, required_unless_present = "into", conflicts_with = "into")]
+    pub to: Option<PathBuf>,
+    /// Database to restore a PostgreSQL snapshot into: a libpq URL, or a database name on the
+    /// target's server (created if missing)
     #[arg(long)]
-    pub to: PathBuf,
+    pub into: Option<String>,
+    /// Parallel pg_restore jobs (default: the number of cores)
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Skip checking the restored database against the snapshot
+    #[arg(long)]
+    pub no_verify: bool,
     /// Restore only paths matching this glob (and what lies under them); repeatable
     #[arg(long)]
     pub include: Vec<String>,
     /// Write into a non-empty directory, replacing files of the same name
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Snapshot: NAME (its latest), NAME:ID-PREFIX, or an ID
+    pub snapshot: String,
+    /// The database to check: a libpq URL, or a database name on the target's server
+    #[arg(long)]
+    pub against: String,
 }
 
 #[derive(Args, Debug)]

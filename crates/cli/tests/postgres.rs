@@ -91,3 +91,76 @@ fn a_postgres_target_is_backed_up_per_database_from_the_stack_file() {
     assert!(stderr(&bad).contains("cannot connect"), "{}", stderr(&bad));
     assert_eq!(repo.snapshot_count(), before);
 }
+
+#[test]
+fn restore_verifies_refuses_non_empty_targets_and_verify_names_what_is_wrong() {
+    let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
+    let source = ScratchPostgres::start(&bins).unwrap();
+    source.psql("postgres", "CREATE DATABASE app").unwrap();
+    source
+        .psql(
+            "app",
+            "CREATE TABLE customers (id int PRIMARY KEY, email text NOT NULL);
+             CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers(id), total numeric);
+             INSERT INTO customers SELECT g, 'c' || g || '@example.com' FROM generate_series(1, 300) g;
+             INSERT INTO orders SELECT g, 1 + g % 300, g FROM generate_series(1, 900) g;
+             INSERT INTO orders VALUES (901, NULL, 1);",
+        )
+        .unwrap();
+    let scratch = ScratchPostgres::start(&bins).unwrap();
+    let repo = Repo::new();
+    let config = repo.root.join("bunker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[targets.app]\ntype = \"postgres\"\nurl = \"{}\"\n\n\
+             [[targets.app.assert]]\nname = \"has customers\"\nsql = \"SELECT count(*) > 0 FROM customers\"\nexpect = \"t\"\n\n\
+             [[targets.app.assert]]\nname = \"no test accounts\"\nsql = \"SELECT count(*) FROM customers WHERE email LIKE '%@test.invalid'\"\nexpect = \"0\"\n",
+            source.url("app")
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| repo.cmd(args).env("BUNKER_CONFIG", &config).output().unwrap();
+    let out = run(&["backup", "app"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let into = scratch.url("restored");
+    let out = run(&["restore", "app", "--into", &into, "--jobs", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("row counts 2/2 tables") && text.contains("assertions 2/2"), "{text}");
+    assert_eq!(scratch.psql("restored", "SELECT count(*) FROM orders").unwrap(), "901");
+
+    // Not into a database that holds tables, unless --force.
+    let out = run(&["restore", "app", "--into", &into]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not empty") && stderr(&out).contains("--force"), "{}", stderr(&out));
+    let out = run(&["restore", "app", "--into", &into, "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(scratch.psql("restored", "SELECT count(*) FROM customers").unwrap(), "300");
+
+    // Damage it: a row deleted, an orphan slipped in past the constraint, an assertion broken.
+    scratch
+        .psql(
+            "restored",
+            "DELETE FROM orders WHERE id IN (5, 6);
+             ALTER TABLE orders DISABLE TRIGGER ALL;
+             INSERT INTO orders VALUES (999, 12345, 1);
+             ALTER TABLE orders ENABLE TRIGGER ALL;
+             INSERT INTO customers VALUES (1000, 'qa@test.invalid');",
+        )
+        .unwrap();
+    let out = run(&["verify", "app", "--against", &into]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("foreign key orders_customer_id_fkey on orders: 1 orphaned rows"), "{err}");
+    assert!(err.contains("assertion \"no test accounts\" returned \"1\""), "{err}");
+    assert!(err.contains("table public.customers has 301 rows, expected 300"), "{err}");
+    assert!(err.contains("table public.orders has 900 rows, expected 901"), "{err}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&run(&["verify", "app", "--against", &into, "--json"]).stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    // The untouched source still verifies.
+    let out = run(&["verify", "app", "--against", &source.url("app")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

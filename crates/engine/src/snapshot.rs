@@ -67,8 +67,12 @@ pub fn snapshot_path(id: &FileId) -> String {
     format!("snapshots/{id}")
 }
 
-/// Resolves a selector: a full ID or unique prefix, `latest`, or `NAME:latest` / `NAME:PREFIX`.
+/// Resolves a selector: a full ID or unique prefix, `latest`, `NAME` (its latest), or `NAME:latest` /
+/// `NAME:PREFIX`.
 pub fn select<'a>(snapshots: &'a [Snapshot], selector: &str) -> Result<&'a Snapshot> {
+    if !selector.contains(':') && snapshots.iter().any(|s| s.name == selector) {
+        return select(snapshots, &format!("{selector}:latest"));
+    }
     let (name, what) = match selector.rsplit_once(':') {
         Some((n, w)) => (Some(n), w),
         None => (None, selector),
@@ -121,5 +125,6 @@ mod tests {
         assert!(matches!(select(&s, "ff"), Err(Error::NoSnapshot(_))));
         assert!(matches!(select(&s, "nope:latest"), Err(Error::NoSnapshot(_))));
         assert!(matches!(select(&s, "db:11"), Err(Error::NoSnapshot(_))));
+        assert_eq!(select(&s, "db").unwrap().id(), FileId([0xac; 32]), "a bare name is its latest snapshot");
     }
 }

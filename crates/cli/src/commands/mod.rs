@@ -7,11 +7,13 @@ mod dump;
 mod forget;
 mod init;
 mod key;
+mod pg;
 mod prune;
 mod restore;
 mod snapshots;
 mod stats;
 mod unlock;
+mod verify;
 
 use anyhow::Result;
 
@@ -27,6 +29,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Dump(a) => dump::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
+        Command::Verify(a) => verify::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),

@@ -9,25 +9,79 @@ use crate::exit;
 use crate::output::{json, size};
 
 pub fn run(ctx: &Context, args: RestoreArgs) -> Result<i32> {
+    match (&args.to, &args.into) {
+        (Some(to), _) => restore_files(ctx, &args, to),
+        (None, Some(into)) => restore_database(ctx, &args, into),
+        (None, None) => unreachable!("clap requires --to or --into"),
+    }
+}
+
+/// A PostgreSQL snapshot into a database: the stored dump goes to a temporary file (pg_restore needs
+/// one to work in parallel), then pg_restore -j, then verification.
+fn restore_database(ctx: &Context, args: &RestoreArgs, into: &str) -> Result<i32> {
+    let repo = ctx.open()?;
+    let _lock = ctx.lock(&repo, false, "restore")?;
+    let snapshots = repo.load_snapshots()?;
+    let snap = select(&snapshots, &args.snapshot)?;
+    let pg = super::pg::load(ctx, snap)?;
+    let target = pg.database(into)?;
+    let Root::Stream { content, .. } = &snap.root else { bail!("snapshot {} holds no dump stream", snap.short_id()) };
+    let started = std::time::Instant::now();
+    let (index, _) = repo.load_index()?;
+    let mut dump = tempfile::Builder::new().prefix("bunker-restore-").suffix(".dump").tempfile()?;
+    let bytes = Restorer::new(&repo, &index).dump(content, dump.as_file_mut())?;
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    let opts = bunker_sources::postgres::restore::RestoreOptions {
+        jobs,
+        force: args.force,
+        keep_owners: false,
+        pg_bin_dir: pg.settings.as_ref().and_then(|s| s.pg_bin_dir.as_deref()),
+    };
+    bunker_sources::postgres::restore::restore(dump.path(), &target, &opts)?;
+    drop(dump);
+    if !ctx.global.json {
+        println!(
+            "restored snapshot {} ({}) into {} with {jobs} jobs in {:.1}s",
+            snap.short_id(),
+            size(bytes),
+            target.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if args.no_verify {
+        if ctx.global.json {
+            json(&serde_json::json!({ "snapshot": snap.id().to_hex(), "into": target.display(), "verified": false }));
+        }
+        return Ok(exit::OK);
+    }
+    let report = bunker_sources::postgres::verify::verify(&target, &pg.meta, pg.assertions())?;
+    Ok(if super::pg::report(ctx, &report) { exit::OK } else { exit::FAILURE })
+}
+
+fn restore_files(ctx: &Context, args: &RestoreArgs, to: &std::path::Path) -> Result<i32> {
     let include = if args.include.is_empty() { None } else { Some(globs(&args.include)?) };
-    bunker_engine::restorer::ensure_empty_or_absent(&args.to, args.force)?;
+    bunker_engine::restorer::ensure_empty_or_absent(to, args.force)?;
     let repo = ctx.open()?;
     let _lock = ctx.lock(&repo, false, "restore")?;
     let snapshots = repo.load_snapshots()?;
     let snap = select(&snapshots, &args.snapshot)?;
     let Root::Tree { tree } = &snap.root else {
-        bail!("snapshot {} is a stream; write it out with `bunker dump {} > FILE`", snap.short_id(), args.snapshot);
+        bail!(
+            "snapshot {} is a stream; write it out with `bunker dump {} > FILE`, or restore a PostgreSQL dump with --into",
+            snap.short_id(),
+            args.snapshot
+        );
     };
     let (index, _) = repo.load_index()?;
     let started = std::time::Instant::now();
-    let stats = Restorer::new(&repo, &index).restore_tree(tree, &args.to, include.as_ref(), args.force)?;
+    let stats = Restorer::new(&repo, &index).restore_tree(tree, to, include.as_ref(), args.force)?;
     if ctx.global.json {
-        json(&serde_json::json!({ "snapshot": snap.id().to_hex(), "to": args.to, "stats": stats }));
+        json(&serde_json::json!({ "snapshot": snap.id().to_hex(), "to": to, "stats": stats }));
     } else {
         println!(
             "restored snapshot {} into {}: {} files, {} directories, {} symlinks, {} in {:.1}s",
             snap.short_id(),
-            args.to.display(),
+            to.display(),
             stats.files,
             stats.dirs,
             stats.symlinks,

@@ -188,7 +188,7 @@ fn read_facts(client: &mut postgres::Client) -> Result<Facts, postgres::Error> {
 }
 
 /// `"schema"."table"`, quoted as PostgreSQL's quote_ident would for any name.
-fn quote_pair(schema: &str, table: &str) -> String {
+pub(crate) fn quote_pair(schema: &str, table: &str) -> String {
     let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     format!("{}.{}", q(schema), q(table))
 }

@@ -2,10 +2,13 @@
 
 pub mod conn;
 pub mod logical;
+pub mod restore;
 pub mod tools;
+pub mod verify;
 
 pub use conn::ConnInfo;
 pub use logical::{LogicalDatabase, LogicalMeta};
+pub use verify::{Assertion, VerifyReport};
 
 use std::path::PathBuf;
 
@@ -20,6 +23,22 @@ struct PostgresOptions {
     #[serde(default)]
     databases: Option<Databases>,
     pg_bin_dir: Option<PathBuf>,
+    /// Checked by `verify` and after restores.
+    #[serde(default, rename = "assert")]
+    assertions: Vec<Assertion>,
+}
+
+/// What restore and verify need from a `type = "postgres"` target's settings.
+pub struct TargetSettings {
+    pub conn: ConnInfo,
+    pub pg_bin_dir: Option<PathBuf>,
+    pub assertions: Vec<Assertion>,
+}
+
+/// Reads a postgres target's settings (its connection, tools directory and assertions).
+pub fn settings(target: &bunker_config::TargetConfig) -> Result<TargetSettings, SourceError> {
+    let opts: PostgresOptions = target.options()?;
+    Ok(TargetSettings { conn: ConnInfo::resolve(&opts.url)?, pg_bin_dir: opts.pg_bin_dir, assertions: opts.assertions })
 }
 
 fn logical() -> String {
