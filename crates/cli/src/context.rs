@@ -99,3 +99,15 @@ pub fn password(var: &str, file_var: &str, prompt: &str, confirm: bool) -> Resul
     }
     Ok(p)
 }
+
+/// Asks a yes/no question on the terminal; anything but "y"/"yes" is no.
+pub fn confirm(question: &str) -> bool {
+    use std::io::{BufRead, Write};
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}

@@ -164,3 +164,38 @@ fn restore_verifies_refuses_non_empty_targets_and_verify_names_what_is_wrong() {
     let out = run(&["verify", "app", "--against", &source.url("app")]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn passwords_come_from_the_stack_file_and_a_wrong_one_is_a_clear_error() {
+    let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
+    let pg = ScratchPostgres::start(&bins).unwrap();
+    pg.psql("postgres", "CREATE DATABASE app").unwrap();
+    pg.require_password("backup", "Tr0ub4dor&3").unwrap();
+    let repo = Repo::new();
+    let config = repo.root.join("bunker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[targets.app]\ntype = \"postgres\"\nurl = \"postgresql://backup:${{DB_PASSWORD}}@127.0.0.1:{}/app\"\n",
+            pg.port()
+        ),
+    )
+    .unwrap();
+    let run = |pw: &str| {
+        repo.cmd(&["backup", "app"])
+            .env("BUNKER_CONFIG", &config)
+            .env("DB_PASSWORD", pw)
+            .env_remove("PGPASSWORD")
+            .env("PGPASSFILE", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    let out = run("Tr0ub4dor&3");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run("wrong-horse");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("password authentication failed") && err.contains("backup@127.0.0.1"), "{err}");
+    assert!(!err.contains("wrong-horse") && !err.contains("Tr0ub4dor"), "a password leaked: {err}");
+    assert_eq!(repo.snapshot_count(), 1);
+}

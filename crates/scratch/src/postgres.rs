@@ -186,10 +186,12 @@ impl ScratchPostgres {
         format!("postgresql://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// Runs SQL through psql (`ON_ERROR_STOP`), returning its unaligned, tuples-only output.
+    /// Runs SQL through psql as the superuser over the cluster's socket (`ON_ERROR_STOP`), returning its
+    /// unaligned, tuples-only output.
     pub fn psql(&self, database: &str, sql: &str) -> Result<String> {
+        let socket = format!("host={} port={} user=postgres dbname={database}", self.dir.path().display(), self.port);
         let out = Command::new(self.bins.bin("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &self.url(database), "-c", sql])
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &socket, "-c", sql])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| Error::Io { path: "psql".into(), source: e })?;
@@ -200,6 +202,24 @@ impl ScratchPostgres {
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+
+    /// Creates a login role with a password and makes TCP connections require passwords (scram-sha-256);
+    /// the local socket stays trusted for setup.
+    pub fn require_password(&self, user: &str, password: &str) -> Result<()> {
+        let quoted_pw = password.replace('\'', "''");
+        self.psql("postgres", &format!("CREATE ROLE \"{user}\" LOGIN SUPERUSER PASSWORD '{quoted_pw}'"))?;
+        let hba = self.data_dir().join("pg_hba.conf");
+        let rules =
+            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n";
+        self.write_as_owner(&hba, rules)?;
+        self.run("pg_ctl", &["-D", path_str(&self.data_dir()), "reload"])?;
+        // The superuser keeps working over the socket for psql() below.
+        Ok(())
+    }
+
+    fn write_as_owner(&self, path: &Path, text: &str) -> Result<()> {
+        std::fs::write(path, text).map_err(|e| Error::Io { path: path.display().to_string(), source: e })
     }
 
     /// Stops the server now (immediate mode), as a crash would; the directory stays until drop.

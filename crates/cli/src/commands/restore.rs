@@ -31,11 +31,13 @@ fn restore_database(ctx: &Context, args: &RestoreArgs, into: &str) -> Result<i32
     let mut dump = tempfile::Builder::new().prefix("bunker-restore-").suffix(".dump").tempfile()?;
     let bytes = Restorer::new(&repo, &index).dump(content, dump.as_file_mut())?;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    let ask = |what: &str| crate::context::confirm(&format!("{what}. Replace what the dump contains?"));
     let opts = bunker_sources::postgres::restore::RestoreOptions {
         jobs,
         force: args.force,
         keep_owners: false,
         pg_bin_dir: pg.settings.as_ref().and_then(|s| s.pg_bin_dir.as_deref()),
+        confirm: if std::io::IsTerminal::is_terminal(&std::io::stdin()) { Some(&ask) } else { None },
     };
     bunker_sources::postgres::restore::restore(dump.path(), &target, &opts)?;
     drop(dump);

@@ -15,6 +15,9 @@ pub struct RestoreOptions<'a> {
     /// Keep object owners and privileges (the roles must exist, e.g. restored with the globals).
     pub keep_owners: bool,
     pub pg_bin_dir: Option<&'a Path>,
+    /// Asked (with a description of the target) before replacing a non-empty database without `force`;
+    /// `None` refuses outright.
+    pub confirm: Option<&'a dyn Fn(&str) -> bool>,
 }
 
 /// Restores the custom-format archive at `dump` into the database `into`.
@@ -31,13 +34,18 @@ pub fn restore(dump: &Path, into: &ConnInfo, opts: &RestoreOptions<'_>) -> Resul
     if !exists {
         let quoted = format!("\"{}\"", into.dbname.replace('"', "\"\""));
         admin.batch_execute(&format!("CREATE DATABASE {quoted}")).map_err(sql_err)?;
-    } else {
+    }
+    let mut force = opts.force;
+    if exists {
         let tables = user_relations(into)?;
-        if tables > 0 && !opts.force {
-            return Err(SourceError::Config(format!(
-                "database {} is not empty ({tables} tables); pass --force to replace what the dump contains",
-                into.display()
-            )));
+        if tables > 0 && !force {
+            let what = format!("database {} is not empty ({tables} tables)", into.display());
+            match opts.confirm {
+                Some(ask) if ask(&what) => force = true,
+                _ => {
+                    return Err(SourceError::Config(format!("{what}; pass --force to replace what the dump contains")))
+                }
+            }
         }
     }
     drop(admin);
@@ -46,7 +54,7 @@ pub fn restore(dump: &Path, into: &ConnInfo, opts: &RestoreOptions<'_>) -> Resul
     cmd.args(["--exit-on-error", "--no-password", "--format=custom"])
         .arg(format!("--jobs={}", opts.jobs.max(1)))
         .arg(format!("--dbname={}", into.libpq_conninfo()));
-    if opts.force {
+    if force {
         cmd.args(["--clean", "--if-exists"]);
     }
     if !opts.keep_owners {
