@@ -141,6 +141,10 @@ pub struct RestoreArgs {
     /// Skip checking the restored database against the snapshot
     #[arg(long)]
     pub no_verify: bool,
+    /// First restore roles and tablespaces (the target's TARGET/globals snapshot), then keep owners
+    /// and privileges
+    #[arg(long, requires = "into")]
+    pub with_globals: bool,
     /// Restore only paths matching this glob (and what lies under them); repeatable
     #[arg(long)]
     pub include: Vec<String>,

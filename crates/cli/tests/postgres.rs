@@ -199,3 +199,31 @@ fn passwords_come_from_the_stack_file_and_a_wrong_one_is_a_clear_error() {
     assert!(!err.contains("wrong-horse") && !err.contains("Tr0ub4dor"), "a password leaked: {err}");
     assert_eq!(repo.snapshot_count(), 1);
 }
+
+#[test]
+fn all_databases_bring_their_roles_and_restores_keep_owners_with_globals() {
+    let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
+    let pg = ScratchPostgres::start(&bins).unwrap();
+    pg.psql("postgres", "CREATE ROLE app_owner LOGIN").unwrap();
+    pg.psql("postgres", "CREATE DATABASE app OWNER app_owner").unwrap();
+    pg.psql("app", "CREATE TABLE t (id int); ALTER TABLE t OWNER TO app_owner; INSERT INTO t VALUES (1), (2)").unwrap();
+    let target = ScratchPostgres::start(&bins).unwrap();
+    let repo = Repo::new();
+    let config = repo.root.join("bunker.toml");
+    std::fs::write(
+        &config,
+        format!("[targets.cluster]\ntype = \"postgres\"\nurl = \"{}\"\ndatabases = \"all\"\n", pg.url("postgres")),
+    )
+    .unwrap();
+    let run = |args: &[&str]| repo.cmd(args).env("BUNKER_CONFIG", &config).output().unwrap();
+    let out = run(&["backup", "cluster"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut names: Vec<String> = repo.snapshots().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["cluster/app", "cluster/globals", "cluster/postgres"]);
+
+    let out = run(&["restore", "cluster/app", "--into", &target.url("app"), "--with-globals"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(target.psql("app", "SELECT tableowner FROM pg_tables WHERE tablename = 't'").unwrap(), "app_owner");
+    assert_eq!(target.psql("app", "SELECT count(*) FROM t").unwrap(), "2");
+}

@@ -30,12 +30,32 @@ fn restore_database(ctx: &Context, args: &RestoreArgs, into: &str) -> Result<i32
     let (index, _) = repo.load_index()?;
     let mut dump = tempfile::Builder::new().prefix("bunker-restore-").suffix(".dump").tempfile()?;
     let bytes = Restorer::new(&repo, &index).dump(content, dump.as_file_mut())?;
+    if args.with_globals {
+        let target_name = snap.name.split('/').next().unwrap_or(&snap.name);
+        let globals_name = format!("{target_name}/{}", bunker_sources::postgres::GLOBALS);
+        let globals = select(&snapshots, &format!("{globals_name}:latest")).map_err(|_| {
+            anyhow::anyhow!(
+                "no roles snapshot {globals_name}: back the target up with databases = \"all\" or globals = true"
+            )
+        })?;
+        let Root::Stream { content, .. } = &globals.root else {
+            bail!("snapshot {} holds no script", globals.short_id())
+        };
+        let mut script = tempfile::Builder::new().prefix("bunker-globals-").suffix(".sql").tempfile()?;
+        Restorer::new(&repo, &index).dump(content, script.as_file_mut())?;
+        let major = (pg.meta.server_version_num / 10000) as u32;
+        let pg_bin_dir = pg.settings.as_ref().and_then(|s| s.pg_bin_dir.as_deref());
+        let skipped = bunker_sources::postgres::globals::apply(script.path(), &target, pg_bin_dir, major)?;
+        if skipped > 0 {
+            tracing::warn!("{skipped} statements of the roles script failed (usually: the role already exists)");
+        }
+    }
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let ask = |what: &str| crate::context::confirm(&format!("{what}. Replace what the dump contains?"));
     let opts = bunker_sources::postgres::restore::RestoreOptions {
         jobs,
         force: args.force,
-        keep_owners: false,
+        keep_owners: args.with_globals,
         pg_bin_dir: pg.settings.as_ref().and_then(|s| s.pg_bin_dir.as_deref()),
         confirm: if std::io::IsTerminal::is_terminal(&std::io::stdin()) { Some(&ask) } else { None },
     };

@@ -1,6 +1,7 @@
 //! PostgreSQL: logical dumps today; physical base backups and WAL archiving join here later.
 
 pub mod conn;
+pub mod globals;
 pub mod logical;
 pub mod restore;
 pub mod tools;
@@ -23,10 +24,16 @@ struct PostgresOptions {
     #[serde(default)]
     databases: Option<Databases>,
     pg_bin_dir: Option<PathBuf>,
+    /// Also back up roles and tablespaces (always on with `databases = "all"`).
+    #[serde(default)]
+    globals: bool,
     /// Checked by `verify` and after restores.
     #[serde(default, rename = "assert")]
     assertions: Vec<Assertion>,
 }
+
+/// The snapshot name suffix of a target's roles and tablespaces (`TARGET/globals`).
+pub const GLOBALS: &str = "globals";
 
 /// What restore and verify need from a `type = "postgres"` target's settings.
 pub struct TargetSettings {
@@ -63,6 +70,7 @@ pub fn plan(target: &bunker_config::TargetConfig) -> Result<Vec<Planned>, Source
         )));
     }
     let conn = ConnInfo::resolve(&opts.url)?;
+    let all = matches!(&opts.databases, Some(Databases::All(a)) if a == "all");
     let databases = match opts.databases {
         None => vec![conn.dbname.clone()],
         Some(Databases::List(list)) if !list.is_empty() => list,
@@ -77,14 +85,28 @@ pub fn plan(target: &bunker_config::TargetConfig) -> Result<Vec<Planned>, Source
             )))
         }
     };
-    let several = databases.len() > 1;
-    Ok(databases
+    let with_globals = opts.globals || all;
+    if with_globals && databases.iter().any(|d| d == GLOBALS) {
+        return Err(SourceError::Config(format!(
+            "target {}: a database named {GLOBALS:?} clashes with the roles snapshot {}/{GLOBALS}; list databases without it or split the target",
+            target.name, target.name
+        )));
+    }
+    let several = databases.len() > 1 || with_globals;
+    let mut planned: Vec<Planned> = databases
         .into_iter()
         .map(|db| Planned {
             snapshot_name: if several { format!("{}/{db}", target.name) } else { target.name.clone() },
             source: Box::new(LogicalDatabase { conn: conn.with_dbname(&db), pg_bin_dir: opts.pg_bin_dir.clone() }),
         })
-        .collect())
+        .collect();
+    if with_globals {
+        planned.push(Planned {
+            snapshot_name: format!("{}/{GLOBALS}", target.name),
+            source: Box::new(globals::Globals { conn, pg_bin_dir: opts.pg_bin_dir }),
+        });
+    }
+    Ok(planned)
 }
 
 /// Every database that accepts connections, templates left out.
