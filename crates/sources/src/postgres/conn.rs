@@ -137,8 +137,22 @@ impl ConnInfo {
         )
     }
 
-    /// Environment for a libpq tool: the password (if any) goes here, never on its command line.
-    pub fn child_env(&self) -> Vec<(&'static str, String)> {
+    /// A libpq tool (`pg_dump`, `pg_restore`, `psql`…) aimed at this database: `--dbname` without the
+    /// password, which goes through the environment (never the command line); never prompts; no stdin.
+    pub fn tool(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
+        cmd.arg("--no-password")
+            .arg(format!("--dbname={}", self.libpq_conninfo()))
+            .env_remove("PGPASSWORD")
+            .stdin(std::process::Stdio::null());
+        if let Some(p) = &self.password {
+            cmd.env("PGPASSWORD", p);
+        }
+        cmd
+    }
+
+    #[cfg(test)]
+    fn child_env(&self) -> Vec<(&'static str, String)> {
         self.password.iter().map(|p| ("PGPASSWORD", p.clone())).collect()
     }
 

@@ -2,7 +2,7 @@
 //! and privileges can be restored too.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use bunker_engine::backup::Backup;
 use bunker_engine::snapshot::Root;
@@ -31,16 +31,8 @@ impl Source for Globals {
             .get(0);
         drop(client);
         let tools = PgTools::find((version_num / 10000) as u32, self.pg_bin_dir.as_deref())?;
-        let mut cmd = Command::new(tools.bin("pg_dumpall"));
-        cmd.args(["--globals-only", "--no-password"])
-            .arg(format!("--dbname={}", self.conn.libpq_conninfo()))
-            .env_remove("PGPASSWORD")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in self.conn.child_env() {
-            cmd.env(k, v);
-        }
+        let mut cmd = self.conn.tool(tools.bin("pg_dumpall"));
+        cmd.arg("--globals-only").stdout(Stdio::piped()).stderr(Stdio::piped());
         let tool_err = |detail: String| SourceError::Tool { tool: "pg_dumpall".into(), detail };
         let mut child = cmd.spawn().map_err(|e| tool_err(e.to_string()))?;
         let mut stderr = child.stderr.take().expect("piped stderr");
@@ -73,16 +65,8 @@ pub fn apply(
     major: u32,
 ) -> Result<usize, SourceError> {
     let tools = PgTools::find(major, pg_bin_dir)?;
-    let mut cmd = Command::new(tools.bin("psql"));
-    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "--no-password", "-f"])
-        .arg(script)
-        .arg(format!("--dbname={}", conn.with_dbname("postgres").libpq_conninfo()))
-        .env_remove("PGPASSWORD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    for (k, v) in conn.child_env() {
-        cmd.env(k, v);
-    }
+    let mut cmd = conn.with_dbname("postgres").tool(tools.bin("psql"));
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-f"]).arg(script).stdout(Stdio::null());
     let out = cmd.output().map_err(|e| SourceError::Tool { tool: "psql".into(), detail: e.to_string() })?;
     if !out.status.success() {
         return Err(SourceError::Tool {

@@ -4,7 +4,7 @@
 //! a transaction whose snapshot pg_dump imports (`--snapshot`), so they describe exactly what was dumped.
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use bunker_engine::backup::Backup;
 use bunker_engine::snapshot::Root;
@@ -116,17 +116,11 @@ impl Source for LogicalDatabase {
 
 impl LogicalDatabase {
     fn spawn_pg_dump(&self, tools: &PgTools, snapshot: &str) -> Result<Child, SourceError> {
-        let mut cmd = Command::new(tools.bin("pg_dump"));
-        cmd.args(["--format=custom", "--compress=0", "--no-password"])
+        let mut cmd = self.conn.tool(tools.bin("pg_dump"));
+        cmd.args(["--format=custom", "--compress=0"])
             .arg(format!("--snapshot={snapshot}"))
-            .arg(format!("--dbname={}", self.conn.libpq_conninfo()))
-            .env_remove("PGPASSWORD")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in self.conn.child_env() {
-            cmd.env(k, v);
-        }
         cmd.spawn()
             .map_err(|e| SourceError::Tool { tool: tools.bin("pg_dump").display().to_string(), detail: e.to_string() })
     }

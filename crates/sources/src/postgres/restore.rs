@@ -3,7 +3,7 @@
 //! the dump recreates (`--clean --if-exists`).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use super::conn::{error_text, ConnInfo};
 use super::tools::PgTools;
@@ -50,20 +50,15 @@ pub fn restore(dump: &Path, into: &ConnInfo, opts: &RestoreOptions<'_>) -> Resul
     }
     drop(admin);
     let tools = PgTools::find(major as u32, opts.pg_bin_dir)?;
-    let mut cmd = Command::new(tools.bin("pg_restore"));
-    cmd.args(["--exit-on-error", "--no-password", "--format=custom"])
-        .arg(format!("--jobs={}", opts.jobs.max(1)))
-        .arg(format!("--dbname={}", into.libpq_conninfo()));
+    let mut cmd = into.tool(tools.bin("pg_restore"));
+    cmd.args(["--exit-on-error", "--format=custom"]).arg(format!("--jobs={}", opts.jobs.max(1)));
     if force {
         cmd.args(["--clean", "--if-exists"]);
     }
     if !opts.keep_owners {
         cmd.args(["--no-owner", "--no-privileges"]);
     }
-    cmd.arg(dump).env_remove("PGPASSWORD").stdin(Stdio::null()).stdout(Stdio::null());
-    for (k, v) in into.child_env() {
-        cmd.env(k, v);
-    }
+    cmd.arg(dump).stdout(Stdio::null());
     let out = cmd.output().map_err(|e| SourceError::Tool { tool: "pg_restore".into(), detail: e.to_string() })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
