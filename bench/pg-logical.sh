@@ -144,8 +144,9 @@ measure bunker_restore_noverify "$BUNKER" restore bench --into "postgresql://pos
 dropdb -p "$DST" restored
 measure bunker_restore_verify "$BUNKER" restore bench --into "postgresql://postgres@127.0.0.1:$DST/restored" --jobs 2
 dropdb -p "$DST" restored
-# Where bunker's restore time goes: writing the stored dump to a file, and pg_restore -j2 of that
-# file (what bunker runs on its temporary file; a streamed dump has no data offsets in its TOC).
+# For comparison, the two-step way: the stored dump written to a file, then pg_restore -j2 of it (a
+# streamed dump's TOC has no data offsets, so pg_restore scans). bunker restores into an empty
+# database without the file: each table's data goes from the repository straight to a pg_restore.
 measure bunker_dump bash -c "'$BUNKER' dump bench:latest > '$WORK/probe.dump'"
 createdb -p "$DST" restored
 measure pg_restore_j2_z0 pg_restore -j2 -p "$DST" -d restored "$WORK/probe.dump"
@@ -218,8 +219,8 @@ row "backup time bunker / pg_dump -Fc" "$R_BACKUP" "" "" "$(verdict "${SECS[bunk
 t "pg_restore -j2 (-Fc file)" pg_restore_j2
 t "bunker restore --jobs 2 --no-verify" bunker_restore_noverify "" "peak RSS $(rss bunker_restore_noverify)"
 t "bunker restore --jobs 2 (verify)" bunker_restore_verify "" "peak RSS $(rss bunker_restore_verify)"
-t "  alone: bunker dump > file" bunker_dump
-t "  alone: pg_restore -j2 of that file" pg_restore_j2_z0
+t "  two-step: bunker dump > file" bunker_dump
+t "  two-step: pg_restore -j2 of that file" pg_restore_j2_z0
 row "restore time bunker / pg_restore -j2" "$R_RESTORE" "" "" "$(verdict "${SECS[bunker_restore_noverify]}" "${SECS[pg_restore_j2]}" 1.0) <= 1.00 (--no-verify)"
 row "  same, with verification" "$R_RESTORE_V" "" "" "$(verdict "${SECS[bunker_restore_verify]}" "${SECS[pg_restore_j2]}" 1.0) <= 1.00"
 t "bunker backup bench (day 2)" bunker_backup_day2 "$(mb "$B2_STORED")" "stored (snapshot); new $(mb "$B2_NEW")"

@@ -92,6 +92,46 @@ impl Ahead<'_> {
     }
 }
 
+/// A stream's chunks and the offset at which each ends.
+pub struct StreamMap {
+    ids: Vec<BlobId>,
+    ends: Vec<u64>,
+}
+
+impl StreamMap {
+    /// The stream's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Passes on `left` bytes after skipping the first `skip`.
+struct Trim<'w> {
+    out: &'w mut dyn Write,
+    skip: u64,
+    left: u64,
+}
+
+impl Write for Trim<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let skipped = (self.skip.min(buf.len() as u64)) as usize;
+        self.skip -= skipped as u64;
+        let rest = &buf[skipped..];
+        let take = (self.left.min(rest.len() as u64)) as usize;
+        self.out.write_all(&rest[..take])?;
+        self.left -= take as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 pub struct Restorer<'r> {
     repo: &'r Repository,
     index: &'r Index,
@@ -148,6 +188,42 @@ impl<'r> Restorer<'r> {
     pub fn dump(&self, content: &Content, out: &mut dyn Write) -> Result<u64> {
         let ids = self.chunk_ids(content)?;
         self.with_fetcher(|f| f.write_blobs(&ids, out))
+    }
+
+    /// Where each chunk of a stream begins, so that byte ranges can be read without the chunks before them.
+    pub fn stream_map(&self, content: &Content) -> Result<StreamMap> {
+        let ids = self.chunk_ids(content)?;
+        let mut ends = Vec::with_capacity(ids.len());
+        let mut end = 0u64;
+        for id in &ids {
+            let loc = self.index.get(id).ok_or_else(|| {
+                Error::Corrupt(format!("blob {} is not in the index (run `bunker check`)", id.short()))
+            })?;
+            end += loc.blob.raw_length as u64;
+            ends.push(end);
+        }
+        Ok(StreamMap { ids, ends })
+    }
+
+    /// Writes bytes `range` of a stream to `out`; returns the bytes written. A range past the end of the
+    /// stream is an error: the caller's idea of the stream's layout is wrong.
+    pub fn dump_range(&self, map: &StreamMap, range: std::ops::Range<u64>, out: &mut dyn Write) -> Result<u64> {
+        if range.end > map.len() || range.start > range.end {
+            return Err(Error::invalid(
+                "range",
+                format!("bytes {}..{} are outside a stream of {} bytes", range.start, range.end, map.len()),
+            ));
+        }
+        if range.is_empty() {
+            return Ok(0);
+        }
+        // The first chunk that ends after range.start, and the first that ends at or after range.end.
+        let first = map.ends.partition_point(|&e| e <= range.start);
+        let last = map.ends.partition_point(|&e| e < range.end);
+        let first_start = if first == 0 { 0 } else { map.ends[first - 1] };
+        let mut trim = Trim { out, skip: range.start - first_start, left: range.end - range.start };
+        self.with_fetcher(|f| f.write_blobs(&map.ids[first..=last], &mut trim))?;
+        Ok(range.end - range.start)
     }
 
     /// Finds the node at `path` (components separated by `/`) in a tree.

@@ -12,6 +12,7 @@ use bunker_engine::snapshot::Root;
 use bunker_engine::storage::{Location, Storage};
 use bunker_engine::{lock, Repository};
 use bunker_scratch::{PgBinaries, ScratchPostgres};
+use bunker_sources::postgres::restore::{restore, RestoreOptions, StoredArchive};
 use bunker_sources::postgres::{ConnInfo, LogicalDatabase, LogicalMeta};
 use bunker_sources::{Source, SourceError};
 
@@ -29,6 +30,8 @@ INSERT INTO sales.orders (customer_id, total, receipt)
   SELECT 1 + (g % 2000), g * 1.5, decode(md5(g::text), 'hex') FROM generate_series(1, 5000) g;
 SELECT nextval('sales.invoice_no') FROM generate_series(1, 7);
 SELECT lo_from_bytea(4242, 'large object payload');
+COMMENT ON LARGE OBJECT 4242 IS 'a receipt scan';
+CREATE MATERIALIZED VIEW sales.totals AS SELECT customer_id, sum(total) AS total FROM sales.orders GROUP BY 1;
 "#;
 
 struct Fixture {
@@ -99,24 +102,38 @@ fn logical_round_trip_is_equal_and_records_consistent_facts() {
     assert_eq!(meta.schema_fingerprint.len(), 64);
     assert!(meta.pg_dump_version.contains(&f.bins.major.to_string()));
 
-    // Restore the stored dump with pg_restore into another cluster: every table equal.
+    // The backup mapped the archive: its TOC, and one data block per table (and one for large objects).
+    let layout = meta.archive.as_ref().expect("the archive's layout is recorded");
+    assert!(layout.blocks.len() >= 6, "{layout:?}");
+    assert!(layout.blocks.windows(2).all(|w| w[0].end() == w[1].offset()), "blocks are adjacent: {layout:?}");
+
+    // Restore into a new database of another cluster (straight from the repository, table by table),
+    // then again over it (replacing, from a temporary file): both times every table equal.
     let (index, _) = f.repo.load_index().unwrap();
-    let Root::Stream { content, .. } = &snap.root else { panic!("a logical snapshot is a stream") };
-    let dump_file = f._dir.path().join("shop.dump");
-    let mut out = std::fs::File::create(&dump_file).unwrap();
-    Restorer::new(&f.repo, &index).dump(content, &mut out).unwrap();
-    drop(out);
+    let Root::Stream { content, size } = &snap.root else { panic!("a logical snapshot is a stream") };
+    assert_eq!(layout.blocks.last().unwrap().end(), *size);
+    let restorer = Restorer::new(&f.repo, &index);
+    let archive = StoredArchive { restorer: &restorer, content, layout: Some(layout) };
     let target = ScratchPostgres::start(&f.bins).unwrap();
-    target.psql("postgres", "CREATE DATABASE shop").unwrap();
-    let restore = Command::new(f.bins.bin("pg_restore"))
-        .args(["-j", "2", "--exit-on-error", "-d", &target.url("shop")])
-        .arg(&dump_file)
-        .output()
-        .unwrap();
-    assert!(restore.status.success(), "pg_restore: {}", String::from_utf8_lossy(&restore.stderr));
-    assert_eq!(checksums(&target, "shop"), checksums(&f.source, "shop"));
-    assert_eq!(target.psql("shop", "SELECT last_value FROM sales.invoice_no").unwrap(), "1006");
-    assert_eq!(target.psql("shop", "SELECT convert_from(lo_get(4242), 'UTF8')").unwrap(), "large object payload");
+    let into = ConnInfo::resolve(&target.url("shop")).unwrap();
+    let opts = RestoreOptions { jobs: 2, force: false, keep_owners: false, pg_bin_dir: None, confirm: None };
+    let restored = restore(&archive, &into, &opts).unwrap();
+    assert_eq!((restored.method, restored.bytes), ("direct", *size));
+    let same_as_source = |target: &ScratchPostgres| {
+        assert_eq!(checksums(target, "shop"), checksums(&f.source, "shop"));
+        assert_eq!(target.psql("shop", "SELECT last_value FROM sales.invoice_no").unwrap(), "1006");
+        assert_eq!(target.psql("shop", "SELECT convert_from(lo_get(4242), 'UTF8')").unwrap(), "large object payload");
+        assert_eq!(target.psql("shop", "SELECT obj_description(4242, 'pg_largeobject')").unwrap(), "a receipt scan");
+        assert_eq!(target.psql("shop", "SELECT count(*) FROM sales.totals").unwrap(), "2000");
+        let fks = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid = 'sales.orders'::regclass";
+        assert_eq!(target.psql("shop", fks).unwrap(), "1");
+    };
+    same_as_source(&target);
+    let err = restore(&archive, &into, &opts).unwrap_err();
+    assert!(err.to_string().contains("is not empty"), "{err}");
+    let replaced = restore(&archive, &into, &RestoreOptions { force: true, ..opts }).unwrap();
+    assert_eq!(replaced.method, "file");
+    same_as_source(&target);
 
     // The same database again: only the chunk holding the dump's header (it carries the dump time) is new.
     let conn = ConnInfo::resolve(&f.source.url("shop")).unwrap();

@@ -2,6 +2,7 @@ use anyhow::{bail, Result};
 use bunker_engine::restorer::Restorer;
 use bunker_engine::snapshot::{select, Root};
 use bunker_sources::files::globs;
+use bunker_sources::postgres::restore::StoredArchive;
 
 use crate::cli::RestoreArgs;
 use crate::context::Context;
@@ -16,8 +17,7 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<i32> {
     }
 }
 
-/// A PostgreSQL snapshot into a database: the stored dump goes to a temporary file (pg_restore needs
-/// one to work in parallel), then pg_restore -j, then verification.
+/// A PostgreSQL snapshot into a database (roles first with --with-globals), then verification.
 fn restore_database(ctx: &Context, args: &RestoreArgs, into: &str) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = ctx.lock(&repo, false, "restore")?;
@@ -28,8 +28,7 @@ fn restore_database(ctx: &Context, args: &RestoreArgs, into: &str) -> Result<i32
     let Root::Stream { content, .. } = &snap.root else { bail!("snapshot {} holds no dump stream", snap.short_id()) };
     let started = std::time::Instant::now();
     let (index, _) = repo.load_index()?;
-    let mut dump = tempfile::Builder::new().prefix("bunker-restore-").suffix(".dump").tempfile()?;
-    let bytes = Restorer::new(&repo, &index).dump(content, dump.as_file_mut())?;
+    let restorer = Restorer::new(&repo, &index);
     if args.with_globals {
         let target_name = snap.name.split('/').next().unwrap_or(&snap.name);
         let globals_name = format!("{target_name}/{}", bunker_sources::postgres::GLOBALS);
@@ -42,7 +41,7 @@ fn restore_database(ctx: &Context, args: &RestoreArgs, into: &str) -> Result<i32
             bail!("snapshot {} holds no script", globals.short_id())
         };
         let mut script = tempfile::Builder::new().prefix("bunker-globals-").suffix(".sql").tempfile()?;
-        Restorer::new(&repo, &index).dump(content, script.as_file_mut())?;
+        restorer.dump(content, script.as_file_mut())?;
         let major = (pg.meta.server_version_num / 10000) as u32;
         let pg_bin_dir = pg.settings.as_ref().and_then(|s| s.pg_bin_dir.as_deref());
         let skipped = bunker_sources::postgres::globals::apply(script.path(), &target, pg_bin_dir, major)?;
@@ -59,14 +58,15 @@ fn restore_database(ctx: &Context, args: &RestoreArgs, into: &str) -> Result<i32
         pg_bin_dir: pg.settings.as_ref().and_then(|s| s.pg_bin_dir.as_deref()),
         confirm: if std::io::IsTerminal::is_terminal(&std::io::stdin()) { Some(&ask) } else { None },
     };
-    bunker_sources::postgres::restore::restore(dump.path(), &target, &opts)?;
-    drop(dump);
+    let archive = StoredArchive { restorer: &restorer, content, layout: pg.meta.archive.as_ref() };
+    let restored = bunker_sources::postgres::restore::restore(&archive, &target, &opts)?;
     if !ctx.global.json {
         println!(
-            "restored snapshot {} ({}) into {} with {jobs} jobs in {:.1}s",
+            "restored snapshot {} ({}) into {} with {jobs} jobs ({}) in {:.1}s",
             snap.short_id(),
-            size(bytes),
+            size(restored.bytes),
             target.display(),
+            restored.method,
             started.elapsed().as_secs_f64()
         );
     }

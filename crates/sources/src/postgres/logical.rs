@@ -10,6 +10,7 @@ use bunker_engine::backup::Backup;
 use bunker_engine::snapshot::Root;
 use serde::Serialize;
 
+use super::archive::{ArchiveLayout, Scanned};
 use super::conn::{error_text, ConnInfo};
 use super::tools::PgTools;
 use crate::{Captured, Source, SourceError};
@@ -48,6 +49,10 @@ pub struct LogicalMeta {
     pub tables: Vec<TableRows>,
     pub schema_fingerprint: String,
     pub extensions: Vec<Extension>,
+    /// Where the dump's TOC ends and each table's data lies, for parallel restores straight from the
+    /// repository. Absent when the dump could not be mapped (restores then go through a temporary file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveLayout>,
 }
 
 impl Source for LogicalDatabase {
@@ -79,9 +84,10 @@ impl Source for LogicalDatabase {
                     .map_err(|e| SourceError::Query { target: conn.display(), detail: error_text(&e) });
                 (client, facts)
             });
-            let stdout = dump.stdout.take().expect("piped stdout");
-            let stored = backup.save_stream(stdout);
-            (facts.join().expect("facts thread"), stored)
+            let mut stdout = Scanned::new(dump.stdout.take().expect("piped stdout"));
+            let stored = backup.save_stream(&mut stdout);
+            let layout = stdout.scanner.finish();
+            (facts.join().expect("facts thread"), stored.map(|s| (s, layout)))
         });
         let (mut client, facts) = facts;
         let status = dump.wait().map_err(|e| SourceError::Tool { tool: "pg_dump".into(), detail: e.to_string() })?;
@@ -93,7 +99,10 @@ impl Source for LogicalDatabase {
                 detail: format!("{status}: {}", last_lines(&stderr, 3)),
             });
         }
-        let (content, size) = stored?;
+        let ((content, size), layout) = stored?;
+        if layout.is_none() {
+            tracing::warn!("could not map the archive's data blocks; restores of this snapshot will be slower");
+        }
         let (database_size, tables, schema_fingerprint, extensions) = facts?;
         let meta = LogicalMeta {
             database: self.conn.dbname.clone(),
@@ -105,6 +114,7 @@ impl Source for LogicalDatabase {
             tables,
             schema_fingerprint,
             extensions,
+            archive: layout,
         };
         Ok(Captured {
             root: Root::Stream { size, content },

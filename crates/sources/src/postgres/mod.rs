@@ -1,5 +1,6 @@
 //! PostgreSQL: logical dumps today; physical base backups and WAL archiving join here later.
 
+pub mod archive;
 pub mod conn;
 pub mod globals;
 pub mod logical;
