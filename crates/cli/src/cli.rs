@@ -60,6 +60,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Verify the repository's structure and, with --read-data, every byte
     Check(CheckArgs),
+    /// The catalog: every backup, restore and verify run, successful or not, as stored in the repository
+    History(HistoryArgs),
     /// Remove snapshots by retention policy (restic semantics)
     Forget(ForgetArgs),
     /// Delete data no snapshot references
@@ -160,6 +162,39 @@ pub struct VerifyArgs {
     /// The database to check: a libpq URL, or a database name on the target's server
     #[arg(long)]
     pub against: String,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Only runs of this target or snapshot name (a target also matches its TARGET/DB snapshots)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only runs of this operation: backup, restore, verify…
+    #[arg(long)]
+    pub operation: Option<String>,
+    /// Only runs started within this long (7d, 24h) or since this date (2026-11-01, RFC 3339)
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only runs that did not succeed
+    #[arg(long)]
+    pub failed: bool,
+}
+
+fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        let d = chrono::Duration::from_std(d).map_err(|_| format!("{s:?} is too long ago"))?;
+        return Ok(chrono::Utc::now() - d);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+        if let Some(t) = midnight.and_local_timezone(chrono::Local).earliest() {
+            return Ok(t.with_timezone(&chrono::Utc));
+        }
+    }
+    Err(format!("{s:?} is neither a duration (7d, 24h) nor a date (2026-11-01, or RFC 3339)"))
 }
 
 #[derive(Args, Debug)]

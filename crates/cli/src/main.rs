@@ -6,6 +6,7 @@ mod commands;
 mod context;
 mod exit;
 mod output;
+mod runs;
 
 use clap::Parser;
 

@@ -275,6 +275,11 @@ fn sigint_during_backup_exits_130_without_snapshot_or_lock() {
     assert_eq!(repo.snapshot_count(), 0);
     assert_eq!(std::fs::read_dir(repo.path.join("locks")).map(|d| d.count()).unwrap_or(0), 0, "lock left behind");
     assert!(repo.run(&["check"]).status.success());
+    // The catalog says what happened.
+    let runs = repo.json(&["history"]);
+    assert_eq!(runs[0]["status"], "interrupted", "{runs}");
+    assert_eq!(runs[0]["target"], "db");
+    assert!(runs[0]["snapshot"].is_null());
 }
 
 #[test]

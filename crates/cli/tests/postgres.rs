@@ -163,6 +163,34 @@ fn restore_verifies_refuses_non_empty_targets_and_verify_names_what_is_wrong() {
     // The untouched source still verifies.
     let out = run(&["verify", "app", "--against", &source.url("app")]);
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // The catalog holds every run: the refused restore and the failed verifications name what was wrong.
+    let runs = repo.json(&["history", "--target", "app"]);
+    let summary: Vec<(&str, &str)> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["operation"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("backup", "success"),
+            ("restore", "success"),
+            ("restore", "failed"),
+            ("restore", "success"),
+            ("verify", "failed"),
+            ("verify", "failed"),
+            ("verify", "success")
+        ]
+    );
+    let runs = runs.as_array().unwrap();
+    assert!(runs[2]["error"].as_str().unwrap().contains("not empty"), "{runs:?}");
+    assert_eq!(runs[1]["details"]["method"], "direct");
+    assert_eq!(runs[3]["details"]["method"], "file");
+    assert!(runs[4]["error"].as_str().unwrap().contains("orders_customer_id_fkey"), "{runs:?}");
+    let verify_runs = repo.json(&["history", "--operation", "verify", "--failed", "--since", "1h"]);
+    assert_eq!(verify_runs.as_array().unwrap().len(), 2);
 }
 
 #[test]
@@ -198,6 +226,19 @@ fn passwords_come_from_the_stack_file_and_a_wrong_one_is_a_clear_error() {
     assert!(err.contains("password authentication failed") && err.contains("backup@127.0.0.1"), "{err}");
     assert!(!err.contains("wrong-horse") && !err.contains("Tr0ub4dor"), "a password leaked: {err}");
     assert_eq!(repo.snapshot_count(), 1);
+
+    // Both runs are in the catalog: the failed one with its error, and no password anywhere.
+    let runs = repo.json(&["history"]);
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!((runs[0]["operation"].as_str(), runs[0]["status"].as_str()), (Some("backup"), Some("success")));
+    assert!(runs[0]["snapshot"].is_string() && runs[0]["bytes_stored"].as_u64() > Some(0), "{runs:?}");
+    assert_eq!((runs[1]["target"].as_str(), runs[1]["status"].as_str()), (Some("app"), Some("failed")));
+    assert!(runs[1]["snapshot"].is_null());
+    assert!(runs[1]["error"].as_str().unwrap().contains("password authentication failed"), "{runs:?}");
+    let text = String::from_utf8(repo.ok(&["history", "--failed"])).unwrap();
+    assert!(text.contains("failed") && text.contains("1 runs, 1 not successful"), "{text}");
+    assert!(!text.contains("wrong-horse") && !text.contains("Tr0ub4dor"), "a password leaked: {text}");
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 pub mod archiver;
 pub mod backup;
+pub mod catalog;
 pub mod check;
 pub mod chunker;
 pub mod config;

@@ -20,6 +20,8 @@ use crate::storage::Storage;
 pub enum FileKind {
     Index,
     Snapshot,
+    /// Run records of the catalog.
+    Run,
 }
 
 impl FileKind {
@@ -27,6 +29,7 @@ impl FileKind {
         match self {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshots",
+            FileKind::Run => "runs",
         }
     }
 
@@ -34,6 +37,7 @@ impl FileKind {
         match self {
             FileKind::Index => b"bunker/index/v1",
             FileKind::Snapshot => b"bunker/snapshot/v1",
+            FileKind::Run => b"bunker/run/v1",
         }
     }
 }
@@ -198,7 +202,7 @@ impl Repository {
     }
 
     /// Forgets cached copies of files of `kind` the repository no longer has.
-    fn prune_cache(&self, kind: FileKind, live: &[FileId]) {
+    pub(crate) fn prune_cache(&self, kind: FileKind, live: &[FileId]) {
         let Some(dir) = &self.cache_dir else { return };
         let Ok(entries) = std::fs::read_dir(dir.join(kind.dir())) else { return };
         let live: std::collections::HashSet<String> = live.iter().map(|id| id.to_hex()).collect();

@@ -13,14 +13,45 @@ use crate::cli::BackupArgs;
 use crate::context::Context;
 use crate::exit;
 use crate::output::{json, size, Progress};
+use crate::runs::Run;
 
 pub fn run(ctx: &Context, args: BackupArgs) -> Result<i32> {
-    let plans = plan(ctx, &args)?;
     let repo = ctx.open()?;
     let lock = ctx.lock(&repo, false, "backup")?;
+    let name = args.target.clone().or_else(|| args.name.clone()).expect("clap requires a target or --name");
+    let plans = {
+        let mut run = Run::start("backup");
+        run.target(&name);
+        match plan(ctx, &args) {
+            Ok(plans) => plans,
+            Err(e) => {
+                run.finish(&repo, Err(&e));
+                return Err(e);
+            }
+        }
+    };
+    // Each snapshot is its own run: one database failing does not stop the others of the target.
+    let several = plans.len() > 1;
     let mut saved = Vec::new();
+    let mut failures = Vec::new();
     for planned in plans {
-        saved.push(back_up(ctx, &repo, &lock, planned, &args.tags)?);
+        let mut run = Run::start("backup");
+        run.target(&planned.snapshot_name);
+        let name = planned.snapshot_name.clone();
+        let outcome = back_up(ctx, &repo, &lock, planned, &args.tags, &mut run);
+        run.finish(&repo, outcome.as_ref().map(|s| if s.warnings.is_empty() { exit::OK } else { exit::INCOMPLETE }));
+        match outcome {
+            Ok(snap) => saved.push(snap),
+            Err(e) if !several => return Err(e),
+            Err(e) => {
+                let interrupted = exit::code_for(&e) == exit::INTERRUPTED;
+                eprintln!("bunker: error: backup of {name} failed: {}", exit::one_line(&e));
+                failures.push(exit::code_for(&e));
+                if interrupted {
+                    break;
+                }
+            }
+        }
     }
     if ctx.global.json {
         let rows: Vec<_> = saved
@@ -54,6 +85,9 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<i32> {
             );
         }
     }
+    if let Some(code) = failures.iter().find(|c| **c == exit::INTERRUPTED).or(failures.first()) {
+        return Ok(*code);
+    }
     Ok(if saved.iter().any(|s| !s.warnings.is_empty()) { exit::INCOMPLETE } else { exit::OK })
 }
 
@@ -78,7 +112,14 @@ fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Planned>> {
     Ok(vec![Planned { snapshot_name: name, source }])
 }
 
-fn back_up(ctx: &Context, repo: &Repository, lock: &LockGuard, planned: Planned, tags: &[String]) -> Result<Snapshot> {
+fn back_up(
+    ctx: &Context,
+    repo: &Repository,
+    lock: &LockGuard,
+    planned: Planned,
+    tags: &[String],
+    run: &mut Run,
+) -> Result<Snapshot> {
     let Planned { snapshot_name, mut source } = planned;
     let (index, _) = repo.load_index()?;
     let parent = repo
@@ -102,7 +143,9 @@ fn back_up(ctx: &Context, repo: &Repository, lock: &LockGuard, planned: Planned,
         let r = source.backup(&backup);
         done.store(true, Ordering::Relaxed);
         r
-    })?;
+    });
+    run.bytes(backup.bytes_read(), 0);
+    let captured = captured?;
     drop(progress);
     for w in &captured.warnings {
         tracing::warn!("{w}");
@@ -115,5 +158,8 @@ fn back_up(ctx: &Context, repo: &Repository, lock: &LockGuard, planned: Planned,
         parent,
         warnings: captured.warnings,
     };
-    Ok(backup.commit(captured.root, draft)?)
+    let snap = backup.commit(captured.root, draft)?;
+    run.snapshot(&snap.id());
+    run.bytes(snap.stats.bytes_read, snap.stats.bytes_stored);
+    Ok(snap)
 }

@@ -5,6 +5,7 @@ mod backup;
 mod check;
 mod dump;
 mod forget;
+mod history;
 mod init;
 mod key;
 mod pg;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
+        Command::History(a) => history::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Stats => stats::run(&ctx),

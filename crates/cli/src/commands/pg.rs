@@ -6,7 +6,9 @@ use bunker_engine::Snapshot;
 use bunker_sources::postgres::{self, Assertion, ConnInfo, LogicalMeta, VerifyReport};
 
 use crate::context::Context;
+use crate::exit;
 use crate::output::json;
+use crate::runs::Run;
 
 pub struct PgSnapshot {
     pub meta: LogicalMeta,
@@ -45,12 +47,16 @@ impl PgSnapshot {
     }
 }
 
-/// Prints a verification report; returns whether everything matched.
-pub fn report(ctx: &Context, report: &VerifyReport) -> bool {
+/// Prints a verification report and notes its mismatches in the run; returns the exit code (1 on any).
+pub fn report(ctx: &Context, report: &VerifyReport, run: &mut Run) -> i32 {
     let failures = report.failures();
+    if !failures.is_empty() {
+        run.problem(format!("verification failed: {}", failures.join("; ")));
+    }
+    let code = if failures.is_empty() { exit::OK } else { exit::FAILURE };
     if ctx.global.json {
         json(&serde_json::json!({ "ok": failures.is_empty(), "failures": failures, "report": report }));
-        return failures.is_empty();
+        return code;
     }
     let ok_tables = report.tables.iter().filter(|t| t.actual == Some(t.expected)).count();
     let ok_fks = report.foreign_keys.iter().filter(|f| f.orphans == 0).count();
@@ -68,5 +74,5 @@ pub fn report(ctx: &Context, report: &VerifyReport) -> bool {
     for f in &failures {
         eprintln!("mismatch: {f}");
     }
-    failures.is_empty()
+    code
 }

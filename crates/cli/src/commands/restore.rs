@@ -1,6 +1,7 @@
 use anyhow::{bail, Result};
 use bunker_engine::restorer::Restorer;
 use bunker_engine::snapshot::{select, Root};
+use bunker_engine::Repository;
 use bunker_sources::files::globs;
 use bunker_sources::postgres::restore::StoredArchive;
 
@@ -8,27 +9,35 @@ use crate::cli::RestoreArgs;
 use crate::context::Context;
 use crate::exit;
 use crate::output::{json, size};
+use crate::runs::Run;
 
 pub fn run(ctx: &Context, args: RestoreArgs) -> Result<i32> {
-    match (&args.to, &args.into) {
-        (Some(to), _) => restore_files(ctx, &args, to),
-        (None, Some(into)) => restore_database(ctx, &args, into),
+    let repo = ctx.open()?;
+    let mut run = Run::start("restore");
+    run.target(&args.snapshot);
+    let outcome = match (&args.to, &args.into) {
+        (Some(to), _) => restore_files(ctx, &repo, &args, to, &mut run),
+        (None, Some(into)) => restore_database(ctx, &repo, &args, into, &mut run),
         (None, None) => unreachable!("clap requires --to or --into"),
-    }
+    };
+    run.finish(&repo, outcome.as_ref().copied());
+    outcome
 }
 
 /// A PostgreSQL snapshot into a database (roles first with --with-globals), then verification.
-fn restore_database(ctx: &Context, args: &RestoreArgs, into: &str) -> Result<i32> {
-    let repo = ctx.open()?;
-    let _lock = ctx.lock(&repo, false, "restore")?;
+fn restore_database(ctx: &Context, repo: &Repository, args: &RestoreArgs, into: &str, run: &mut Run) -> Result<i32> {
+    let _lock = ctx.lock(repo, false, "restore")?;
     let snapshots = repo.load_snapshots()?;
     let snap = select(&snapshots, &args.snapshot)?;
+    run.target(&snap.name);
+    run.snapshot(&snap.id());
     let pg = super::pg::load(ctx, snap)?;
     let target = pg.database(into)?;
+    run.detail("into", target.display().into());
     let Root::Stream { content, .. } = &snap.root else { bail!("snapshot {} holds no dump stream", snap.short_id()) };
     let started = std::time::Instant::now();
     let (index, _) = repo.load_index()?;
-    let restorer = Restorer::new(&repo, &index);
+    let restorer = Restorer::new(repo, &index);
     if args.with_globals {
         let target_name = snap.name.split('/').next().unwrap_or(&snap.name);
         let globals_name = format!("{target_name}/{}", bunker_sources::postgres::GLOBALS);
@@ -60,6 +69,8 @@ fn restore_database(ctx: &Context, args: &RestoreArgs, into: &str) -> Result<i32
     };
     let archive = StoredArchive { restorer: &restorer, content, layout: pg.meta.archive.as_ref() };
     let restored = bunker_sources::postgres::restore::restore(&archive, &target, &opts)?;
+    run.bytes(restored.bytes, 0);
+    run.detail("method", restored.method.into());
     if !ctx.global.json {
         println!(
             "restored snapshot {} ({}) into {} with {jobs} jobs ({}) in {:.1}s",
@@ -77,16 +88,25 @@ fn restore_database(ctx: &Context, args: &RestoreArgs, into: &str) -> Result<i32
         return Ok(exit::OK);
     }
     let report = bunker_sources::postgres::verify::verify(&target, &pg.meta, pg.assertions())?;
-    Ok(if super::pg::report(ctx, &report) { exit::OK } else { exit::FAILURE })
+    run.detail("verified", true.into());
+    Ok(super::pg::report(ctx, &report, run))
 }
 
-fn restore_files(ctx: &Context, args: &RestoreArgs, to: &std::path::Path) -> Result<i32> {
+fn restore_files(
+    ctx: &Context,
+    repo: &Repository,
+    args: &RestoreArgs,
+    to: &std::path::Path,
+    run: &mut Run,
+) -> Result<i32> {
     let include = if args.include.is_empty() { None } else { Some(globs(&args.include)?) };
+    run.detail("to", serde_json::json!(to));
     bunker_engine::restorer::ensure_empty_or_absent(to, args.force)?;
-    let repo = ctx.open()?;
-    let _lock = ctx.lock(&repo, false, "restore")?;
+    let _lock = ctx.lock(repo, false, "restore")?;
     let snapshots = repo.load_snapshots()?;
     let snap = select(&snapshots, &args.snapshot)?;
+    run.target(&snap.name);
+    run.snapshot(&snap.id());
     let Root::Tree { tree } = &snap.root else {
         bail!(
             "snapshot {} is a stream; write it out with `bunker dump {} > FILE`, or restore a PostgreSQL dump with --into",
@@ -96,7 +116,8 @@ fn restore_files(ctx: &Context, args: &RestoreArgs, to: &std::path::Path) -> Res
     };
     let (index, _) = repo.load_index()?;
     let started = std::time::Instant::now();
-    let stats = Restorer::new(&repo, &index).restore_tree(tree, to, include.as_ref(), args.force)?;
+    let stats = Restorer::new(repo, &index).restore_tree(tree, to, include.as_ref(), args.force)?;
+    run.bytes(stats.bytes, 0);
     if ctx.global.json {
         json(&serde_json::json!({ "snapshot": snap.id().to_hex(), "to": to, "stats": stats }));
     } else {
