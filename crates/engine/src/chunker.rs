@@ -23,6 +23,17 @@ impl Default for ChunkerParams {
 }
 
 impl ChunkerParams {
+    /// Bounds `FINE_FACTOR` times smaller (kept within FastCDC's limits), for inputs whose day-to-day
+    /// changes are scattered thinly across their whole length, like database dumps.
+    pub fn fine(self) -> ChunkerParams {
+        use fastcdc::v2020::*;
+        ChunkerParams {
+            min_size: (self.min_size / FINE_FACTOR).clamp(MINIMUM_MIN, MINIMUM_MAX),
+            avg_size: (self.avg_size / FINE_FACTOR).clamp(AVERAGE_MIN, AVERAGE_MAX),
+            max_size: (self.max_size / FINE_FACTOR).clamp(MAXIMUM_MIN, MAXIMUM_MAX),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         use fastcdc::v2020::*;
         let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&self.min_size)
@@ -40,6 +51,9 @@ impl ChunkerParams {
         }
     }
 }
+
+/// How much smaller [`ChunkerParams::fine`] chunks are.
+pub const FINE_FACTOR: u32 = 16;
 
 pub struct Chunker<R> {
     reader: R,

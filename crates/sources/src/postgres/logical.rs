@@ -85,7 +85,7 @@ impl Source for LogicalDatabase {
                 (client, facts)
             });
             let mut stdout = Scanned::new(dump.stdout.take().expect("piped stdout"));
-            let stored = backup.save_stream(&mut stdout);
+            let stored = backup.save_stream_fine(&mut stdout);
             let layout = stdout.scanner.finish();
             (facts.join().expect("facts thread"), stored.map(|s| (s, layout)))
         });
