@@ -17,6 +17,9 @@ pub struct ConnInfo {
     pub dbname: String,
     password: Option<String>,
     pub sslmode: SslMode,
+    /// The CA certificates (PEM) a verify-ca / verify-full server certificate must chain to, as libpq's
+    /// `sslrootcert` (`PGSSLROOTCERT`, else `~/.postgresql/root.crt` when present).
+    pub sslrootcert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +77,7 @@ impl ConnInfo {
         // libpq accepts a URL without a host (`postgresql:///db`, `postgresql://user@/db`): the host then
         // comes from PGHOST or the default socket. tokio-postgres does not, so stand a placeholder in.
         // sslmode is read below with all six libpq values; tokio-postgres would reject verify-ca/-full.
-        let with_host = fill_empty_host(&without_param(url, "sslmode"));
+        let with_host = fill_empty_host(&without_param(&without_param(url, "sslmode"), "sslrootcert"));
         let cfg = postgres::Config::from_str(&with_host).map_err(|e| {
             SourceError::Config(format!(
                 "cannot parse the PostgreSQL URL ({e}); expected postgresql://USER@HOST:PORT/DB"
@@ -111,7 +114,12 @@ impl ConnInfo {
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .or_else(|| env("PGPASSWORD"))
             .or_else(|| pgpass_lookup(env, &host, port, &dbname, &user));
-        Ok(ConnInfo { host, port, user, dbname, password, sslmode })
+        let sslrootcert =
+            query_param(url, "sslrootcert").or_else(|| env("PGSSLROOTCERT")).map(PathBuf::from).or_else(|| {
+                let default = PathBuf::from(env("HOME")?).join(".postgresql/root.crt");
+                default.exists().then_some(default)
+            });
+        Ok(ConnInfo { host, port, user, dbname, password, sslmode, sslrootcert })
     }
 
     /// The same server, another database.
@@ -127,14 +135,18 @@ impl ConnInfo {
     /// A keyword conninfo for libpq tools, without the password.
     pub fn libpq_conninfo(&self) -> String {
         let q = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
-        format!(
+        let mut info = format!(
             "host={} port={} user={} dbname={} sslmode={}",
             q(&self.host),
             self.port,
             q(&self.user),
             q(&self.dbname),
             self.sslmode.as_str()
-        )
+        );
+        if let Some(root) = &self.sslrootcert {
+            info.push_str(&format!(" sslrootcert={}", q(&root.display().to_string())));
+        }
+        info
     }
 
     /// A libpq tool (`pg_dump`, `pg_restore`, `psql`…) aimed at this database: `--dbname` without the
@@ -175,11 +187,28 @@ impl ConnInfo {
                 });
                 // libpq: require checks nothing about the certificate, verify-ca checks the chain,
                 // verify-full also the host name.
-                let tls = native_tls::TlsConnector::builder()
-                    .danger_accept_invalid_certs(matches!(mode, SslMode::Prefer | SslMode::Require))
-                    .danger_accept_invalid_hostnames(mode != SslMode::VerifyFull)
-                    .build()
-                    .map_err(|e| SourceError::Connect { target: self.display(), detail: format!("TLS setup: {e}") })?;
+                let setup = |detail: String| SourceError::Connect { target: self.display(), detail };
+                let mut tls = native_tls::TlsConnector::builder();
+                tls.danger_accept_invalid_certs(matches!(mode, SslMode::Prefer | SslMode::Require))
+                    .danger_accept_invalid_hostnames(mode != SslMode::VerifyFull);
+                if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) {
+                    // As libpq: the server's certificate must chain to sslrootcert's CAs, and only those.
+                    let Some(root) = &self.sslrootcert else {
+                        return Err(setup(format!(
+                            "sslmode={} needs the CA certificate to check the server's against: set sslrootcert=PATH in the URL or PGSSLROOTCERT, or use sslmode=require",
+                            mode.as_str()
+                        )));
+                    };
+                    let pem = std::fs::read(root)
+                        .map_err(|e| setup(format!("cannot read sslrootcert {}: {e}", root.display())))?;
+                    let certs = native_tls::Certificate::stack_from_pem(&pem)
+                        .map_err(|e| setup(format!("sslrootcert {} holds no PEM certificate: {e}", root.display())))?;
+                    tls.disable_built_in_roots(true);
+                    for cert in certs {
+                        tls.add_root_certificate(cert);
+                    }
+                }
+                let tls = tls.build().map_err(|e| setup(format!("TLS setup: {e}")))?;
                 cfg.connect(postgres_native_tls::MakeTlsConnector::new(tls)).map_err(fail)
             }
         }
