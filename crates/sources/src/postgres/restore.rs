@@ -153,6 +153,9 @@ impl PgRestore<'_> {
         }
         let status = child.wait().map_err(|e| tool_error(e.to_string()))?;
         let stderr = errors.join().unwrap_or_default();
+        if matches!(fed, Err(SourceError::Engine(bunker_engine::Error::Interrupted))) {
+            return fed;
+        }
         if !status.success() && !stderr.is_empty() {
             return check(status, &stderr);
         }
