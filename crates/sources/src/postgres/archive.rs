@@ -275,7 +275,7 @@ impl LayoutScanner {
         }
     }
 
-    pub fn feed(&mut self, mut bytes: &[u8]) {
+    pub fn feed(&mut self, bytes: &[u8]) {
         if self.failed {
             return;
         }
@@ -288,10 +288,7 @@ impl LayoutScanner {
             self.parse_head();
             return;
         }
-        while !bytes.is_empty() && !self.failed {
-            let used = self.step(bytes);
-            bytes = &bytes[used..];
-        }
+        self.walk(bytes);
     }
 
     /// Parses the TOC from the bytes seen so far and walks whatever follows it.

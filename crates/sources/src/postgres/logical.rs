@@ -206,7 +206,8 @@ fn collect_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
     })
 }
 
-fn last_lines(s: &str, n: usize) -> String {
+/// The last `n` non-empty lines of a tool's stderr, on one line.
+pub(crate) fn last_lines(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = lines[lines.len().saturating_sub(n)..].join(" | ");
     if tail.is_empty() {

@@ -11,6 +11,7 @@ use bunker_engine::tree::Content;
 
 use super::archive::{parse_toc, ArchiveLayout, DataBlock};
 use super::conn::{error_text, ConnInfo};
+use super::logical::last_lines;
 use super::tools::PgTools;
 use crate::SourceError;
 
@@ -328,9 +329,7 @@ fn check(status: std::process::ExitStatus, stderr: &[u8]) -> Result<(), SourceEr
         return Ok(());
     }
     let err = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-    Err(tool_error(if tail.is_empty() { status.to_string() } else { tail }))
+    Err(tool_error(if err.trim().is_empty() { status.to_string() } else { last_lines(&err, 3) }))
 }
 
 fn tool_error(detail: String) -> SourceError {
