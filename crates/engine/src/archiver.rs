@@ -10,6 +10,7 @@ use globset::GlobSet;
 use std::collections::VecDeque;
 
 use crate::backup::{Backup, PendingStream};
+use crate::chunker::ChunkerParams;
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::tree::{Content, Node, NodeKind, Tree};
@@ -20,12 +21,36 @@ const MAX_PENDING_FILES: usize = 256;
 pub struct Archiver<'a, 'r> {
     backup: &'a Backup<'r>,
     exclude: &'a GlobSet,
+    chunking: Option<ChunkerParams>,
+    tolerate_vanished: bool,
     pub warnings: Vec<String>,
 }
 
 impl<'a, 'r> Archiver<'a, 'r> {
     pub fn new(backup: &'a Backup<'r>, exclude: &'a GlobSet) -> Self {
-        Archiver { backup, exclude, warnings: Vec::new() }
+        Archiver { backup, exclude, chunking: None, tolerate_vanished: false, warnings: Vec::new() }
+    }
+
+    /// Cuts files with these chunk sizes instead of the repository's.
+    pub fn chunking(mut self, params: ChunkerParams) -> Self {
+        self.chunking = Some(params);
+        self
+    }
+
+    /// Entries that disappear between listing and reading are left out without a warning (a live
+    /// database's data directory, where dropped tables' files vanish as a matter of course).
+    pub fn tolerate_vanished(mut self) -> Self {
+        self.tolerate_vanished = true;
+        self
+    }
+
+    /// Stores everything below directory `dir` and returns the nodes of its entries, for the caller to
+    /// complete and save as a root tree with [`Archiver::save_tree`].
+    pub fn save_contents(&mut self, dir: &Path) -> Result<Vec<Node>> {
+        match self.dir_nodes(dir, Path::new(""))? {
+            Some(nodes) => Ok(nodes),
+            None => Err(Error::invalid("directory", self.warnings.pop().unwrap_or_default())),
+        }
     }
 
     /// Stores `paths` as one tree whose entries are the paths' last components.
@@ -58,11 +83,20 @@ impl<'a, 'r> Archiver<'a, 'r> {
         self.save_tree(Tree { nodes })
     }
 
-    fn save_tree(&self, tree: Tree) -> Result<BlobId> {
+    /// Stores one tree blob (its nodes sorted by name).
+    pub fn save_tree(&self, mut tree: Tree) -> Result<BlobId> {
+        tree.nodes.sort_by(|a, b| a.name.cmp(&b.name));
         self.backup.save_meta(serde_json::to_vec(&tree).expect("tree serialises"))
     }
 
     fn save_dir(&mut self, dir: &Path, rel: &Path) -> Result<Option<BlobId>> {
+        match self.dir_nodes(dir, rel)? {
+            Some(nodes) => self.save_tree(Tree { nodes }).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn dir_nodes(&mut self, dir: &Path, rel: &Path) -> Result<Option<Vec<Node>>> {
         let entries = match std::fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) => {
@@ -108,7 +142,7 @@ impl<'a, 'r> Archiver<'a, 'r> {
         for (at, stream) in pending {
             self.resolve(&mut nodes[at], stream)?;
         }
-        self.save_tree(Tree { nodes }).map(Some)
+        Ok(Some(nodes))
     }
 
     /// Fills in the content of a file node whose chunks were submitted earlier.
@@ -149,7 +183,11 @@ impl<'a, 'r> Archiver<'a, 'r> {
                     return Ok(None);
                 }
             };
-            match self.backup.submit_stream(file, Some(meta.len())) {
+            let submitted = match self.chunking {
+                Some(params) => self.backup.submit_chunks(file, params, Some(meta.len())),
+                None => self.backup.submit_stream(file, Some(meta.len())),
+            };
+            match submitted {
                 Ok(s) => stream = Some(s),
                 Err(Error::Input(e)) => {
                     self.warn(path, &e);
@@ -176,6 +214,9 @@ impl<'a, 'r> Archiver<'a, 'r> {
     }
 
     fn warn(&mut self, path: &Path, e: &std::io::Error) {
+        if self.tolerate_vanished && e.kind() == std::io::ErrorKind::NotFound {
+            return;
+        }
         self.warnings.push(format!("{}: {e}", path.display()));
     }
 }

@@ -147,6 +147,11 @@ impl<'r> Backup<'r> {
         Backup { repo, lock, shared, jobs: Some(job_tx), threads, in_flight: workers * 4, started: Instant::now() }
     }
 
+    /// The repository the backup goes to.
+    pub fn repository(&self) -> &'r Repository {
+        self.repo
+    }
+
     /// Bytes read so far, for progress display.
     pub fn bytes_read(&self) -> u64 {
         self.shared.counters.bytes_read.load(Ordering::Relaxed)
@@ -192,7 +197,13 @@ impl<'r> Backup<'r> {
         self.submit_chunks(reader, self.repo.config().chunker, size_hint)
     }
 
-    fn submit_chunks(&self, reader: impl Read, params: ChunkerParams, size_hint: Option<u64>) -> Result<PendingStream> {
+    /// [`Backup::submit_stream`] with other chunk sizes (see [`ChunkerParams::fixed`]).
+    pub fn submit_chunks(
+        &self,
+        reader: impl Read,
+        params: ChunkerParams,
+        size_hint: Option<u64>,
+    ) -> Result<PendingStream> {
         let mut chunker = Chunker::new(reader, params, self.repo.crypto().chunker_seed());
         if let Some(len) = size_hint {
             chunker = chunker.with_size_hint(len);

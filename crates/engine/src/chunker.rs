@@ -34,6 +34,17 @@ impl ChunkerParams {
         }
     }
 
+    /// Fixed-size chunks of `size` bytes (the last one shorter), for files changed in place a page at a
+    /// time, like a database's relation files: a changed page changes exactly one chunk, and no content
+    /// ever shifts.
+    pub fn fixed(size: u32) -> ChunkerParams {
+        ChunkerParams { min_size: size, avg_size: size, max_size: size }
+    }
+
+    fn is_fixed(&self) -> bool {
+        self.min_size == self.max_size
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         use fastcdc::v2020::*;
         let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&self.min_size)
@@ -97,6 +108,12 @@ impl<R: Read> Chunker<R> {
         loop {
             let avail = self.buf.len() - self.pos;
             if avail >= self.params.max_size as usize || (self.eof && avail > 0) {
+                if self.params.is_fixed() {
+                    let len = avail.min(self.params.max_size as usize);
+                    let chunk = self.buf.slice(self.pos..self.pos + len);
+                    self.pos += len;
+                    return Ok(Some(chunk));
+                }
                 let data = &self.buf[self.pos..];
                 let cdc = FastCDC::with_level_and_seed(
                     data,
@@ -207,6 +224,17 @@ mod tests {
                 out.push(ch);
             }
             assert_eq!(out, plain, "hint {hint}");
+        }
+    }
+
+    #[test]
+    fn fixed_chunks_are_aligned_whatever_the_reads() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for step in [1000, 65536, 1 << 20] {
+            let out = chunks(&data, step, ChunkerParams::fixed(65536));
+            let lens: Vec<usize> = out.iter().map(|c| c.len()).collect();
+            assert_eq!(lens, [65536, 65536, 65536, 65536, 300_000 - 4 * 65536], "step {step}");
+            assert_eq!(out.concat(), data);
         }
     }
 

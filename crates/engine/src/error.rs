@@ -33,6 +33,9 @@ pub enum Error {
         detail: String,
     },
 
+    #[error("{path} is already in the repository with different content; refusing to overwrite it (find out why two different files have one name)")]
+    ObjectConflict { path: String },
+
     #[error("{path} not found in the repository")]
     NotFound { path: String },
 

@@ -108,6 +108,89 @@ pub fn unlock(storage: &Storage, password: &str) -> Result<(MasterKey, FileId)> 
     Err(Error::WrongPassword { location: storage.location().to_string() })
 }
 
+/// A local copy of the unlocked master key, so that short commands run once per WAL segment skip the
+/// argon2id derivation (~0.2 s): `<cache>/<repository id>/session-key`, mode 0600, holding the master key
+/// sealed under a key derived from the password by keyed BLAKE3 with a random salt. It is only honoured
+/// while the key file it was unlocked with still exists, so `bunker key remove` and `key passwd` revoke
+/// it. `BUNKER_KEY_CACHE=off` disables it. The cost: whoever can read that file can test passwords
+/// against it fast, so it is only as strong as the password file beside it on the same host (see
+/// DESIGN.md).
+#[derive(Serialize, Deserialize)]
+struct SessionKey {
+    key_id: String,
+    salt: String,
+    data: String,
+}
+
+const SESSION_AAD: &[u8] = b"bunker/session-key/v1";
+const SESSION_CONTEXT: &str = "bunker 2026-11 session key cache";
+
+fn session_wrapping(password: &str, salt: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(SESSION_CONTEXT);
+    h.update(&(salt.len() as u64).to_le_bytes());
+    h.update(salt);
+    h.update(password.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+fn session_cache_enabled() -> bool {
+    std::env::var("BUNKER_KEY_CACHE").map(|v| v != "off").unwrap_or(true)
+}
+
+/// [`unlock`], through the session-key cache in `cache_dir` when there is one.
+pub fn unlock_cached(
+    storage: &Storage,
+    password: &str,
+    cache_dir: Option<&std::path::Path>,
+) -> Result<(MasterKey, FileId)> {
+    let Some(dir) = cache_dir.filter(|_| session_cache_enabled()) else { return unlock(storage, password) };
+    let path = dir.join("session-key");
+    if let Some((master, id)) = read_session(&path, password) {
+        // The key file must still exist: removing it revokes every cached copy.
+        if storage.exists(&key_path(&id)).unwrap_or(false) {
+            return Ok((master, id));
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    let (master, id) = unlock(storage, password)?;
+    if let Err(e) = write_session(dir, &path, password, &master, &id) {
+        tracing::debug!("session key not cached: {e}");
+    }
+    Ok((master, id))
+}
+
+fn read_session(path: &std::path::Path, password: &str) -> Option<(MasterKey, FileId)> {
+    let bytes = std::fs::read(path).ok()?;
+    let s: SessionKey = serde_json::from_slice(&bytes).ok()?;
+    let salt = hex::decode(&s.salt).ok()?;
+    let sealed = hex::decode(&s.data).ok()?;
+    let master: [u8; 32] = open_with(&session_wrapping(password, &salt), &sealed, SESSION_AAD)?.try_into().ok()?;
+    Some((MasterKey::from_bytes(master), FileId::from_hex(&s.key_id).ok()?))
+}
+
+fn write_session(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    password: &str,
+    master: &MasterKey,
+    id: &FileId,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let salt: [u8; 16] = rand::random();
+    let s = SessionKey {
+        key_id: id.to_hex(),
+        salt: hex::encode(salt),
+        data: hex::encode(seal_with(&session_wrapping(password, &salt), master.as_bytes(), SESSION_AAD)),
+    };
+    let tmp = dir.join(format!("session-key.{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(&serde_json::to_vec(&s).expect("session key serialises"))?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
@@ -117,4 +200,34 @@ pub fn hostname() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+    use crate::storage::{Location, Storage};
+
+    #[test]
+    fn session_cache_opens_only_with_the_password_and_a_live_key_file() {
+        std::env::set_var("BUNKER_KDF_MEMORY_KIB", "1024");
+        let repo = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let storage = Storage::create(&Location::Local(repo.path().to_path_buf())).unwrap();
+        let master = MasterKey::generate();
+        let id = add_key(&storage, &master, "right").unwrap();
+        let (m1, id1) = unlock_cached(&storage, "right", Some(cache.path())).unwrap();
+        assert_eq!((m1.as_bytes(), id1), (master.as_bytes(), id));
+        let file = cache.path().join("session-key");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!std::fs::read_to_string(&file).unwrap().contains(&hex::encode(master.as_bytes())));
+        // From the cache this time, and a wrong password still fails.
+        assert_eq!(read_session(&file, "right").unwrap().0.as_bytes(), master.as_bytes());
+        assert!(matches!(unlock_cached(&storage, "wrong", Some(cache.path())), Err(Error::WrongPassword { .. })));
+        // Removing the key file revokes the cached copy.
+        let other = add_key(&storage, &master, "other").unwrap();
+        storage.delete(&key_path(&id)).unwrap();
+        assert!(matches!(unlock_cached(&storage, "right", Some(cache.path())), Err(Error::WrongPassword { .. })));
+        assert_eq!(unlock_cached(&storage, "other", Some(cache.path())).unwrap().1, other);
+    }
 }

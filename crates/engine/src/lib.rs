@@ -20,6 +20,7 @@ pub mod index;
 pub mod interrupt;
 pub mod keys;
 pub mod lock;
+pub mod objects;
 pub mod pack;
 pub mod prune;
 pub mod repository;

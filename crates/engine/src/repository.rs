@@ -72,7 +72,8 @@ impl Repository {
     /// Opens a repository: reads the config (refusing unknown versions), then unlocks a key.
     pub fn open(storage: Storage, password: &str) -> Result<Repository> {
         let config = Self::read_config(&storage)?;
-        let (master, key_id) = keys::unlock(&storage, password)?;
+        let cache = cache_root().map(|r| r.join(&config.id));
+        let (master, key_id) = keys::unlock_cached(&storage, password, cache.as_deref())?;
         Ok(Self::assemble(storage, config, master, key_id))
     }
 
