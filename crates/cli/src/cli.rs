@@ -6,8 +6,9 @@ use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(name = "bunker", version, about = "Backup and disaster recovery for a web platform's stateful stack")]
-#[command(after_help = "Exit codes: 0 ok, 1 failure, 3 incomplete (some input unreadable), 10 no repository, \
-11 lock held, 12 wrong password, 130 interrupted.")]
+#[command(after_help = "Exit codes: 0 ok, 1 failure (wal-fetch: not archived), 3 incomplete (some input unreadable), \
+10 no repository, 11 lock held, 12 wrong password, 126 wal-fetch could not read the archive \
+(PostgreSQL aborts recovery), 130 interrupted.")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -73,6 +74,54 @@ pub enum Command {
     Key(KeyCommand),
     /// Remove stale locks (or all with --remove-all)
     Unlock(UnlockArgs),
+    /// archive_command: archive one WAL file (%p) of a physical PostgreSQL target
+    #[command(name = "wal-push")]
+    WalPush(WalPushArgs),
+    /// restore_command: fetch one archived WAL file (%f) to %p; exit 1 when it is not archived
+    #[command(name = "wal-fetch")]
+    WalFetch(WalFetchArgs),
+    /// The WAL archive of physical PostgreSQL targets
+    #[command(subcommand)]
+    Wal(WalCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct WalPushArgs {
+    /// The physical PostgreSQL target (default: the stack file's only one)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Also push up to N-1 further segments PostgreSQL has ready, in parallel, to keep up with bursts
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+    /// The file to archive (archive_command's %p)
+    pub path: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct WalFetchArgs {
+    /// The physical PostgreSQL target (default: the stack file's only one)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// On a miss, also fetch the next N segments in parallel into the spool directory
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub prefetch: u16,
+    /// Where prefetched segments wait (default: bunker-prefetch beside the destination)
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
+    /// The archived file's name (restore_command's %f)
+    pub file: String,
+    /// Where to write it (restore_command's %p)
+    pub dest: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WalCommand {
+    /// Check that the archive holds every segment from each base backup's start to the newest one;
+    /// report gaps by segment name and the live RPO (age of the newest archived file)
+    Verify {
+        /// The physical PostgreSQL target (default: every physical target of the stack file)
+        target: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -131,7 +180,7 @@ pub struct RestoreArgs {
     /// Snapshot: NAME (its latest), NAME:ID-PREFIX, an ID or unique prefix, or latest
     pub snapshot: String,
     /// Directory to restore a file tree into (created if missing)
-    #[arg(long, required_unless_present = "into", conflicts_with = "into")]
+    #[arg(long, required_unless_present_any = ["into", "pgdata"], conflicts_with = "into")]
     pub to: Option<PathBuf>,
     /// Database to restore a PostgreSQL snapshot into: a libpq URL, or a database name on the
     /// target's server (created if missing)
@@ -150,9 +199,57 @@ pub struct RestoreArgs {
     /// Restore only paths matching this glob (and what lies under them); repeatable
     #[arg(long)]
     pub include: Vec<String>,
-    /// Write into a non-empty directory, replacing files of the same name
+    /// Write into a non-empty directory, replacing files of the same name (with --pgdata: emptying it
+    /// first)
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub pitr: PitrArgs,
+}
+
+/// Point-in-time recovery of a physical PostgreSQL target.
+#[derive(Args, Debug)]
+pub struct PitrArgs {
+    /// Restore a physical PostgreSQL target into this data directory (base backup, then WAL replay)
+    #[arg(long, conflicts_with_all = ["to", "into"])]
+    pub pgdata: Option<PathBuf>,
+    /// Recover up to this time (RFC 3339 or "YYYY-MM-DD HH:MM:SS[+TZ]"; local time without a zone)
+    #[arg(long, requires = "pgdata", group = "recovery_target")]
+    pub to_time: Option<String>,
+    /// Recover up to this WAL location (e.g. 0/3000148)
+    #[arg(long, requires = "pgdata", group = "recovery_target")]
+    pub to_lsn: Option<String>,
+    /// Recover up to and including this transaction ID
+    #[arg(long, requires = "pgdata", group = "recovery_target")]
+    pub to_xid: Option<u64>,
+    /// Recover up to this restore point (pg_create_restore_point)
+    #[arg(long, requires = "pgdata", group = "recovery_target")]
+    pub to_name: Option<String>,
+    /// Stop as soon as the base backup is consistent
+    #[arg(long, requires = "pgdata", group = "recovery_target")]
+    pub immediate: bool,
+    /// The timeline to recover along: latest (default), current, or a number
+    #[arg(long, requires = "pgdata")]
+    pub timeline: Option<String>,
+    /// What the server does at the target: promote (default), pause or shutdown
+    #[arg(long, requires = "pgdata", default_value = "promote")]
+    pub target_action: String,
+    /// Start PostgreSQL on the restored directory and wait until recovery reaches the target
+    #[arg(long, requires_all = ["pgdata", "port"])]
+    pub start: bool,
+    /// Port for --start
+    #[arg(long, requires = "start")]
+    pub port: Option<u16>,
+    /// Give up waiting for recovery after this long (with --start)
+    #[arg(long, requires = "start", value_parser = humantime::parse_duration, default_value = "1h")]
+    pub start_timeout: std::time::Duration,
+    /// Turn WAL archiving off in the restored cluster (for copies that must not archive into the
+    /// production target's WAL)
+    #[arg(long, requires = "pgdata")]
+    pub no_archive: bool,
+    /// The restore_command to write instead of bunker's own wal-fetch invocation
+    #[arg(long, requires = "pgdata")]
+    pub restore_command: Option<String>,
 }
 
 #[derive(Args, Debug)]

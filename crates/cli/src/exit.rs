@@ -8,6 +8,9 @@ pub const INCOMPLETE: i32 = 3;
 pub const NO_REPOSITORY: i32 = 10;
 pub const LOCKED: i32 = 11;
 pub const WRONG_PASSWORD: i32 = 12;
+/// `wal-fetch` could not read the archive (damaged segment, repository unreachable): above 125, so
+/// PostgreSQL aborts recovery instead of taking it for the end of the archive.
+pub const WAL_UNREADABLE: i32 = 126;
 pub const INTERRUPTED: i32 = 130;
 
 pub fn code_for(e: &anyhow::Error) -> i32 {

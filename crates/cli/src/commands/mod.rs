@@ -9,12 +9,14 @@ mod history;
 mod init;
 mod key;
 mod pg;
+mod pitr;
 mod prune;
 mod restore;
 mod snapshots;
 mod stats;
 mod unlock;
 mod verify;
+mod wal;
 
 use anyhow::Result;
 
@@ -38,5 +40,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Stats => stats::run(&ctx),
         Command::Key(k) => key::run(&ctx, k),
         Command::Unlock(a) => unlock::run(&ctx, a),
+        Command::WalPush(a) => wal::push(&ctx, a),
+        Command::WalFetch(a) => wal::fetch(&ctx, a),
+        Command::Wal(c) => wal::run(&ctx, c),
     }
 }

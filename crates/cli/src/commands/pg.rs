@@ -30,6 +30,14 @@ pub fn load(ctx: &Context, snap: &Snapshot) -> Result<PgSnapshot> {
     Ok(PgSnapshot { meta, settings })
 }
 
+/// The stack file's settings of a postgres target, when it has that target.
+pub fn target_settings(ctx: &Context, target_name: &str) -> Result<Option<postgres::TargetSettings>> {
+    Ok(match ctx.config()?.and_then(|c| c.config.target(target_name)) {
+        Some(t) if t.kind == "postgres" => Some(postgres::settings(t)?),
+        _ => None,
+    })
+}
+
 impl PgSnapshot {
     /// A URL or keyword string as given; a bare name is a database on the target's server.
     pub fn database(&self, spec: &str) -> Result<ConnInfo> {

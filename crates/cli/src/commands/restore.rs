@@ -15,10 +15,11 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<i32> {
     let repo = ctx.open()?;
     let mut run = Run::start("restore");
     run.target(&args.snapshot);
-    let outcome = match (&args.to, &args.into) {
-        (Some(to), _) => restore_files(ctx, &repo, &args, to, &mut run),
-        (None, Some(into)) => restore_database(ctx, &repo, &args, into, &mut run),
-        (None, None) => unreachable!("clap requires --to or --into"),
+    let outcome = match (&args.to, &args.into, &args.pitr.pgdata) {
+        (Some(to), _, _) => restore_files(ctx, &repo, &args, to, &mut run),
+        (None, Some(into), _) => restore_database(ctx, &repo, &args, into, &mut run),
+        (None, None, Some(pgdata)) => super::pitr::restore(ctx, &repo, &args, pgdata, &mut run),
+        (None, None, None) => unreachable!("clap requires --to, --into or --pgdata"),
     };
     run.finish(&repo, outcome.as_ref().copied());
     outcome

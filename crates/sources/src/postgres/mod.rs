@@ -4,9 +4,12 @@ pub mod archive;
 pub mod conn;
 pub mod globals;
 pub mod logical;
+pub mod physical;
+pub mod pitr;
 pub mod restore;
 pub mod tools;
 pub mod verify;
+pub mod wal;
 
 pub use conn::ConnInfo;
 pub use logical::{LogicalDatabase, LogicalMeta};
@@ -31,6 +34,10 @@ struct PostgresOptions {
     /// Checked by `verify` and after restores.
     #[serde(default, rename = "assert")]
     assertions: Vec<Assertion>,
+    /// Physical mode: the data directory, when it is not where the server says it is.
+    data_dir: Option<PathBuf>,
+    /// Physical mode: how long a base backup waits for its last WAL segment to be archived (e.g. "2m").
+    archive_timeout: Option<String>,
 }
 
 /// The snapshot name suffix of a target's roles and tablespaces (`TARGET/globals`).
@@ -38,6 +45,7 @@ pub const GLOBALS: &str = "globals";
 
 /// What restore and verify need from a `type = "postgres"` target's settings.
 pub struct TargetSettings {
+    pub mode: String,
     pub conn: ConnInfo,
     pub pg_bin_dir: Option<PathBuf>,
     pub assertions: Vec<Assertion>,
@@ -46,7 +54,12 @@ pub struct TargetSettings {
 /// Reads a postgres target's settings (its connection, tools directory and assertions).
 pub fn settings(target: &bunker_config::TargetConfig) -> Result<TargetSettings, SourceError> {
     let opts: PostgresOptions = target.options()?;
-    Ok(TargetSettings { conn: ConnInfo::resolve(&opts.url)?, pg_bin_dir: opts.pg_bin_dir, assertions: opts.assertions })
+    Ok(TargetSettings {
+        mode: opts.mode,
+        conn: ConnInfo::resolve(&opts.url)?,
+        pg_bin_dir: opts.pg_bin_dir,
+        assertions: opts.assertions,
+    })
 }
 
 fn logical() -> String {
@@ -64,11 +77,15 @@ enum Databases {
 /// `TARGET/DB` when there are several).
 pub fn plan(target: &bunker_config::TargetConfig) -> Result<Vec<Planned>, SourceError> {
     let opts: PostgresOptions = target.options()?;
-    if opts.mode != "logical" {
-        return Err(SourceError::Config(format!(
-            "target {}: mode {:?} is not supported yet; use mode = \"logical\"",
-            target.name, opts.mode
-        )));
+    match opts.mode.as_str() {
+        "logical" => {}
+        "physical" => return plan_physical(target, opts),
+        other => {
+            return Err(SourceError::Config(format!(
+                "target {}: mode {other:?} is not one of \"logical\", \"physical\"",
+                target.name
+            )))
+        }
     }
     let conn = ConnInfo::resolve(&opts.url)?;
     let all = matches!(&opts.databases, Some(Databases::All(a)) if a == "all");
@@ -108,6 +125,23 @@ pub fn plan(target: &bunker_config::TargetConfig) -> Result<Vec<Planned>, Source
         });
     }
     Ok(planned)
+}
+
+/// A `mode = "physical"` target: one base backup of the whole cluster, named after the target.
+fn plan_physical(target: &bunker_config::TargetConfig, opts: PostgresOptions) -> Result<Vec<Planned>, SourceError> {
+    let archive_timeout = match &opts.archive_timeout {
+        None => std::time::Duration::from_secs(120),
+        Some(t) => humantime::parse_duration(t).map_err(|e| {
+            SourceError::Config(format!("target {}: archive_timeout {t:?}: {e} (write e.g. \"2m\")", target.name))
+        })?,
+    };
+    let source = physical::PhysicalCluster {
+        target: target.name.clone(),
+        conn: ConnInfo::resolve(&opts.url)?,
+        data_dir: opts.data_dir,
+        archive_timeout,
+    };
+    Ok(vec![Planned { snapshot_name: target.name.clone(), source: Box::new(source) }])
 }
 
 /// Every database that accepts connections, templates left out.

@@ -1,0 +1,399 @@
+//! Physical base backups, WAL archiving through `bunker wal-push` as a real cluster's archive_command,
+//! and point-in-time restores started with `--start`, all against scratch clusters. bunker runs as the
+//! `postgres` user here, as it does on a database host (archive_command runs as the server's user).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bunker_scratch::{free_port, PgBinaries, ScratchPostgres};
+
+/// A work directory owned by `postgres` with a repository, its password file and a stack file.
+struct Site {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    config: PathBuf,
+    as_postgres: bool,
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn chown_postgres(p: &Path) {
+    if is_root() {
+        let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(p).status().unwrap().success();
+        assert!(ok, "chown {}", p.display());
+    }
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::Builder::new().prefix("bunker-pitr-").tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::write(root.join("password"), common::PASSWORD).unwrap();
+        let config = root.join("bunker.toml");
+        let site = Site { _dir: dir, config, root, as_postgres: is_root() };
+        site.write_config(None);
+        chown_postgres(&site.root);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(site.root.join("password"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        site
+    }
+
+    fn write_config(&self, port: Option<u16>) {
+        let mut text = format!(
+            "[repository]\nurl = \"{}\"\npassword_file = \"{}\"\n",
+            self.root.join("repo").display(),
+            self.root.join("password").display()
+        );
+        if let Some(port) = port {
+            text.push_str(&format!(
+                "\n[targets.main]\ntype = \"postgres\"\nmode = \"physical\"\nurl = \"postgresql://postgres@127.0.0.1:{port}/postgres\"\narchive_timeout = \"60s\"\n"
+            ));
+        }
+        std::fs::write(&self.config, text).unwrap();
+        chown_postgres(&self.config);
+    }
+
+    /// The environment every bunker invocation gets, also the server's archive/restore commands.
+    fn env_prefix(&self) -> String {
+        format!("BUNKER_CACHE_DIR={} BUNKER_KDF_MEMORY_KIB=1024", self.root.join("cache").display())
+    }
+
+    fn archive_command(&self) -> String {
+        format!(
+            "archive_command = '{} {} --config {} wal-push --target main %p'",
+            self.env_prefix(),
+            env!("CARGO_BIN_EXE_bunker"),
+            self.config.display()
+        )
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", env!("CARGO_BIN_EXE_bunker")]);
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_bunker"))
+        };
+        c.args(args)
+            .env("BUNKER_CONFIG", &self.config)
+            .env("BUNKER_PASSWORD_FILE", self.root.join("password"))
+            .env("BUNKER_CACHE_DIR", self.root.join("cache"))
+            .env("BUNKER_KDF_MEMORY_KIB", "1024")
+            .env_remove("BUNKER_REPO")
+            .env_remove("BUNKER_PASSWORD")
+            .current_dir(&self.root)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "bunker {args:?} failed ({}): {}", out.status, text(&out.stderr));
+        text(&out.stdout)
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// psql against a restored cluster's socket (its data directory).
+fn sql(bins: &PgBinaries, socket_dir: &Path, port: u16, query: &str) -> String {
+    let out = Command::new(bins.bin("psql"))
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(format!("host={} port={port} user=postgres dbname=postgres", socket_dir.display()))
+        .args(["-c", query])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "psql {query}: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+fn stop(bins: &PgBinaries, pgdata: &Path) {
+    let mut c = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bins.bin("pg_ctl"));
+        c
+    } else {
+        Command::new(bins.bin("pg_ctl"))
+    };
+    let out = c.arg("-D").arg(pgdata).args(["-m", "fast", "-w", "stop"]).current_dir("/").output().unwrap();
+    assert!(out.status.success(), "pg_ctl stop: {}", text(&out.stderr));
+}
+
+/// Switches to a new WAL segment and waits until the finished one is archived.
+fn switch_and_wait(pg: &ScratchPostgres) -> String {
+    let seg = pg.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+    let started = Instant::now();
+    loop {
+        let last = pg.psql("postgres", "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver").unwrap();
+        if last.as_str() >= seg.as_str() {
+            return seg;
+        }
+        let failed = pg.psql("postgres", "SELECT coalesce(last_failed_wal, '') FROM pg_stat_archiver").unwrap();
+        assert!(started.elapsed() < Duration::from_secs(60), "{seg} not archived (last failed: {failed})");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A server bunker started on a restored directory; stopped (immediately) if a test fails first.
+struct Started(PathBuf, PgBinaries, bool);
+
+impl Started {
+    fn stop(mut self) {
+        stop(&self.1, &self.0);
+        self.2 = true;
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if !self.2 {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.1.bin("pg_ctl"));
+            let _ = c.arg("-D").arg(&self.0).args(["-m", "immediate", "-w", "stop"]).current_dir("/").output();
+        }
+    }
+}
+
+/// Restores into a new data directory, starts it, and returns (pgdata, port, the JSON report).
+fn restore(site: &Site, name: &str, extra: &[&str]) -> (PathBuf, u16, serde_json::Value) {
+    let pgdata = site.root.join(name);
+    let port = free_port().unwrap();
+    let port_s = port.to_string();
+    let mut args =
+        vec!["restore", "main", "--pgdata", pgdata.to_str().unwrap(), "--start", "--port", &port_s, "--json"];
+    args.extend_from_slice(extra);
+    let out = site.ok(&args);
+    let report = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    (pgdata, port, report)
+}
+
+fn batches(bins: &PgBinaries, pgdata: &Path, port: u16) -> String {
+    sql(bins, pgdata, port, "SELECT string_agg(DISTINCT batch, '' ORDER BY batch) FROM t")
+}
+
+#[test]
+fn point_in_time_restores_reach_exactly_their_targets_across_timelines() {
+    let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
+    let site = Site::new();
+    site.ok(&["init"]);
+    let pg = ScratchPostgres::start_with(&bins, &["archive_mode = on", &site.archive_command()]).unwrap();
+    site.write_config(Some(pg.port()));
+
+    pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, batch text NOT NULL, pad text)").unwrap();
+    pg.psql("postgres", "INSERT INTO t (batch, pad) SELECT 'Z', repeat('z', 200) FROM generate_series(1, 20000)")
+        .unwrap();
+    pg.psql("postgres", "DELETE FROM t WHERE batch = 'Z'").unwrap();
+    let backup: serde_json::Value = serde_json::from_str(&site.ok(&["backup", "main", "--json"])).unwrap();
+    assert_eq!(backup["name"], "main");
+    let snaps: serde_json::Value = serde_json::from_str(&site.ok(&["snapshots", "--json"])).unwrap();
+    let meta = &snaps[0]["meta"];
+    assert_eq!(snaps[0]["kind"], "postgres-physical");
+    assert!(meta["backup_label"].as_str().unwrap().contains("START WAL LOCATION"), "{meta}");
+    assert_eq!(
+        meta["system_identifier"],
+        pg.psql("postgres", "SELECT system_identifier FROM pg_control_system()").unwrap()
+    );
+
+    pg.psql("postgres", "INSERT INTO t (batch) SELECT 'A' FROM generate_series(1, 100)").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let t1 = pg.psql("postgres", "SELECT clock_timestamp()").unwrap();
+    pg.psql("postgres", "SELECT pg_create_restore_point('p1')").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    pg.psql("postgres", "INSERT INTO t (batch) SELECT 'B' FROM generate_series(1, 100)").unwrap();
+    let lsn = pg.psql("postgres", "SELECT pg_current_wal_insert_lsn()").unwrap();
+    pg.psql("postgres", "INSERT INTO t (batch) SELECT 'C' FROM generate_series(1, 100)").unwrap();
+    switch_and_wait(&pg);
+    let verify = site.ok(&["wal", "verify"]);
+    assert!(verify.contains("continuous from every base backup"), "{verify}");
+
+    let (d, port, report) = restore(&site, "to-time", &["--to-time", &t1, "--no-archive"]);
+    let g = Started(d.clone(), bins.clone(), false);
+    assert_eq!(batches(&bins, &d, port), "A", "{report}");
+    assert!(report["reached"]["stop_line"].as_str().unwrap().contains("recovery stopping"), "{report}");
+    g.stop();
+
+    let (d, port, _) = restore(&site, "to-lsn", &["--to-lsn", &lsn, "--no-archive"]);
+    let g = Started(d.clone(), bins.clone(), false);
+    assert_eq!(batches(&bins, &d, port), "AB");
+    g.stop();
+
+    let (d, port, _) = restore(&site, "latest", &["--no-archive"]);
+    let g = Started(d.clone(), bins.clone(), false);
+    assert_eq!(batches(&bins, &d, port), "ABC");
+    g.stop();
+
+    // Check restores above kept their new timelines out of the archive (--no-archive). This one archives:
+    // to p1 and promoted, timeline 2 goes into the same target; batch D lives only there.
+    let (d, port, report) = restore(&site, "to-name", &["--to-name", "p1"]);
+    let g = Started(d.clone(), bins.clone(), false);
+    assert_eq!(batches(&bins, &d, port), "A");
+    assert_eq!(report["reached"]["timeline"], 2, "{report}");
+    sql(&bins, &d, port, "INSERT INTO t (batch) SELECT 'D' FROM generate_series(1, 100)");
+    let seg = sql(&bins, &d, port, "SELECT pg_walfile_name(pg_switch_wal())");
+    let started = Instant::now();
+    while sql(&bins, &d, port, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < seg {
+        let log = std::fs::read_to_string(d.join("log/bunker-recovery.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        assert!(started.elapsed() < Duration::from_secs(60), "timeline 2 not archived: {tail:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    g.stop();
+    // Latest now follows timeline 2 (A then D, never B or C) and promotes to timeline 3.
+    let (d, port, report) = restore(&site, "latest-tl2", &[]);
+    let g = Started(d.clone(), bins.clone(), false);
+    assert_eq!(batches(&bins, &d, port), "AD", "{report}");
+    assert_eq!(report["reached"]["timeline"], 3, "{report}");
+    g.stop();
+    // Timeline 1 can still be chosen explicitly.
+    let (d, port, _) = restore(&site, "tl1", &["--timeline", "1", "--no-archive"]);
+    let g = Started(d.clone(), bins.clone(), false);
+    assert_eq!(batches(&bins, &d, port), "ABC");
+    g.stop();
+
+    // A non-empty data directory is refused, and its files are left alone.
+    let out = site.run(&["restore", "main", "--pgdata", d.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("not empty"), "{}", text(&out.stderr));
+    assert!(d.join("PG_VERSION").is_file());
+    let history = site.ok(&["history", "--operation", "restore", "--json"]);
+    assert!(history.contains("recovery_target"), "{history}");
+
+    // A damaged segment: wal verify names it, and a restore that needs it fails naming it. Timeline 1
+    // first grows past the segments the others branched from, so the victim sits mid-timeline.
+    for _ in 0..2 {
+        pg.psql("postgres", "INSERT INTO t (batch) SELECT 'E' FROM generate_series(1, 100)").unwrap();
+        switch_and_wait(&pg);
+    }
+    let wal_dir = site.root.join("repo/objects/wal/main");
+    let first = snaps[0]["meta"]["start_wal"].as_str().unwrap().to_string();
+    let mut names: Vec<String> = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 24 && n.starts_with("00000001") && n.as_str() > first.as_str())
+        .collect();
+    names.sort();
+    let victim = names[0].clone();
+    let path = wal_dir.join(&victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xFF;
+    std::fs::write(&path, &bytes).unwrap();
+    let out = site.run(&["wal", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains(&format!("damaged {victim}")), "{}", text(&out.stdout));
+    let port = free_port().unwrap().to_string();
+    let broken = site.root.join("broken");
+    let out = site.run(&[
+        "restore",
+        "main",
+        "--pgdata",
+        broken.to_str().unwrap(),
+        "--timeline",
+        "1",
+        "--start",
+        "--port",
+        &port,
+    ]);
+    assert!(!out.status.success(), "restore past a damaged segment succeeded");
+    let err = text(&out.stderr);
+    assert!(err.contains(&victim), "{err}");
+    // A missing one: named by wal verify, and a restore refuses before starting anything.
+    std::fs::remove_file(&path).unwrap();
+    let out = site.run(&["wal", "verify"]);
+    assert!(text(&out.stdout).contains(&format!("missing {victim}")), "{}", text(&out.stdout));
+    let missing = site.root.join("missing");
+    let out = site.run(&["restore", "main", "--pgdata", missing.to_str().unwrap(), "--timeline", "1"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains(&victim), "{}", text(&out.stderr));
+}
+
+#[test]
+fn wal_push_is_idempotent_safe_under_concurrency_and_never_stores_a_partial_segment() {
+    let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
+    let site = Site::new();
+    site.ok(&["init"]);
+    let pg = ScratchPostgres::start(&bins).unwrap();
+    pg.psql("postgres", "CREATE TABLE x AS SELECT g FROM generate_series(1, 10000) g").unwrap();
+    // A real segment, copied out under the name of one PostgreSQL has not written yet.
+    let seg = pg.psql("postgres", "SELECT pg_walfile_name(pg_current_wal_lsn())").unwrap();
+    let real = std::fs::read(pg.data_dir().join("pg_wal").join(&seg)).unwrap();
+    let staging = site.root.join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let name = "0000000100000000000000F0";
+    let file = staging.join(name);
+    std::fs::write(&file, &real).unwrap();
+    chown_postgres(&staging);
+    let f = file.to_str().unwrap();
+
+    let children: Vec<_> = (0..4)
+        .map(|_| site.cmd(&["wal-push", "--target", "main", f]).stderr(Stdio::piped()).spawn().unwrap())
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "concurrent push: {}", text(&out.stderr));
+    }
+    site.ok(&["wal-push", "--target", "main", f]);
+    let stored = site.root.join("repo/objects/wal/main");
+    assert_eq!(std::fs::read_dir(&stored).unwrap().count(), 1);
+    let back = site.root.join("staging/back");
+    site.ok(&["wal-fetch", "--target", "main", "--prefetch", "0", name, back.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&back).unwrap(), real);
+
+    // Different content under an archived name: refused, the archived copy untouched.
+    let mut other = real.clone();
+    other[8192 * 3] ^= 1;
+    std::fs::write(&file, &other).unwrap();
+    let before = std::fs::read(stored.join(name)).unwrap();
+    let out = site.run(&["wal-push", "--target", "main", f]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("different content"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(stored.join(name)).unwrap(), before);
+
+    // Not archived: exit 1, and nothing written.
+    let nothing = site.root.join("staging/nothing");
+    let out = site.run(&["wal-fetch", "--target", "main", "000000010000000000000077", nothing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(!nothing.exists());
+
+    // A truncated segment is refused before anything is stored.
+    std::fs::write(staging.join("0000000100000000000000F1"), &real[..real.len() / 2]).unwrap();
+    let out = site.run(&["wal-push", "--target", "main", staging.join("0000000100000000000000F1").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stored.join("0000000100000000000000F1").exists());
+
+    // The repository unreachable: non-zero exit (PostgreSQL will retry), no partial object.
+    std::fs::write(staging.join("0000000100000000000000F2"), &real).unwrap();
+    chown_postgres(&staging);
+    let out = site
+        .cmd(&["wal-push", "--target", "main", staging.join("0000000100000000000000F2").to_str().unwrap()])
+        .env("BUNKER_REPO", "s3://nothing-here/repo?endpoint=http://127.0.0.1:9&region=us-east-1")
+        .env("BUNKER_RETRY_MIN_DELAY_MS", "1")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!stored.join("0000000100000000000000F2").exists());
+    // An unreadable archive makes wal-fetch exit above 125, so PostgreSQL aborts instead of promoting.
+    let mut damaged = std::fs::read(stored.join(name)).unwrap();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    std::fs::write(stored.join(name), damaged).unwrap();
+    let out = site.run(&["wal-fetch", "--target", "main", name, back.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+}
