@@ -397,3 +397,47 @@ fn wal_push_is_idempotent_safe_under_concurrency_and_never_stores_a_partial_segm
     let out = site.run(&["wal-fetch", "--target", "main", name, back.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
 }
+
+#[test]
+fn forgetting_base_backups_expires_the_wal_only_they_needed() {
+    let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
+    let site = Site::new();
+    site.ok(&["init"]);
+    let pg = ScratchPostgres::start_with(&bins, &["archive_mode = on", &site.archive_command()]).unwrap();
+    site.write_config(Some(pg.port()));
+    pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, batch text NOT NULL)").unwrap();
+    site.ok(&["backup", "main"]);
+    for _ in 0..3 {
+        pg.psql("postgres", "INSERT INTO t (batch) SELECT 'A' FROM generate_series(1, 1000)").unwrap();
+        switch_and_wait(&pg);
+    }
+    site.ok(&["backup", "main"]);
+    pg.psql("postgres", "INSERT INTO t (batch) SELECT 'B' FROM generate_series(1, 10)").unwrap();
+    switch_and_wait(&pg);
+    let snaps: serde_json::Value = serde_json::from_str(&site.ok(&["snapshots", "--json"])).unwrap();
+    let second_start = snaps[1]["meta"]["start_wal"].as_str().unwrap().to_string();
+    let wal_dir = site.root.join("repo/objects/wal/main");
+    let archived = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&wal_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(archived().iter().any(|n| n.as_str() < second_start.as_str()));
+
+    let dry = site.ok(&["forget", "--keep-last", "1", "--dry-run"]);
+    assert!(dry.contains("would remove"), "{dry}");
+    assert!(archived().iter().any(|n| n.as_str() < second_start.as_str()), "a dry run deleted WAL");
+    site.ok(&["forget", "--keep-last", "1"]);
+    let left = archived();
+    assert!(left.iter().all(|n| n.as_str() >= second_start.as_str()), "{left:?} (kept from {second_start})");
+    assert!(left.contains(&second_start));
+    site.ok(&["wal", "verify"]);
+    let (d, port, _) = restore(&site, "after-forget", &["--no-archive"]);
+    let g = Started(d.clone(), bins.clone(), false);
+    assert_eq!(sql(&bins, &d, port, "SELECT count(*) FROM t"), "3010");
+    g.stop();
+}

@@ -32,8 +32,9 @@ pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
         }
     }
     let removed = decisions.iter().filter(|d| !d.keep).count();
+    let wal_expired = expire_wal(&repo, &snapshots, &decisions, args.dry_run)?;
     if ctx.global.json {
-        json(&serde_json::json!({ "dry_run": args.dry_run, "decisions": decisions }));
+        json(&serde_json::json!({ "dry_run": args.dry_run, "decisions": decisions, "wal_expired": wal_expired }));
     } else {
         for d in &decisions {
             let verdict = if d.keep { format!("keep ({})", d.reasons.join(", ")) } else { "remove".into() };
@@ -41,10 +42,52 @@ pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
         }
         let verb = if args.dry_run { "would remove" } else { "removed" };
         println!("{verb} {removed} of {} snapshots", decisions.len());
+        for (target, files) in &wal_expired {
+            if !files.is_empty() {
+                println!("{verb} {} archived WAL files of {target} older than its oldest base backup", files.len());
+            }
+        }
     }
     if args.prune && !args.dry_run {
         drop(lock);
         return super::prune::run(ctx, crate::cli::PruneArgs { dry_run: false });
     }
     Ok(exit::OK)
+}
+
+/// For each physical PostgreSQL target, the archived WAL older than its oldest base backup that stays.
+/// A target left with no base backup keeps all its WAL.
+fn expire_wal(
+    repo: &bunker_engine::Repository,
+    snapshots: &[bunker_engine::Snapshot],
+    decisions: &[bunker_engine::retention::Decision],
+    dry_run: bool,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    use bunker_sources::postgres::physical::{PhysicalMeta, KIND};
+    let kept: std::collections::HashSet<&str> =
+        decisions.iter().filter(|d| d.keep).map(|d| d.snapshot.as_str()).collect();
+    let mut oldest: std::collections::BTreeMap<String, PhysicalMeta> = Default::default();
+    let mut targets = std::collections::BTreeSet::new();
+    for s in snapshots.iter().filter(|s| s.kind == KIND) {
+        targets.insert(s.name.clone());
+        if !kept.contains(s.id().to_hex().as_str()) {
+            continue;
+        }
+        let Ok(meta) = serde_json::from_value::<PhysicalMeta>(s.meta.clone()) else { continue };
+        let older = oldest.get(&s.name).is_none_or(|o| meta.start_lsn_value() < o.start_lsn_value());
+        if older {
+            oldest.insert(s.name.clone(), meta);
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for target in targets {
+        let Some(meta) = oldest.get(&target) else {
+            tracing::warn!("{target} keeps no base backup; its archived WAL is kept whole");
+            continue;
+        };
+        let Some(start) = meta.start_segment() else { continue };
+        let files = bunker_sources::postgres::wal::expire(repo, &target, start, meta.segment_size, dry_run)?;
+        out.insert(target, files);
+    }
+    Ok(out)
 }

@@ -87,6 +87,9 @@ impl PhysicalMeta {
     pub fn stop_segment(&self) -> Option<Segment> {
         Segment::parse(&self.stop_wal, self.segment_size)
     }
+    pub fn start_lsn_value(&self) -> u64 {
+        wal::parse_lsn(&self.start_lsn).unwrap_or(0)
+    }
     pub fn stop_lsn(&self) -> u64 {
         wal::parse_lsn(&self.stop_lsn).unwrap_or(0)
     }

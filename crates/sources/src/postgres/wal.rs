@@ -318,6 +318,37 @@ pub fn list(repo: &Repository, target: &str, segment_size: u64) -> Result<Archiv
     Ok(out)
 }
 
+/// Deletes the archived WAL that no retained base backup needs: segments, `.partial` and `.backup` files
+/// before `keep_from` (the oldest retained base backup's first segment), on every timeline (WAL
+/// positions only grow across timelines). Timeline history files are kept: they are tiny, and recovery
+/// needs them to follow timelines. Returns the names deleted (or, with `dry_run`, that would be).
+pub fn expire(
+    repo: &Repository,
+    target: &str,
+    keep_from: Segment,
+    segment_size: u64,
+    dry_run: bool,
+) -> Result<Vec<String>, Error> {
+    let prefix = format!("{target}/");
+    let mut deleted = Vec::new();
+    for o in repo.list_objects(NAMESPACE, &prefix)? {
+        let file = &o.name[prefix.len()..];
+        let old = match WalName::parse(file, segment_size) {
+            Some(WalName::Segment { segment, .. }) | Some(WalName::Backup { segment, .. }) => {
+                segment.number < keep_from.number
+            }
+            _ => false,
+        };
+        if old {
+            if !dry_run {
+                repo.delete_object(NAMESPACE, &o.name)?;
+            }
+            deleted.push(file.to_string());
+        }
+    }
+    Ok(deleted)
+}
+
 /// One line of a timeline history file: `parent switchpoint reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimelineSwitch {
