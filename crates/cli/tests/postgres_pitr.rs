@@ -45,6 +45,10 @@ impl Site {
     }
 
     fn write_config(&self, port: Option<u16>) {
+        self.write_config_with(port, "");
+    }
+
+    fn write_config_with(&self, port: Option<u16>, extra: &str) {
         let mut text = format!(
             "[repository]\nurl = \"{}\"\npassword_file = \"{}\"\n",
             self.root.join("repo").display(),
@@ -52,7 +56,7 @@ impl Site {
         );
         if let Some(port) = port {
             text.push_str(&format!(
-                "\n[targets.main]\ntype = \"postgres\"\nmode = \"physical\"\nurl = \"postgresql://postgres@127.0.0.1:{port}/postgres\"\narchive_timeout = \"60s\"\n"
+                "\n[targets.main]\ntype = \"postgres\"\nmode = \"physical\"\nurl = \"postgresql://postgres@127.0.0.1:{port}/postgres\"\narchive_timeout = \"60s\"\n{extra}"
             ));
         }
         std::fs::write(&self.config, text).unwrap();
@@ -439,5 +443,33 @@ fn forgetting_base_backups_expires_the_wal_only_they_needed() {
     let (d, port, _) = restore(&site, "after-forget", &["--no-archive"]);
     let g = Started(d.clone(), bins.clone(), false);
     assert_eq!(sql(&bins, &d, port, "SELECT count(*) FROM t"), "3010");
+    g.stop();
+}
+
+#[test]
+fn a_base_backup_streamed_over_the_replication_protocol_restores_like_a_local_one() {
+    let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
+    let site = Site::new();
+    site.ok(&["init"]);
+    let pg = ScratchPostgres::start_with(&bins, &["archive_mode = on", &site.archive_command()]).unwrap();
+    site.write_config_with(Some(pg.port()), "method = \"replication\"\n");
+    pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, batch text NOT NULL)").unwrap();
+    pg.psql("postgres", "INSERT INTO t (batch) SELECT 'A' FROM generate_series(1, 5000)").unwrap();
+    site.ok(&["backup", "main"]);
+    pg.psql("postgres", "INSERT INTO t (batch) SELECT 'B' FROM generate_series(1, 5000)").unwrap();
+    switch_and_wait(&pg);
+    let snaps: serde_json::Value = serde_json::from_str(&site.ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps[0]["meta"]["method"], "replication");
+    assert!(snaps[0]["meta"]["backup_label"].as_str().unwrap().contains("BACKUP METHOD: streamed"), "{}", snaps[0]);
+    let manifest = site.ok(&["dump", "main", "backup_manifest"]);
+    assert!(manifest.contains("PostgreSQL-Backup-Manifest-Version"), "{manifest}");
+    // A second streamed base backup of an unchanged cluster stores next to nothing.
+    let second: serde_json::Value = serde_json::from_str(&site.ok(&["backup", "main", "--json"])).unwrap();
+    let read = second["stats"]["bytes_read"].as_u64().unwrap();
+    let stored = second["stats"]["bytes_stored"].as_u64().unwrap();
+    assert!(stored * 20 < read, "stored {stored} of {read}");
+    let (d, port, _) = restore(&site, "streamed", &["--no-archive"]);
+    let g = Started(d.clone(), bins.clone(), false);
+    assert_eq!(sql(&bins, &d, port, "SELECT count(*) FROM t"), "10000");
     g.stop();
 }

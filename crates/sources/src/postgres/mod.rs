@@ -1,6 +1,7 @@
 //! PostgreSQL: logical dumps today; physical base backups and WAL archiving join here later.
 
 pub mod archive;
+pub mod basebackup;
 pub mod conn;
 pub mod globals;
 pub mod logical;
@@ -38,6 +39,8 @@ struct PostgresOptions {
     data_dir: Option<PathBuf>,
     /// Physical mode: how long a base backup waits for its last WAL segment to be archived (e.g. "2m").
     archive_timeout: Option<String>,
+    /// Physical mode: "auto" (default), "local" or "replication".
+    method: Option<String>,
 }
 
 /// The snapshot name suffix of a target's roles and tablespaces (`TARGET/globals`).
@@ -135,11 +138,22 @@ fn plan_physical(target: &bunker_config::TargetConfig, opts: PostgresOptions) ->
             SourceError::Config(format!("target {}: archive_timeout {t:?}: {e} (write e.g. \"2m\")", target.name))
         })?,
     };
+    let method = match opts.method.as_deref() {
+        None => physical::Method::Auto,
+        Some(m) => physical::Method::parse(m).ok_or_else(|| {
+            SourceError::Config(format!(
+                "target {}: method {m:?} is not one of \"auto\", \"local\", \"replication\"",
+                target.name
+            ))
+        })?,
+    };
     let source = physical::PhysicalCluster {
         target: target.name.clone(),
         conn: ConnInfo::resolve(&opts.url)?,
         data_dir: opts.data_dir,
         archive_timeout,
+        method,
+        pg_bin_dir: opts.pg_bin_dir,
     };
     Ok(vec![Planned { snapshot_name: target.name.clone(), source: Box::new(source) }])
 }

@@ -58,6 +58,30 @@ pub struct PhysicalCluster {
     pub data_dir: Option<PathBuf>,
     /// How long to wait for the backup's last WAL segment to be archived.
     pub archive_timeout: Duration,
+    pub method: Method,
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
+/// How a base backup is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Local when the data directory is readable here, else replication.
+    Auto,
+    /// Read the data directory in place (bunker on the database host).
+    Local,
+    /// `pg_basebackup` over the replication protocol (from any host; the role needs REPLICATION).
+    Replication,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Option<Method> {
+        match s {
+            "auto" => Some(Method::Auto),
+            "local" => Some(Method::Local),
+            "replication" => Some(Method::Replication),
+            _ => None,
+        }
+    }
 }
 
 /// What a physical snapshot records (its `meta`).
@@ -78,6 +102,9 @@ pub struct PhysicalMeta {
     pub data_directory: String,
     /// The `backup_label` file, as the restored data directory holds it.
     pub backup_label: String,
+    /// `local` (data directory read in place) or `replication` (pg_basebackup).
+    #[serde(default)]
+    pub method: String,
 }
 
 impl PhysicalMeta {
@@ -158,75 +185,53 @@ impl Source for PhysicalCluster {
             )));
         }
         let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(&facts.data_directory));
-        match control_system_identifier(&data_dir) {
-            Some(id) if id as i64 == facts.system_identifier => {}
-            Some(_) => {
-                return Err(SourceError::Config(format!(
-                    "{} belongs to another cluster than {target} (system identifiers differ); set data_dir to this server's data directory",
-                    data_dir.display()
-                )))
+        let local = match control_system_identifier(&data_dir) {
+            Some(id) if id as i64 == facts.system_identifier => Ok(()),
+            Some(_) => Err(format!(
+                "{} belongs to another cluster than {target} (system identifiers differ); set data_dir to this server's data directory",
+                data_dir.display()
+            )),
+            None => Err(format!(
+                "cannot read {}/global/pg_control: a local base backup reads the data directory, so run bunker on the database host as the postgres user (or root), set data_dir, or use method = \"replication\"",
+                data_dir.display()
+            )),
+        };
+        let method = match (self.method, local) {
+            (Method::Local, Err(e)) => return Err(SourceError::Config(e)),
+            (Method::Local, Ok(())) | (Method::Auto, Ok(())) => Method::Local,
+            (Method::Auto, Err(e)) => {
+                tracing::info!("{e}; streaming the base backup over the replication protocol instead");
+                Method::Replication
             }
-            None => {
-                return Err(SourceError::Config(format!(
-                    "cannot read {}/global/pg_control: a physical backup reads the data directory, so run bunker on the database host as the postgres user (or root), or set data_dir",
-                    data_dir.display()
-                )))
-            }
-        }
-        if std::fs::read_dir(data_dir.join("pg_tblspc")).map(|mut d| d.next().is_some()).unwrap_or(false) {
-            return Err(SourceError::Config(format!(
-                "{target} has tablespaces outside its data directory; physical backups of such clusters are not supported yet, use mode = \"logical\""
-            )));
-        }
+            (Method::Replication, _) => Method::Replication,
+        };
         let segment_size = facts.segment_size as u64;
         let label = format!("bunker {} {}", self.target, chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"));
         let start_time = chrono::Utc::now();
-        let new_api = facts.version_num >= 150000;
-        let start_sql = if new_api {
-            "SELECT pg_backup_start($1, true)::text"
-        } else {
-            "SELECT pg_start_backup($1, true, false)::text"
+        let copied = match method {
+            Method::Replication => {
+                drop(client);
+                let major = (facts.version_num / 10000) as u32;
+                let tools = super::tools::PgTools::find(major, self.pg_bin_dir.as_deref())?;
+                let s = super::basebackup::stream(&self.conn, &tools.bin("pg_basebackup"), &label, backup)?;
+                Copied { root: s.root, backup_label: s.backup_label, stop_lsn: s.stop_lsn, warnings: Vec::new() }
+            }
+            _ => self.copy_local(&mut client, &facts, &data_dir, &label, backup)?,
         };
-        let start_lsn: String = client.query_one(start_sql, &[&label]).map_err(query_err(&self.conn))?.get(0);
-        // From here on a failure must end the backup mode; dropping the session does that (non-exclusive).
-        let exclude = crate::files::globs(&EXCLUDED.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-        let mut archiver =
-            Archiver::new(backup, &exclude).chunking(ChunkerParams::fixed(CHUNK_SIZE)).tolerate_vanished();
-        let copied = archiver.save_contents(&data_dir);
-        let stop_sql = if new_api {
-            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
-        } else {
-            "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
-        };
-        let mut nodes = copied?;
-        let row = client.query_one(stop_sql, &[]).map_err(query_err(&self.conn))?;
-        let stop_lsn: String = row.get(0);
-        let backup_label: String = row.get(1);
-        let tablespace_map: Option<String> = row.get(2);
         let stop_time = chrono::Utc::now();
-        let timeline: u32 = label_field(&backup_label, "START TIMELINE:").and_then(|t| t.parse().ok()).unwrap_or(1);
-        let start_wal = label_field(&backup_label, "START WAL LOCATION:")
-            .and_then(|v| v.split("(file ").nth(1))
-            .map(|v| v.trim_end_matches(')').to_string())
-            .ok_or_else(|| SourceError::Query {
-                target: target.clone(),
-                detail: "backup label has no START WAL LOCATION".into(),
+        let label_text = &copied.backup_label;
+        let timeline: u32 = label_field(label_text, "START TIMELINE:").and_then(|t| t.parse().ok()).unwrap_or(1);
+        let start_field = label_field(label_text, "START WAL LOCATION:").unwrap_or("");
+        let start_lsn = start_field.split_whitespace().next().unwrap_or("").to_string();
+        let start_wal =
+            start_field.split("(file ").nth(1).map(|v| v.trim_end_matches(')').to_string()).ok_or_else(|| {
+                SourceError::Query { target: target.clone(), detail: "backup label has no START WAL LOCATION".into() }
             })?;
+        let stop_lsn = copied.stop_lsn;
+        // The segment holding the last byte before the stop location (PostgreSQL's XLByteToPrevSeg).
         let stop = Segment::of_lsn(timeline, wal::parse_lsn(&stop_lsn).unwrap_or(0).saturating_sub(1), segment_size);
         let stop_wal = stop.name(segment_size);
-
-        // The label and tablespace map go into the root of the tree, beside what was copied.
-        let mut extra = vec![file_node(backup, "backup_label", backup_label.as_bytes(), &data_dir)?];
-        if let Some(map) = tablespace_map.filter(|m| !m.is_empty()) {
-            extra.push(file_node(backup, "tablespace_map", map.as_bytes(), &data_dir)?);
-        }
-        nodes.retain(|n| !extra.iter().any(|x| x.name == n.name));
-        nodes.extend(extra);
-        let root = archiver.save_tree(bunker_engine::tree::Tree { nodes })?;
-        drop(client);
-
         wait_for_archived(backup.repository(), &self.target, &stop_wal, self.archive_timeout)?;
-        let warnings = archiver.warnings;
         let meta = PhysicalMeta {
             server_version: facts.version,
             server_version_num: facts.version_num,
@@ -240,13 +245,71 @@ impl Source for PhysicalCluster {
             stop_time,
             segment_size,
             data_directory: data_dir.display().to_string(),
-            backup_label,
+            backup_label: copied.backup_label,
+            method: if method == Method::Replication { "replication" } else { "local" }.into(),
         };
         Ok(Captured {
-            root: Root::Tree { tree: root },
+            root: Root::Tree { tree: copied.root },
             meta: serde_json::to_value(&meta).expect("meta serialises"),
-            warnings,
+            warnings: copied.warnings,
         })
+    }
+}
+
+/// What a base backup copied.
+struct Copied {
+    root: bunker_engine::BlobId,
+    backup_label: String,
+    stop_lsn: String,
+    warnings: Vec<String>,
+}
+
+impl PhysicalCluster {
+    /// Reads the data directory in place between `pg_backup_start` and `pg_backup_stop`, in one session.
+    fn copy_local(
+        &self,
+        client: &mut postgres::Client,
+        facts: &ServerFacts,
+        data_dir: &Path,
+        label: &str,
+        backup: &Backup<'_>,
+    ) -> Result<Copied, SourceError> {
+        let target = self.conn.display();
+        if std::fs::read_dir(data_dir.join("pg_tblspc")).map(|mut d| d.next().is_some()).unwrap_or(false) {
+            return Err(SourceError::Config(format!(
+                "{target} has tablespaces outside its data directory; physical backups of such clusters are not supported yet, use mode = \"logical\""
+            )));
+        }
+        let new_api = facts.version_num >= 150000;
+        let start_sql = if new_api {
+            "SELECT pg_backup_start($1, true)::text"
+        } else {
+            "SELECT pg_start_backup($1, true, false)::text"
+        };
+        client.query_one(start_sql, &[&label]).map_err(query_err(&self.conn))?;
+        // From here on a failure must end the backup mode; dropping the session does that (non-exclusive).
+        let exclude = crate::files::globs(&EXCLUDED.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        let mut archiver =
+            Archiver::new(backup, &exclude).chunking(ChunkerParams::fixed(CHUNK_SIZE)).tolerate_vanished();
+        let mut nodes = archiver.save_contents(data_dir)?;
+        let stop_sql = if new_api {
+            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
+        } else {
+            "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
+        };
+        let row = client.query_one(stop_sql, &[]).map_err(query_err(&self.conn))?;
+        let stop_lsn: String = row.get(0);
+        let backup_label: String = row.get(1);
+        let tablespace_map: Option<String> = row.get(2);
+        // The label and tablespace map go into the root of the tree, beside what was copied.
+        let mut extra = vec![file_node(backup, "backup_label", backup_label.as_bytes(), data_dir)?];
+        if let Some(map) = tablespace_map.filter(|m| !m.is_empty()) {
+            extra.push(file_node(backup, "tablespace_map", map.as_bytes(), data_dir)?);
+        }
+        nodes.retain(|n| !extra.iter().any(|x| x.name == n.name));
+        nodes.extend(extra);
+        let root = archiver.save_tree(bunker_engine::tree::Tree { nodes })?;
+        Ok(Copied { root, backup_label, stop_lsn, warnings: archiver.warnings })
     }
 }
 

@@ -350,6 +350,7 @@ mod tests {
             segment_size: wal::DEFAULT_SEGMENT_SIZE,
             data_directory: String::new(),
             backup_label: String::new(),
+            method: "local".into(),
         }
     }
 
