@@ -97,6 +97,22 @@ impl Site {
         c
     }
 
+    /// As [`Site::cmd`], but as whoever runs the tests (root on CI): a restore by root must hand the data
+    /// directory to its owner.
+    fn cmd_as_self(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bunker"));
+        c.args(args)
+            .env("BUNKER_CONFIG", &self.config)
+            .env("BUNKER_PASSWORD_FILE", self.root.join("password"))
+            .env("BUNKER_CACHE_DIR", self.root.join("cache-self"))
+            .env("BUNKER_KDF_MEMORY_KIB", "1024")
+            .env_remove("BUNKER_REPO")
+            .env_remove("BUNKER_PASSWORD")
+            .current_dir(&self.root)
+            .stdin(Stdio::null());
+        c
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
@@ -165,8 +181,13 @@ impl Started {
 impl Drop for Started {
     fn drop(&mut self) {
         if !self.2 {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(self.1.bin("pg_ctl"));
+            let mut c = if is_root() {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(self.1.bin("pg_ctl"));
+                c
+            } else {
+                Command::new(self.1.bin("pg_ctl"))
+            };
             let _ = c.arg("-D").arg(&self.0).args(["-m", "immediate", "-w", "stop"]).current_dir("/").output();
         }
     }
@@ -468,7 +489,23 @@ fn a_base_backup_streamed_over_the_replication_protocol_restores_like_a_local_on
     let read = second["stats"]["bytes_read"].as_u64().unwrap();
     let stored = second["stats"]["bytes_stored"].as_u64().unwrap();
     assert!(stored * 20 < read, "stored {stored} of {read}");
-    let (d, port, _) = restore(&site, "streamed", &["--no-archive"]);
+    // Restored by the user running the tests (root on CI), started as the files' owner.
+    let d = site.root.join("streamed");
+    let port = free_port().unwrap();
+    let out = site
+        .cmd_as_self(&[
+            "restore",
+            "main",
+            "--pgdata",
+            d.to_str().unwrap(),
+            "--no-archive",
+            "--start",
+            "--port",
+            &port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let g = Started(d.clone(), bins.clone(), false);
     assert_eq!(sql(&bins, &d, port, "SELECT count(*) FROM t"), "10000");
     g.stop();

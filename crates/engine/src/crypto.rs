@@ -77,6 +77,11 @@ impl Crypto {
         crate::BlobId(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())
     }
 
+    /// An incremental hasher producing blob IDs, for input read in pieces.
+    pub fn id_hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.id_key)
+    }
+
     /// Seed of the chunker's gear table: secret, so chunk boundaries do not fingerprint known content.
     pub fn chunker_seed(&self) -> u64 {
         self.chunker_seed

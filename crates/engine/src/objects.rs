@@ -60,6 +60,20 @@ impl Repository {
         self.crypto().blob_id(bytes)
     }
 
+    /// The content ID of what `reader` yields, read in 1 MiB steps (no copy of the whole in memory).
+    pub fn object_id_of(&self, reader: impl std::io::Read) -> std::io::Result<BlobId> {
+        let mut hasher = self.crypto().id_hasher();
+        hasher.update_reader(reader)?;
+        Ok(BlobId(*hasher.finalize().as_bytes()))
+    }
+
+    /// Whether `namespace/name` is stored, and if so whether with content ID `id`: `None` when absent.
+    /// Costs one 32-byte read.
+    pub fn object_matches(&self, namespace: &str, name: &str, id: &BlobId) -> Result<Option<bool>> {
+        let path = object_path(namespace, name)?;
+        Ok(self.stored_object_id(&path)?.map(|stored| stored == *id))
+    }
+
     /// Stores `bytes` as `namespace/name`, once: if an object of that name exists with the same content,
     /// succeeds without writing; with other content, fails and leaves the stored one untouched. The
     /// object appears whole or not at all (a temp file and a link locally, a conditional PUT on S3), so

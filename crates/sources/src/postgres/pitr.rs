@@ -146,8 +146,16 @@ pub fn configure(pgdata: &Path, s: &RecoverySettings<'_>) -> Result<(), SourceEr
     std::fs::write(pgdata.join("recovery.signal"), b"").map_err(|e| io(pgdata, e))?;
     let status = pgdata.join("pg_wal/archive_status");
     std::fs::create_dir_all(&status).map_err(|e| io(&status, e))?;
-    let owner = owner_of(pgdata);
-    for p in [auto, pgdata.join("recovery.signal"), pgdata.join("pg_wal"), pgdata.join("pg_wal/archive_status")] {
+    // Restored as root, the files carry their recorded owner but the directory itself is root's:
+    // PostgreSQL refuses a data directory its user does not own.
+    let owner = cluster_owner(pgdata);
+    for p in [
+        pgdata.to_path_buf(),
+        auto,
+        pgdata.join("recovery.signal"),
+        pgdata.join("pg_wal"),
+        pgdata.join("pg_wal/archive_status"),
+    ] {
         chown(&p, owner);
     }
     use std::os::unix::fs::PermissionsExt;
@@ -158,6 +166,16 @@ pub fn configure(pgdata: &Path, s: &RecoverySettings<'_>) -> Result<(), SourceEr
 /// A postgresql.conf string literal.
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The owner of a data directory's files (`PG_VERSION`'s), which the directory itself must have.
+fn cluster_owner(pgdata: &Path) -> (u32, u32) {
+    let version = pgdata.join("PG_VERSION");
+    if version.exists() {
+        owner_of(&version)
+    } else {
+        owner_of(pgdata)
+    }
 }
 
 fn owner_of(p: &Path) -> (u32, u32) {
@@ -197,7 +215,7 @@ pub fn start_and_wait(
     let log = pgdata.join("log").join("bunker-recovery.log");
     let log_dir = pgdata.join("log");
     std::fs::create_dir_all(&log_dir).map_err(|e| bunker_engine::Error::io(&log_dir, e))?;
-    let owner = owner_of(pgdata);
+    let owner = cluster_owner(pgdata);
     chown(&log_dir, owner);
     // pg_ctl appends: a log left by an earlier recovery would be read as this one's.
     let _ = std::fs::remove_file(&log);
@@ -273,7 +291,7 @@ fn after<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
 
 /// Stops a server started by [`start_and_wait`] (fast mode).
 pub fn stop(pgdata: &Path, pg_ctl: &Path) -> Result<(), SourceError> {
-    let out = as_owner(owner_of(pgdata), pg_ctl)
+    let out = as_owner(cluster_owner(pgdata), pg_ctl)
         .arg("-D")
         .arg(pgdata)
         .args(["-m", "fast", "-w", "stop"])

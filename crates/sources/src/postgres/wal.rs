@@ -144,15 +144,19 @@ pub struct Pushed {
 /// whole and its header must not name a later timeline than its file name (a truncated or foreign file
 /// is refused, never stored).
 pub fn push(repo: &Repository, target: &str, path: &Path) -> Result<Pushed, Error> {
+    use std::io::Read;
     let file = path
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::invalid("WAL file", format!("{}: no file name", path.display())))?
         .to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut head = Vec::with_capacity(8192);
+    (&mut f).take(8192).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
     let kind = WalName::parse(&file, DEFAULT_SEGMENT_SIZE).or_else(|| {
         // Non-default segment sizes: trust the header's size to parse the name.
-        segment_header(&bytes).and_then(|h| WalName::parse(&file, h.segment_size as u64))
+        segment_header(&head).and_then(|h| WalName::parse(&file, h.segment_size as u64))
     });
     let Some(kind) = kind else {
         return Err(Error::invalid(
@@ -163,24 +167,31 @@ pub fn push(repo: &Repository, target: &str, path: &Path) -> Result<Pushed, Erro
         ));
     };
     if let WalName::Segment { segment, partial: false } = kind {
-        let header = segment_header(&bytes).ok_or_else(|| {
+        let header = segment_header(&head).ok_or_else(|| {
             Error::invalid("WAL segment", format!("{file} does not start with a WAL page header; not archived"))
         })?;
         // The first segment of a new timeline starts with its parent's pages (copied up to the switch
         // point), so its header may name an older timeline, never a newer one.
-        if header.timeline > segment.timeline || bytes.len() as u64 != header.segment_size as u64 {
+        if header.timeline > segment.timeline || len != header.segment_size as u64 {
             return Err(Error::invalid(
                 "WAL segment",
                 format!(
-                    "{file} holds {} bytes of timeline {} (its header says {} bytes); not archived",
-                    bytes.len(),
-                    header.timeline,
-                    header.segment_size
+                    "{file} holds {len} bytes of timeline {} (its header says {} bytes); not archived",
+                    header.timeline, header.segment_size
                 ),
             ));
         }
     }
-    let outcome = repo.put_object(NAMESPACE, &object_name(target, &file), &bytes)?;
+    let name = object_name(target, &file);
+    // The usual repeat (a push retried, or pushed ahead by --parallel) costs a hash and a 32-byte read.
+    let id = repo.object_id_of(std::io::Cursor::new(&head).chain(&mut f)).map_err(|e| Error::io(path, e))?;
+    match repo.object_matches(NAMESPACE, &name, &id)? {
+        Some(true) => return Ok(Pushed { file, bytes: len, outcome: PutOutcome::AlreadyStored }),
+        Some(false) => return Err(Error::ObjectConflict { path: format!("objects/{NAMESPACE}/{name}") }),
+        None => {}
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let outcome = repo.put_object(NAMESPACE, &name, &bytes)?;
     Ok(Pushed { file, bytes: bytes.len() as u64, outcome })
 }
 
