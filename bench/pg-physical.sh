@@ -159,7 +159,7 @@ BB=$(du_b "$WORK/basebackup")
 rm -rf "$WORK/basebackup"
 
 # 5. Restores: files laid down and recovery configured, server not started.
-measure bunker_restore bunker restore bench --pgdata "$WORK/restore-bunker" --no-archive
+measure bunker_restore bunker restore bench --pgdata "$WORK/restore-bunker"
 measure pgbr_restore as_pg $PGBR restore --pg1-path="$WORK/restore-pgbr" --archive-mode=off
 RB=$(du_b "$WORK/restore-bunker"); RP=$(du_b "$WORK/restore-pgbr")
 rm -rf "$WORK/restore-bunker" "$WORK/restore-pgbr"

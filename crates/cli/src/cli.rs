@@ -243,10 +243,11 @@ pub struct PitrArgs {
     /// Give up waiting for recovery after this long (with --start)
     #[arg(long, requires = "start", value_parser = humantime::parse_duration, default_value = "1h")]
     pub start_timeout: std::time::Duration,
-    /// Turn WAL archiving off in the restored cluster (for copies that must not archive into the
-    /// production target's WAL)
+    /// Keep WAL archiving on in the restored cluster, into the same target (for a cluster that replaces
+    /// the lost one). Off by default: a test copy that promoted and archived would add a timeline to
+    /// production's archive.
     #[arg(long, requires = "pgdata")]
-    pub no_archive: bool,
+    pub keep_archiving: bool,
     /// The restore_command to write instead of bunker's own wal-fetch invocation
     #[arg(long, requires = "pgdata")]
     pub restore_command: Option<String>,

@@ -42,19 +42,32 @@ impl Context {
     /// The repository password: `$BUNKER_PASSWORD`, `$BUNKER_PASSWORD_FILE`, the stack file's
     /// `password` / `password_file`, else a prompt.
     pub fn repository_password(&self, prompt: &str, confirm: bool) -> Result<String> {
+        Ok(self.stored_or_given_password(prompt, confirm)?.0)
+    }
+
+    /// The password, and whether it is stored on this host anyway (a password file, the stack file): only
+    /// then may the session-key cache keep a fast-to-test copy of the key beside it.
+    fn stored_or_given_password(&self, prompt: &str, confirm: bool) -> Result<(String, bool)> {
         if std::env::var_os("BUNKER_PASSWORD").is_none() && std::env::var_os("BUNKER_PASSWORD_FILE").is_none() {
-            if let Some(repo) = self.config()?.and_then(|c| c.config.repository.as_ref()) {
-                if let Some(secret) = &repo.password {
-                    return Ok(secret.expose().to_string());
-                }
-                if let Some(file) = &repo.password_file {
-                    let text = std::fs::read_to_string(file)
-                        .with_context(|| format!("cannot read password_file {}", file.display()))?;
-                    return Ok(text.trim_end_matches(['\n', '\r']).to_string());
+            if let Some(loaded) = self.config()? {
+                if let Some(repo) = loaded.config.repository.as_ref() {
+                    if let Some(secret) = &repo.password {
+                        // Written into the stack file, or an environment variable it names.
+                        let literal =
+                            std::fs::read_to_string(&loaded.path).map(|t| t.contains(secret.expose())).unwrap_or(false);
+                        return Ok((secret.expose().to_string(), literal));
+                    }
+                    if let Some(file) = &repo.password_file {
+                        let text = std::fs::read_to_string(file)
+                            .with_context(|| format!("cannot read password_file {}", file.display()))?;
+                        return Ok((text.trim_end_matches(['\n', '\r']).to_string(), true));
+                    }
                 }
             }
         }
-        password("BUNKER_PASSWORD", "BUNKER_PASSWORD_FILE", prompt, confirm)
+        let stored =
+            std::env::var_os("BUNKER_PASSWORD").is_none() && std::env::var_os("BUNKER_PASSWORD_FILE").is_some();
+        Ok((password("BUNKER_PASSWORD", "BUNKER_PASSWORD_FILE", prompt, confirm)?, stored))
     }
 
     pub fn storage(&self) -> Result<Storage> {
@@ -65,8 +78,8 @@ impl Context {
         let storage = self.storage()?;
         // Refuse a missing repository or unknown format before asking for a password.
         Repository::read_config(&storage)?;
-        let password = self.repository_password("repository password: ", false)?;
-        Ok(Repository::open(storage, &password)?)
+        let (password, stored) = self.stored_or_given_password("repository password: ", false)?;
+        Ok(Repository::open_with(storage, &password, stored)?)
     }
 
     pub fn lock(&self, repo: &Repository, exclusive: bool, operation: &str) -> Result<LockGuard> {

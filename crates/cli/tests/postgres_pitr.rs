@@ -245,25 +245,26 @@ fn point_in_time_restores_reach_exactly_their_targets_across_timelines() {
     let verify = site.ok(&["wal", "verify"]);
     assert!(verify.contains("continuous from every base backup"), "{verify}");
 
-    let (d, port, report) = restore(&site, "to-time", &["--to-time", &t1, "--no-archive"]);
+    let (d, port, report) = restore(&site, "to-time", &["--to-time", &t1]);
     let g = Started(d.clone(), bins.clone(), false);
     assert_eq!(batches(&bins, &d, port), "A", "{report}");
     assert!(report["reached"]["stop_line"].as_str().unwrap().contains("recovery stopping"), "{report}");
     g.stop();
 
-    let (d, port, _) = restore(&site, "to-lsn", &["--to-lsn", &lsn, "--no-archive"]);
+    let (d, port, _) = restore(&site, "to-lsn", &["--to-lsn", &lsn]);
     let g = Started(d.clone(), bins.clone(), false);
     assert_eq!(batches(&bins, &d, port), "AB");
     g.stop();
 
-    let (d, port, _) = restore(&site, "latest", &["--no-archive"]);
+    let (d, port, _) = restore(&site, "latest", &[]);
     let g = Started(d.clone(), bins.clone(), false);
     assert_eq!(batches(&bins, &d, port), "ABC");
     g.stop();
 
-    // Check restores above kept their new timelines out of the archive (--no-archive). This one archives:
-    // to p1 and promoted, timeline 2 goes into the same target; batch D lives only there.
-    let (d, port, report) = restore(&site, "to-name", &["--to-name", "p1"]);
+    // The check restores above kept their new timelines out of the archive (the default). This one
+    // archives (--keep-archiving): to p1 and promoted, timeline 2 goes into the same target; batch D
+    // lives only there.
+    let (d, port, report) = restore(&site, "to-name", &["--to-name", "p1", "--keep-archiving"]);
     let g = Started(d.clone(), bins.clone(), false);
     assert_eq!(batches(&bins, &d, port), "A");
     assert_eq!(report["reached"]["timeline"], 2, "{report}");
@@ -284,7 +285,7 @@ fn point_in_time_restores_reach_exactly_their_targets_across_timelines() {
     assert_eq!(report["reached"]["timeline"], 3, "{report}");
     g.stop();
     // Timeline 1 can still be chosen explicitly.
-    let (d, port, _) = restore(&site, "tl1", &["--timeline", "1", "--no-archive"]);
+    let (d, port, _) = restore(&site, "tl1", &["--timeline", "1"]);
     let g = Started(d.clone(), bins.clone(), false);
     assert_eq!(batches(&bins, &d, port), "ABC");
     g.stop();
@@ -374,7 +375,8 @@ fn wal_push_is_idempotent_safe_under_concurrency_and_never_stores_a_partial_segm
     }
     site.ok(&["wal-push", "--target", "main", f]);
     let stored = site.root.join("repo/objects/wal/main");
-    assert_eq!(std::fs::read_dir(&stored).unwrap().count(), 1);
+    // The segment, and the system identifier of the cluster it came from.
+    assert_eq!(std::fs::read_dir(&stored).unwrap().count(), 2);
     let back = site.root.join("staging/back");
     site.ok(&["wal-fetch", "--target", "main", "--prefetch", "0", name, back.to_str().unwrap()]);
     assert_eq!(std::fs::read(&back).unwrap(), real);
@@ -388,6 +390,16 @@ fn wal_push_is_idempotent_safe_under_concurrency_and_never_stores_a_partial_segm
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("different content"), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(stored.join(name)).unwrap(), before);
+
+    // A segment of another cluster (another system identifier in its header) is refused.
+    let mut foreign = real.clone();
+    foreign[24] ^= 0x5A;
+    std::fs::write(staging.join("0000000100000000000000F3"), &foreign).unwrap();
+    chown_postgres(&staging);
+    let out = site.run(&["wal-push", "--target", "main", staging.join("0000000100000000000000F3").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("system identifier"), "{}", text(&out.stderr));
+    assert!(!stored.join("0000000100000000000000F3").exists());
 
     // Not archived: exit 1, and nothing written.
     let nothing = site.root.join("staging/nothing");
@@ -461,7 +473,7 @@ fn forgetting_base_backups_expires_the_wal_only_they_needed() {
     assert!(left.iter().all(|n| n.as_str() >= second_start.as_str()), "{left:?} (kept from {second_start})");
     assert!(left.contains(&second_start));
     site.ok(&["wal", "verify"]);
-    let (d, port, _) = restore(&site, "after-forget", &["--no-archive"]);
+    let (d, port, _) = restore(&site, "after-forget", &[]);
     let g = Started(d.clone(), bins.clone(), false);
     assert_eq!(sql(&bins, &d, port, "SELECT count(*) FROM t"), "3010");
     g.stop();
@@ -493,16 +505,7 @@ fn a_base_backup_streamed_over_the_replication_protocol_restores_like_a_local_on
     let d = site.root.join("streamed");
     let port = free_port().unwrap();
     let out = site
-        .cmd_as_self(&[
-            "restore",
-            "main",
-            "--pgdata",
-            d.to_str().unwrap(),
-            "--no-archive",
-            "--start",
-            "--port",
-            &port.to_string(),
-        ])
+        .cmd_as_self(&["restore", "main", "--pgdata", d.to_str().unwrap(), "--start", "--port", &port.to_string()])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -109,7 +109,8 @@ pub fn unlock(storage: &Storage, password: &str) -> Result<(MasterKey, FileId)> 
 }
 
 /// A local copy of the unlocked master key, so that short commands run once per WAL segment skip the
-/// argon2id derivation (~0.2 s): `<cache>/<repository id>/session-key`, mode 0600, holding the master key
+/// argon2id derivation (~0.2 s): `<cache>/<repository id>/session-key`, mode 0600 in a 0700 directory,
+/// written only for passwords stored on the host anyway (the caller decides), holding the master key
 /// sealed under a key derived from the password by keyed BLAKE3 with a random salt. It is only honoured
 /// while the key file it was unlocked with still exists, so `bunker key remove` and `key passwd` revoke
 /// it. `BUNKER_KEY_CACHE=off` disables it. The cost: whoever can read that file can test passwords
@@ -176,16 +177,22 @@ fn write_session(
     id: &FileId,
 ) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(dir)?;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let salt: [u8; 16] = rand::random();
     let s = SessionKey {
         key_id: id.to_hex(),
         salt: hex::encode(salt),
         data: hex::encode(seal_with(&session_wrapping(password, &salt), master.as_bytes(), SESSION_AAD)),
     };
-    let tmp = dir.join(format!("session-key.{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    // A fresh name, created exclusively and never through a symlink, so nothing planted there is reused.
+    let tmp = dir.join(format!("session-key.{}", hex::encode(rand::random::<[u8; 8]>())));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
     f.write_all(&serde_json::to_vec(&s).expect("session key serialises"))?;
     drop(f);
     std::fs::rename(&tmp, path)

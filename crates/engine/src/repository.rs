@@ -71,8 +71,15 @@ impl Repository {
 
     /// Opens a repository: reads the config (refusing unknown versions), then unlocks a key.
     pub fn open(storage: Storage, password: &str) -> Result<Repository> {
+        Self::open_with(storage, password, false)
+    }
+
+    /// [`Repository::open`], through the session-key cache when `session_cache` (see
+    /// [`keys::unlock_cached`]): only for a password that is stored on this host anyway (a password file
+    /// or the stack file), never a typed or environment one.
+    pub fn open_with(storage: Storage, password: &str, session_cache: bool) -> Result<Repository> {
         let config = Self::read_config(&storage)?;
-        let cache = cache_root().map(|r| r.join(&config.id));
+        let cache = cache_root().filter(|_| session_cache).map(|r| r.join(&config.id));
         let (master, key_id) = keys::unlock_cached(&storage, password, cache.as_deref())?;
         Ok(Self::assemble(storage, config, master, key_id))
     }

@@ -22,8 +22,10 @@ pub fn restore(ctx: &Context, repo: &Repository, args: &RestoreArgs, pgdata: &Pa
     let target = recovery_target(p)?;
     let action = TargetAction::parse(&p.target_action)
         .ok_or_else(|| anyhow!("--target-action {:?} is not one of promote, pause, shutdown", p.target_action))?;
+    // None: latest; Some(0): the base backup's own ("current"), known once it is chosen.
     let timeline = match p.timeline.as_deref() {
-        None | Some("latest") | Some("current") => None,
+        None | Some("latest") => None,
+        Some("current") => Some(0),
         Some(t) => Some(t.parse::<u32>().map_err(|_| anyhow!("--timeline {t:?} is not latest, current or a number"))?),
     };
     let (name, pinned) = match args.snapshot.split_once(':') {
@@ -44,13 +46,25 @@ pub fn restore(ctx: &Context, repo: &Repository, args: &RestoreArgs, pgdata: &Pa
             .ok_or_else(|| anyhow!("{name} has no base backup {id}; `bunker snapshots --name {name}` lists them"))?,
         None => {
             let metas: Vec<_> = bases.iter().map(|(_, m)| m.clone()).collect();
-            pitr::choose_base(&metas, &target, timeline).map_err(|e| anyhow!("{name}: {e}"))?
+            pitr::choose_base(&metas, &target, timeline.filter(|t| *t > 0)).map_err(|e| anyhow!("{name}: {e}"))?
         }
     };
     let (snap, meta) = &bases[chosen];
     run.snapshot(&snap.id());
     let Root::Tree { tree } = &snap.root else { bail!("snapshot {} holds no data directory", snap.short_id()) };
-    refuse_gaps(repo, &name, meta, &target, timeline)?;
+    // The timeline recovery follows, named explicitly: PostgreSQL's own "latest" is the newest
+    // archived one even when it branched off before this backup (then recovery refuses to start).
+    let timeline = match (timeline, meta.start_segment(), meta.stop_segment()) {
+        (Some(0), _, _) => meta.timeline,
+        (Some(t), _, _) => t,
+        (None, Some(start), Some(stop)) => {
+            let listing = wal::list(repo, &name, meta.segment_size)?;
+            wal::newest_reachable_timeline(repo, &name, &listing, start, stop)?
+        }
+        (None, _, _) => meta.timeline,
+    };
+    run.detail("timeline", timeline.into());
+    refuse_gaps(repo, &name, meta, &target, Some(timeline))?;
     let restore_command = match &p.restore_command {
         Some(c) => c.clone(),
         None => wal_fetch_command(ctx, &name)?,
@@ -74,10 +88,10 @@ pub fn restore(ctx: &Context, repo: &Repository, args: &RestoreArgs, pgdata: &Pa
         pgdata,
         &RecoverySettings {
             target: &target,
-            timeline: p.timeline.as_deref(),
+            timeline: Some(&timeline.to_string()),
             action,
             restore_command: &restore_command,
-            archive_off: p.no_archive,
+            archive_off: !p.keep_archiving,
             comment: &comment,
         },
     )?;
@@ -240,14 +254,24 @@ fn shell_quote(s: &str) -> String {
 fn refuse_running_or_nonempty(pgdata: &Path, force: bool) -> Result<()> {
     if let Ok(pid) = std::fs::read_to_string(pgdata.join("postmaster.pid")) {
         if let Some(pid) = pid.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) {
-            // SAFETY: signal 0 only checks that the process exists.
-            if unsafe { libc::kill(pid, 0) } == 0 {
+            // SAFETY: signal 0 only checks that the process exists; EPERM means it does (another user's).
+            let alive = unsafe { libc::kill(pid, 0) } == 0
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+            if alive {
                 bail!(
                     "PostgreSQL (pid {pid}) is running on {}; stop it before restoring into its data directory",
                     pgdata.display()
                 );
             }
         }
+    }
+    // --force empties the directory: only ever a data directory, never a parent holding several.
+    let nonempty = std::fs::read_dir(pgdata).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if force && nonempty && !pgdata.join("PG_VERSION").is_file() {
+        bail!(
+            "{} is not empty and not a PostgreSQL data directory (no PG_VERSION); --force only replaces a data directory, give a path to one or an empty directory",
+            pgdata.display()
+        );
     }
     Ok(bunker_engine::restorer::ensure_empty_or_absent(pgdata, force)?)
 }

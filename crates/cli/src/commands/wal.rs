@@ -89,7 +89,10 @@ pub fn push(ctx: &Context, args: WalPushArgs) -> Result<i32> {
 pub fn fetch(ctx: &Context, args: WalFetchArgs) -> Result<i32> {
     // Exit 1 means "not archived" to PostgreSQL; every error must exit above 125 instead, or recovery
     // would end early and promote at the wrong point.
-    match fetch_inner(ctx, &args) {
+    // A panic would exit 101, which PostgreSQL also reads as "not archived".
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch_inner(ctx, &args)))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error (a bug: please report it)")));
+    match outcome {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("bunker: error: wal-fetch {}: {}", args.file, exit::one_line(&e));

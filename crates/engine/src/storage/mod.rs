@@ -218,7 +218,13 @@ fn create_new_local(root: &std::path::Path, path: &str, data: &[u8]) -> Result<b
     let linked = std::fs::hard_link(&tmp, &target);
     let _ = std::fs::remove_file(&tmp);
     match linked {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            // The new name must survive a power loss too: callers (wal-push) let the source go at once.
+            if let Some(parent) = target.parent() {
+                std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(|e| Error::io(parent, e))?;
+            }
+            Ok(true)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(Error::io(&target, e)),
     }

@@ -292,6 +292,25 @@ impl PhysicalCluster {
         let mut archiver =
             Archiver::new(backup, &exclude).chunking(ChunkerParams::fixed(CHUNK_SIZE)).tolerate_vanished();
         let mut nodes = archiver.save_contents(data_dir)?;
+        // pg_wal moved elsewhere (initdb --waldir) is a symlink: stored as one, a restore would point the
+        // copy at this server's WAL. Stored as an empty directory instead, as pg_basebackup does.
+        if let Some(wal_dir) = nodes.iter_mut().find(|n| n.name == "pg_wal") {
+            if matches!(wal_dir.kind, NodeKind::Symlink { .. }) {
+                let empty = archiver.save_tree(bunker_engine::tree::Tree { nodes: Vec::new() })?;
+                wal_dir.kind = NodeKind::Dir { subtree: empty };
+                wal_dir.mode = 0o700;
+            }
+        }
+        // A file that could not be read (permissions, a name that is not UTF-8) would leave a base backup
+        // that looks complete and cannot start: fail instead.
+        if !archiver.warnings.is_empty() {
+            return Err(SourceError::Config(format!(
+                "{} entries of {} could not be read, so this base backup would not be restorable: {}",
+                archiver.warnings.len(),
+                data_dir.display(),
+                archiver.warnings.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            )));
+        }
         let stop_sql = if new_api {
             "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
         } else {
@@ -340,7 +359,7 @@ fn wait_for_archived(
     let started = Instant::now();
     let name = format!("{target}/{segment}");
     loop {
-        if repo.list_objects(wal::NAMESPACE, &name)?.iter().any(|o| o.name == name) {
+        if repo.object_exists(wal::NAMESPACE, &name)? {
             return Ok(());
         }
         if started.elapsed() >= timeout {

@@ -245,21 +245,26 @@ pub fn start_and_wait(
             log: log.clone(),
             seconds: started.elapsed().as_secs_f64(),
         };
+        let done = |state: &str| {
+            // Segments fetched ahead that recovery did not use.
+            let _ = std::fs::remove_dir_all(pgdata.join("pg_wal/bunker-prefetch"));
+            Ok(reached(state))
+        };
         let promoted = fresh
             .find("archive recovery complete")
             .is_some_and(|i| fresh[i..].contains("database system is ready to accept connections"));
         if promoted && action != TargetAction::Shutdown {
-            return Ok(reached("promoted"));
+            return done("promoted");
         }
         if action == TargetAction::Pause && fresh.contains("pausing at the end of recovery") {
-            return Ok(reached("paused"));
+            return done("paused");
         }
         if !postmaster_running(pgdata) {
             if action == TargetAction::Shutdown
                 && text.contains("recovery stopping")
                 && text.contains("database system is shut down")
             {
-                return Ok(reached("shut down"));
+                return done("shut down");
             }
             if started.elapsed() > Duration::from_secs(3) || text.contains("FATAL") {
                 let why = find_line(&text, "FATAL").unwrap_or_else(|| "the server stopped".into());

@@ -121,10 +121,15 @@ pub fn segment_header(bytes: &[u8]) -> Option<SegmentHeader> {
     if !(0xD093..0xD200).contains(&magic) || info & XLP_LONG_HEADER == 0 {
         return None;
     }
+    let segment_size = u32_at(32);
+    // PostgreSQL allows powers of two from 1 MiB to 1 GiB; anything else is not a segment header.
+    if !segment_size.is_power_of_two() || !(1 << 20..=1 << 30).contains(&segment_size) {
+        return None;
+    }
     Some(SegmentHeader {
         timeline: u32_at(4),
         system_identifier: u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes")),
-        segment_size: u32_at(32),
+        segment_size,
     })
 }
 
@@ -182,6 +187,9 @@ pub fn push(repo: &Repository, target: &str, path: &Path) -> Result<Pushed, Erro
             ));
         }
     }
+    if let Some(header) = segment_header(&head) {
+        check_system(repo, target, header.system_identifier)?;
+    }
     let name = object_name(target, &file);
     // The usual repeat (a push retried, or pushed ahead by --parallel) costs a hash and a 32-byte read.
     let id = repo.object_id_of(std::io::Cursor::new(&head).chain(&mut f)).map_err(|e| Error::io(path, e))?;
@@ -193,6 +201,32 @@ pub fn push(repo: &Repository, target: &str, path: &Path) -> Result<Pushed, Erro
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let outcome = repo.put_object(NAMESPACE, &name, &bytes)?;
     Ok(Pushed { file, bytes: bytes.len() as u64, outcome })
+}
+
+/// The first segment pushed for a target records its cluster's system identifier
+/// (`<target>/SYSTEM_IDENTIFIER`); segments of another cluster are refused from then on. Costs a 32-byte
+/// read per push.
+fn check_system(repo: &Repository, target: &str, system_identifier: u64) -> Result<(), Error> {
+    let name = object_name(target, "SYSTEM_IDENTIFIER");
+    let text = system_identifier.to_string();
+    match repo.object_matches(NAMESPACE, &name, &repo.object_id(text.as_bytes()))? {
+        Some(true) => Ok(()),
+        None => repo.put_object(NAMESPACE, &name, text.as_bytes()).map(|_| ()).map_err(|e| match e {
+            Error::ObjectConflict { .. } => foreign(target, system_identifier),
+            other => other,
+        }),
+        Some(false) => Err(foreign(target, system_identifier)),
+    }
+}
+
+fn foreign(target: &str, system_identifier: u64) -> Error {
+    Error::invalid(
+        "WAL segment",
+        format!(
+            "it comes from the cluster with system identifier {system_identifier}, not the one target {target} archives; \
+             a restored copy or another server is archiving under this target: give it its own --target, or set archive_mode = off there"
+        ),
+    )
 }
 
 /// The `.ready` files after `file` in `pg_wal/archive_status`, oldest first, at most `n`: segments
@@ -298,11 +332,12 @@ pub struct ArchiveListing {
     pub newest_segment: Option<Segment>,
     pub files: usize,
     pub stored_bytes: u64,
+    pub segment_size: u64,
 }
 
 pub fn list(repo: &Repository, target: &str, segment_size: u64) -> Result<ArchiveListing, Error> {
     let prefix = format!("{target}/");
-    let mut out = ArchiveListing::default();
+    let mut out = ArchiveListing { segment_size, ..Default::default() };
     for o in repo.list_objects(NAMESPACE, &prefix)? {
         let file = &o.name[prefix.len()..];
         out.files += 1;
@@ -414,12 +449,14 @@ pub fn needed(
     // (recovery reads the switch segment from the child), then the child from there.
     let mut chain: Vec<(u32, u64, Option<u64>)> = Vec::new();
     let mut from = start.number;
+    let segment_size = listing.segment_size;
     let mut on_path = newest_tli == start.timeline;
     if !on_path {
         for sw in history(repo, target, newest_tli)? {
-            on_path |= sw.parent == start.timeline;
+            // A timeline that left the backup's before the backup ended does not hold its history.
+            on_path |= sw.parent == start.timeline && sw.switchpoint / segment_size >= stop.number;
             if on_path {
-                let switch_segment = sw.switchpoint / DEFAULT_SEGMENT_SIZE;
+                let switch_segment = sw.switchpoint / segment_size;
                 if switch_segment > from {
                     chain.push((sw.parent, from, Some(switch_segment - 1)));
                     from = switch_segment;
@@ -443,6 +480,32 @@ pub fn needed(
         out.extend((first..=last).map(|number| Segment { timeline: tli, number }));
     }
     Ok(out)
+}
+
+/// The newest archived timeline that holds a base backup's history (it, or one that branched off its
+/// line after `stop`): what `recovery_target_timeline = 'latest'` should mean for that backup. PostgreSQL's
+/// own "latest" takes the newest timeline outright, and refuses to start when that one branched off
+/// before the backup (a restored copy that was promoted and archived, say).
+pub fn newest_reachable_timeline(
+    repo: &Repository,
+    target: &str,
+    listing: &ArchiveListing,
+    start: Segment,
+    stop: Segment,
+) -> Result<u32, Error> {
+    let mut candidates: Vec<u32> =
+        listing.segments.keys().chain(listing.histories.iter()).copied().filter(|t| *t > start.timeline).collect();
+    candidates.sort_unstable_by(|a, b| b.cmp(a));
+    candidates.dedup();
+    for tli in candidates {
+        let descends = history(repo, target, tli)?
+            .iter()
+            .any(|sw| sw.parent == start.timeline && sw.switchpoint / listing.segment_size >= stop.number);
+        if descends {
+            return Ok(tli);
+        }
+    }
+    Ok(start.timeline)
 }
 
 /// The needed segments the archive does not list, as stretches.
@@ -562,5 +625,56 @@ mod tests {
             Some(SegmentHeader { timeline: 3, system_identifier: 7_300_000_000_000_000_000, segment_size: 16 << 20 })
         );
         assert_eq!(segment_header(&[0u8; 8192]), None);
+    }
+
+    fn repo(dir: &Path) -> Repository {
+        std::env::set_var("BUNKER_KDF_MEMORY_KIB", "1024");
+        let loc = bunker_engine::storage::Location::Local(dir.to_path_buf());
+        let storage = bunker_engine::storage::Storage::create(&loc).unwrap();
+        Repository::init(storage, "pw", &Default::default()).unwrap()
+    }
+
+    #[test]
+    fn timelines_that_branched_off_before_a_backup_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let seg = |t: u32, n: u64| Segment { timeline: t, number: n };
+        // Timeline 1: segments 2..=9. Timeline 2 branched at segment 3 (before a backup at 5..6),
+        // timeline 3 branched from 1 at segment 8 (after it).
+        let mut files = Vec::new();
+        for n in 2..=9 {
+            files.push(seg(1, n).name(DEFAULT_SEGMENT_SIZE));
+        }
+        files.push(seg(2, 3).name(DEFAULT_SEGMENT_SIZE));
+        files.push(seg(2, 4).name(DEFAULT_SEGMENT_SIZE));
+        files.push(seg(3, 8).name(DEFAULT_SEGMENT_SIZE));
+        files.push(seg(3, 9).name(DEFAULT_SEGMENT_SIZE));
+        for f in &files {
+            repo.put_object(NAMESPACE, &format!("db/{f}"), f.as_bytes()).unwrap();
+        }
+        repo.put_object(NAMESPACE, "db/00000002.history", b"1\t0/3000100\tbranch\n").unwrap();
+        repo.put_object(NAMESPACE, "db/00000003.history", b"1\t0/8000100\tbranch\n").unwrap();
+        let listing = list(&repo, "db", DEFAULT_SEGMENT_SIZE).unwrap();
+        let (start, stop) = (seg(1, 5), seg(1, 6));
+        assert_eq!(newest_reachable_timeline(&repo, "db", &listing, start, stop).unwrap(), 3);
+        // Along timeline 3: 5..=7 on timeline 1, then 8..=9 on 3; nothing missing.
+        let along3 = needed(&repo, "db", &listing, start, stop, Some(3)).unwrap();
+        assert_eq!(along3, vec![seg(1, 5), seg(1, 6), seg(1, 7), seg(3, 8), seg(3, 9)]);
+        assert!(gaps(&listing, &along3).is_empty());
+        // Timeline 2 does not hold this backup's history: its own timeline is walked instead.
+        let along2 = needed(&repo, "db", &listing, start, stop, Some(2)).unwrap();
+        assert_eq!(along2.first(), Some(&seg(1, 5)));
+        assert!(along2.iter().all(|s| s.timeline == 1));
+        // A missing segment is a gap, named by its stretch.
+        repo.delete_object(NAMESPACE, &format!("db/{}", seg(1, 6).name(DEFAULT_SEGMENT_SIZE))).unwrap();
+        repo.delete_object(NAMESPACE, &format!("db/{}", seg(1, 7).name(DEFAULT_SEGMENT_SIZE))).unwrap();
+        let listing = list(&repo, "db", DEFAULT_SEGMENT_SIZE).unwrap();
+        let g = gaps(&listing, &needed(&repo, "db", &listing, start, stop, Some(3)).unwrap());
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].describe(DEFAULT_SEGMENT_SIZE), "000000010000000000000006..000000010000000000000007");
+        // Expiry keeps history files and everything from the oldest backup's start on.
+        let gone = expire(&repo, "db", seg(1, 5), DEFAULT_SEGMENT_SIZE, false).unwrap();
+        assert_eq!(gone.len(), 5, "{gone:?}");
+        assert_eq!(list(&repo, "db", DEFAULT_SEGMENT_SIZE).unwrap().histories.len(), 2);
     }
 }
