@@ -75,8 +75,12 @@ impl Repository {
     /// Whether `namespace/name` is stored, and if so whether with content ID `id`: `None` when absent.
     /// Costs one 32-byte read.
     pub fn object_matches(&self, namespace: &str, name: &str, id: &BlobId) -> Result<Option<bool>> {
-        let path = object_path(namespace, name)?;
-        Ok(self.stored_object_id(&path)?.map(|stored| stored == *id))
+        Ok(self.object_content_id(namespace, name)?.map(|stored| stored == *id))
+    }
+
+    /// The content ID of the stored `namespace/name`, `None` when absent. Costs one 32-byte read.
+    pub fn object_content_id(&self, namespace: &str, name: &str) -> Result<Option<BlobId>> {
+        self.stored_object_id(&object_path(namespace, name)?)
     }
 
     /// Stores `bytes` as `namespace/name`, once: if an object of that name exists with the same content,

@@ -191,14 +191,17 @@ pub fn push(repo: &Repository, target: &str, path: &Path) -> Result<Pushed, Erro
         check_system(repo, target, header.system_identifier)?;
     }
     let name = object_name(target, &file);
-    // The usual repeat (a push retried, or pushed ahead by --parallel) costs a hash and a 32-byte read.
-    let id = repo.object_id_of(std::io::Cursor::new(&head).chain(&mut f)).map_err(|e| Error::io(path, e))?;
-    match repo.object_matches(NAMESPACE, &name, &id)? {
-        Some(true) => return Ok(Pushed { file, bytes: len, outcome: PutOutcome::AlreadyStored }),
-        Some(false) => return Err(Error::ObjectConflict { path: format!("objects/{NAMESPACE}/{name}") }),
-        None => {}
+    // A repeat (a push retried, or pushed ahead by --parallel) costs a 32-byte read and a hash of the
+    // file read in steps; a new segment is read once.
+    if let Some(stored) = repo.object_content_id(NAMESPACE, &name)? {
+        let id = repo.object_id_of(std::io::Cursor::new(&head).chain(&mut f)).map_err(|e| Error::io(path, e))?;
+        if id == stored {
+            return Ok(Pushed { file, bytes: len, outcome: PutOutcome::AlreadyStored });
+        }
+        return Err(Error::ObjectConflict { path: format!("objects/{NAMESPACE}/{name}") });
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = head;
+    f.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     let outcome = repo.put_object(NAMESPACE, &name, &bytes)?;
     Ok(Pushed { file, bytes: bytes.len() as u64, outcome })
 }
