@@ -153,6 +153,16 @@ fn stop(bins: &PgBinaries, pgdata: &Path) {
     assert!(out.status.success(), "pg_ctl stop: {}", text(&out.stderr));
 }
 
+/// Restores the latest base backup without starting it and checks the files with pg_verifybackup against
+/// the backup's manifest (WAL is not parsed: recovery settings and pg_wal are outside its scope).
+fn restore_and_verify_files(site: &Site, bins: &PgBinaries, name: &str) {
+    let d = site.root.join(name);
+    site.ok(&["restore", "main", "--pgdata", d.to_str().unwrap()]);
+    let out = Command::new(bins.bin("pg_verifybackup")).arg("--no-parse-wal").arg(&d).output().unwrap();
+    assert!(out.status.success(), "pg_verifybackup: {}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("backup successfully verified"), "{}", text(&out.stdout));
+}
+
 /// Switches to a new WAL segment and waits until the finished one is archived.
 fn switch_and_wait(pg: &ScratchPostgres) -> String {
     let seg = pg.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())").unwrap();
@@ -232,6 +242,7 @@ fn point_in_time_restores_reach_exactly_their_targets_across_timelines() {
         meta["system_identifier"],
         pg.psql("postgres", "SELECT system_identifier FROM pg_control_system()").unwrap()
     );
+    restore_and_verify_files(&site, &bins, "verified");
 
     pg.psql("postgres", "INSERT INTO t (batch) SELECT 'A' FROM generate_series(1, 100)").unwrap();
     std::thread::sleep(Duration::from_millis(50));
@@ -494,6 +505,7 @@ fn a_base_backup_streamed_over_the_replication_protocol_restores_like_a_local_on
     let snaps: serde_json::Value = serde_json::from_str(&site.ok(&["snapshots", "--json"])).unwrap();
     assert_eq!(snaps[0]["meta"]["method"], "replication");
     assert!(snaps[0]["meta"]["backup_label"].as_str().unwrap().contains("BACKUP METHOD: streamed"), "{}", snaps[0]);
+    restore_and_verify_files(&site, &bins, "verified");
     let manifest = site.ok(&["dump", "main", "backup_manifest"]);
     assert!(manifest.contains("PostgreSQL-Backup-Manifest-Version"), "{manifest}");
     // A second streamed base backup of an unchanged cluster stores next to nothing.

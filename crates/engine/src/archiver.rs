@@ -24,11 +24,49 @@ pub struct Archiver<'a, 'r> {
     chunking: Option<ChunkerParams>,
     tolerate_vanished: bool,
     pub warnings: Vec<String>,
+    /// With [`Archiver::with_digests`]: every file stored, with the CRC-32C of the bytes stored.
+    pub digests: Option<Vec<FileDigest>>,
+}
+
+/// A stored file's path (below the archived directory), size, mtime and CRC-32C (Castagnoli), as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigest {
+    pub path: String,
+    pub size: u64,
+    pub mtime: i64,
+    pub crc32c: u32,
+}
+
+/// Passes reads through, computing their CRC-32C.
+struct Crc32cReader<R> {
+    inner: R,
+    digest: crc_fast::Digest,
+    len: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Crc32cReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.digest.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// The CRC-32C (Castagnoli, as PostgreSQL's backup manifests use) of `bytes`.
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
 }
 
 impl<'a, 'r> Archiver<'a, 'r> {
     pub fn new(backup: &'a Backup<'r>, exclude: &'a GlobSet) -> Self {
-        Archiver { backup, exclude, chunking: None, tolerate_vanished: false, warnings: Vec::new() }
+        Archiver { backup, exclude, chunking: None, tolerate_vanished: false, warnings: Vec::new(), digests: None }
+    }
+
+    /// Records a [`FileDigest`] of every file stored (a backup manifest's per-file checksums).
+    pub fn with_digests(mut self) -> Self {
+        self.digests = Some(Vec::new());
+        self
     }
 
     /// Cuts files with these chunk sizes instead of the repository's.
@@ -183,9 +221,22 @@ impl<'a, 'r> Archiver<'a, 'r> {
                     return Ok(None);
                 }
             };
-            let submitted = match self.chunking {
-                Some(params) => self.backup.submit_chunks(file, params, Some(meta.len())),
-                None => self.backup.submit_stream(file, Some(meta.len())),
+            let params = self.chunking.unwrap_or(self.backup.repository().config().chunker);
+            let submitted = if let Some(digests) = &mut self.digests {
+                let digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+                let mut reader = Crc32cReader { inner: file, digest, len: 0 };
+                let s = self.backup.submit_chunks(&mut reader, params, Some(meta.len()));
+                if s.is_ok() {
+                    digests.push(FileDigest {
+                        path: rel.to_string_lossy().into_owned(),
+                        size: reader.len,
+                        mtime: meta.mtime(),
+                        crc32c: reader.digest.finalize() as u32,
+                    });
+                }
+                s
+            } else {
+                self.backup.submit_chunks(file, params, Some(meta.len()))
             };
             match submitted {
                 Ok(s) => stream = Some(s),

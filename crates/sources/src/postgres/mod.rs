@@ -5,6 +5,7 @@ pub mod basebackup;
 pub mod conn;
 pub mod globals;
 pub mod logical;
+pub mod manifest;
 pub mod physical;
 pub mod pitr;
 pub mod restore;

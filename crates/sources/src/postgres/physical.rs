@@ -289,8 +289,10 @@ impl PhysicalCluster {
         client.query_one(start_sql, &[&label]).map_err(query_err(&self.conn))?;
         // From here on a failure must end the backup mode; dropping the session does that (non-exclusive).
         let exclude = crate::files::globs(&EXCLUDED.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-        let mut archiver =
-            Archiver::new(backup, &exclude).chunking(ChunkerParams::fixed(CHUNK_SIZE)).tolerate_vanished();
+        let mut archiver = Archiver::new(backup, &exclude)
+            .chunking(ChunkerParams::fixed(CHUNK_SIZE))
+            .tolerate_vanished()
+            .with_digests();
         let mut nodes = archiver.save_contents(data_dir)?;
         // pg_wal moved elsewhere (initdb --waldir) is a symlink: stored as one, a restore would point the
         // copy at this server's WAL. Stored as an empty directory instead, as pg_basebackup does.
@@ -320,15 +322,33 @@ impl PhysicalCluster {
         let stop_lsn: String = row.get(0);
         let backup_label: String = row.get(1);
         let tablespace_map: Option<String> = row.get(2);
-        // The label and tablespace map go into the root of the tree, beside what was copied.
+        // The label and tablespace map go into the root of the tree, beside what was copied, and a
+        // backup manifest in PostgreSQL's own format, so pg_verifybackup can check a restored copy.
+        let now = chrono::Utc::now().timestamp();
+        let mut files = archiver.digests.take().unwrap_or_default();
         let mut extra = vec![file_node(backup, "backup_label", backup_label.as_bytes(), data_dir)?];
+        files.push(digest_of("backup_label", backup_label.as_bytes(), now));
         if let Some(map) = tablespace_map.filter(|m| !m.is_empty()) {
             extra.push(file_node(backup, "tablespace_map", map.as_bytes(), data_dir)?);
+            files.push(digest_of("tablespace_map", map.as_bytes(), now));
         }
+        let start_lsn = label_field(&backup_label, "START WAL LOCATION:").and_then(|v| v.split_whitespace().next());
+        let timeline: u32 = label_field(&backup_label, "START TIMELINE:").and_then(|t| t.parse().ok()).unwrap_or(1);
+        let manifest = super::manifest::render(&files, timeline, start_lsn.unwrap_or("0/0"), &stop_lsn);
+        extra.push(file_node(backup, "backup_manifest", manifest.as_bytes(), data_dir)?);
         nodes.retain(|n| !extra.iter().any(|x| x.name == n.name));
         nodes.extend(extra);
         let root = archiver.save_tree(bunker_engine::tree::Tree { nodes })?;
         Ok(Copied { root, backup_label, stop_lsn, warnings: archiver.warnings })
+    }
+}
+
+fn digest_of(path: &str, bytes: &[u8], mtime: i64) -> bunker_engine::archiver::FileDigest {
+    bunker_engine::archiver::FileDigest {
+        path: path.into(),
+        size: bytes.len() as u64,
+        mtime,
+        crc32c: bunker_engine::archiver::crc32c(bytes),
     }
 }
 
