@@ -14,6 +14,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=bench/pg-data.sh
+. "$HERE/pg-data.sh"
 SCALE=${BENCH_SCALE:-50}
 EVENTS=${BENCH_EVENTS:-540000}
 PGBIN=/usr/lib/postgresql/15/bin
@@ -72,23 +74,7 @@ sql() { psql -X -q -v ON_ERROR_STOP=1 -p "$SRC" -d bench "$@"; }
 
 # 2. Day-1 data: pgbench -i and the events rows (two sessions), all in parallel.
 log "generating: pgbench scale $SCALE + $EVENTS events rows"
-createdb -p "$SRC" bench
-sql -v create=1 -f "$HERE/pg-logical-data.sql"
-pgbench -p "$SRC" -i -q -s "$SCALE" bench 2>/dev/null & PGB=$!
-sql -v first=1 -v last=$(( EVENTS / 2 )) -f "$HERE/pg-logical-data.sql" >/dev/null & E1=$!
-sql -v first=$(( EVENTS / 2 + 1 )) -v last="$EVENTS" -f "$HERE/pg-logical-data.sql" >/dev/null & E2=$!
-wait $PGB; wait $E1; wait $E2
-ACCOUNTS=$(( SCALE * 100000 ))
-# History as a long-running app would have it (pgbench -i leaves it empty): 10% of accounts.
-sql >/dev/null <<EOF
-SELECT setval('events_id_seq', $EVENTS);
-SELECT setseed(0.5);
-INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
-    SELECT 1 + g % ($SCALE * 10), 1 + g % $SCALE, 1 + (random() * ($ACCOUNTS - 1))::int, (random() * 10000)::int - 5000,
-           timestamp '2024-01-01' + g * interval '7 seconds' FROM generate_series(1, $ACCOUNTS / 10) g;
-VACUUM (FREEZE, ANALYZE);
-CHECKPOINT;
-EOF
+day1_data "$SRC"
 DBSIZE=$(sql -Atc "SELECT pg_database_size('bench')")
 TABLES=$(sql -Atc "SELECT string_agg(format('%s %s MB', relname, pg_total_relation_size(oid) / 1000000), ', ' ORDER BY relname)
     FROM pg_class WHERE relname IN ('events', 'pgbench_accounts', 'pgbench_history')")
@@ -156,25 +142,7 @@ rm -f "$WORK/probe.dump" && dropdb -p "$DST" restored
 # (2%), 0.1% of events deleted at random, a vacuum (autovacuum's pass), then 2% new events rows
 # and updates of the 1% most recent ones.
 log "day 2 activity"
-sql >/dev/null <<EOF
-SELECT setseed(0.7);
-UPDATE pgbench_accounts SET abalance = abalance + (random() * 1000)::int - 500
-    WHERE aid IN (SELECT 1 + (random() * ($ACCOUNTS - 1))::int FROM generate_series(1, $ACCOUNTS / 1000));
-INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
-    SELECT 1 + g % ($SCALE * 10), 1 + g % $SCALE, 1 + (random() * ($ACCOUNTS - 1))::int, (random() * 10000)::int - 5000,
-           timestamp '2024-06-01' + g * interval '7 seconds' FROM generate_series(1, $ACCOUNTS / 500) g;
-DELETE FROM events WHERE id IN (SELECT 1 + (random() * ($EVENTS - 1))::bigint FROM generate_series(1, $EVENTS / 1000));
-VACUUM events;
-EOF
-# One session, so the new rows land in the same pages on every run.
-sql -v first=$(( EVENTS + 1 )) -v last=$(( EVENTS + EVENTS / 50 )) -f "$HERE/pg-logical-data.sql" >/dev/null
-sql >/dev/null <<EOF
-SELECT setval('events_id_seq', $(( EVENTS + EVENTS / 50 )));
-UPDATE events SET payload = payload || '{"status": "processed"}', body = body || ' (edited)'
-    WHERE id > $(( EVENTS + EVENTS / 50 - EVENTS / 100 ));
-VACUUM ANALYZE;
-CHECKPOINT;
-EOF
+day2_activity
 DBSIZE2=$(sql -Atc "SELECT pg_database_size('bench')")
 
 # 6. Backups, day 2: bunker's second snapshot; restic on the day-2 -Z0 dump.

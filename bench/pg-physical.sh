@@ -18,6 +18,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=bench/pg-data.sh
+. "$HERE/pg-data.sh"
 SCALE=${BENCH_SCALE:-50}
 EVENTS=${BENCH_EVENTS:-540000}
 PGBIN=/usr/lib/postgresql/15/bin
@@ -103,24 +105,9 @@ sql() { psql -X -q -v ON_ERROR_STOP=1 -p "$PORT" -d bench "$@"; }
 as_pg env "$BUNKER_ENV" "$BUNKER" --config "$WORK/bunker.toml" -q init >/dev/null
 as_pg $PGBR stanza-create >/dev/null
 
-# 3. Day-1 data, as in pg-logical.sh.
+# 3. Day-1 data (pg-data.sh).
 log "generating: pgbench scale $SCALE + $EVENTS events rows"
-createdb -p "$PORT" bench
-sql -v create=1 -f "$HERE/pg-logical-data.sql"
-pgbench -p "$PORT" -i -q -s "$SCALE" bench 2>/dev/null & PGB=$!
-sql -v first=1 -v last=$(( EVENTS / 2 )) -f "$HERE/pg-logical-data.sql" >/dev/null & E1=$!
-sql -v first=$(( EVENTS / 2 + 1 )) -v last="$EVENTS" -f "$HERE/pg-logical-data.sql" >/dev/null & E2=$!
-wait $PGB; wait $E1; wait $E2
-ACCOUNTS=$(( SCALE * 100000 ))
-sql >/dev/null <<EOF
-SELECT setval('events_id_seq', $EVENTS);
-SELECT setseed(0.5);
-INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
-    SELECT 1 + g % ($SCALE * 10), 1 + g % $SCALE, 1 + (random() * ($ACCOUNTS - 1))::int, (random() * 10000)::int - 5000,
-           timestamp '2024-01-01' + g * interval '7 seconds' FROM generate_series(1, $ACCOUNTS / 10) g;
-VACUUM (FREEZE, ANALYZE);
-CHECKPOINT;
-EOF
+day1_data "$PORT"
 DBSIZE=$(sql -Atc "SELECT sum(pg_database_size(datname)) FROM pg_database")
 
 # wait_archived: until the archiver has nothing ready, so a measured backup waits only for its own WAL.
@@ -164,25 +151,10 @@ measure pgbr_restore as_pg $PGBR restore --pg1-path="$WORK/restore-pgbr" --archi
 RB=$(du_b "$WORK/restore-bunker"); RP=$(du_b "$WORK/restore-pgbr")
 rm -rf "$WORK/restore-bunker" "$WORK/restore-pgbr"
 
-# 6. One day of activity: appends (2% new events, history rows), updates of the 1% most recent events,
-# and a thin layer of scattered account updates (0.1%), then vacuum and a checkpoint.
+# 6. One day of activity (pg-data.sh): appends (2% new events, history rows), updates of the 1% most
+# recent events, a thin layer of scattered account updates and deletes (0.1%), vacuum, a checkpoint.
 log "day 2 activity"
-sql >/dev/null <<EOF
-SELECT setseed(0.7);
-UPDATE pgbench_accounts SET abalance = abalance + (random() * 1000)::int - 500
-    WHERE aid IN (SELECT 1 + (random() * ($ACCOUNTS - 1))::int FROM generate_series(1, $ACCOUNTS / 1000));
-INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
-    SELECT 1 + g % ($SCALE * 10), 1 + g % $SCALE, 1 + (random() * ($ACCOUNTS - 1))::int, (random() * 10000)::int - 5000,
-           timestamp '2024-06-01' + g * interval '7 seconds' FROM generate_series(1, $ACCOUNTS / 500) g;
-EOF
-sql -v first=$(( EVENTS + 1 )) -v last=$(( EVENTS + EVENTS / 50 )) -f "$HERE/pg-logical-data.sql" >/dev/null
-sql >/dev/null <<EOF
-SELECT setval('events_id_seq', $(( EVENTS + EVENTS / 50 )));
-UPDATE events SET payload = payload || '{"status": "processed"}', body = body || ' (edited)'
-    WHERE id > $(( EVENTS + EVENTS / 50 - EVENTS / 100 ));
-VACUUM ANALYZE;
-CHECKPOINT;
-EOF
+day2_activity
 wait_archived
 measure bunker_backup_day2 bunker backup bench
 B2=$(bunker_data)

@@ -77,34 +77,27 @@ impl Site {
         )
     }
 
+    /// bunker as the `postgres` user (when the tests run as root), as on a database host.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", env!("CARGO_BIN_EXE_bunker")]);
-            c
-        } else {
-            Command::new(env!("CARGO_BIN_EXE_bunker"))
-        };
-        c.args(args)
-            .env("BUNKER_CONFIG", &self.config)
-            .env("BUNKER_PASSWORD_FILE", self.root.join("password"))
-            .env("BUNKER_CACHE_DIR", self.root.join("cache"))
-            .env("BUNKER_KDF_MEMORY_KIB", "1024")
-            .env_remove("BUNKER_REPO")
-            .env_remove("BUNKER_PASSWORD")
-            .current_dir(&self.root)
-            .stdin(Stdio::null());
-        c
+        if !self.as_postgres {
+            return self.cmd_as_self(args, "cache");
+        }
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", env!("CARGO_BIN_EXE_bunker")]);
+        self.setup(c, args, "cache")
     }
 
-    /// As [`Site::cmd`], but as whoever runs the tests (root on CI): a restore by root must hand the data
-    /// directory to its owner.
-    fn cmd_as_self(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_bunker"));
+    /// bunker as whoever runs the tests (root on CI): a restore by root must hand the data directory to
+    /// its owner. Its own cache, which the postgres user could not write to.
+    fn cmd_as_self(&self, args: &[&str], cache: &str) -> Command {
+        self.setup(Command::new(env!("CARGO_BIN_EXE_bunker")), args, cache)
+    }
+
+    fn setup(&self, mut c: Command, args: &[&str], cache: &str) -> Command {
         c.args(args)
             .env("BUNKER_CONFIG", &self.config)
             .env("BUNKER_PASSWORD_FILE", self.root.join("password"))
-            .env("BUNKER_CACHE_DIR", self.root.join("cache-self"))
+            .env("BUNKER_CACHE_DIR", self.root.join(cache))
             .env("BUNKER_KDF_MEMORY_KIB", "1024")
             .env_remove("BUNKER_REPO")
             .env_remove("BUNKER_PASSWORD")
@@ -517,7 +510,10 @@ fn a_base_backup_streamed_over_the_replication_protocol_restores_like_a_local_on
     let d = site.root.join("streamed");
     let port = free_port().unwrap();
     let out = site
-        .cmd_as_self(&["restore", "main", "--pgdata", d.to_str().unwrap(), "--start", "--port", &port.to_string()])
+        .cmd_as_self(
+            &["restore", "main", "--pgdata", d.to_str().unwrap(), "--start", "--port", &port.to_string()],
+            "cache-self",
+        )
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
