@@ -17,6 +17,9 @@ pub struct RepoStats {
     pub stored_bytes: u64,
     pub packs: usize,
     pub blobs: usize,
+    /// Write-once named objects (archived WAL) and the bytes they take.
+    pub objects: usize,
+    pub object_bytes: u64,
     /// logical / unique.
     pub dedup_ratio: f64,
     /// Plaintext of all blobs / their stored size.
@@ -43,6 +46,9 @@ pub fn stats(repo: &Repository) -> Result<RepoStats> {
     }
     let objects = repo.storage().list("")?;
     s.packs = objects.iter().filter(|o| o.path.starts_with("data/")).count();
+    let named: Vec<_> = objects.iter().filter(|o| o.path.starts_with("objects/")).collect();
+    s.objects = named.len();
+    s.object_bytes = named.iter().map(|o| o.size).sum();
     s.stored_bytes = objects.iter().filter(|o| !o.path.starts_with("tmp/")).map(|o| o.size).sum();
     s.dedup_ratio = ratio(s.logical_bytes, s.unique_bytes);
     s.compression_ratio = ratio(raw_bytes, s.blob_bytes);

@@ -240,6 +240,13 @@ fn wal_fetch_command(ctx: &Context, target: &str) -> Result<String> {
         cmd.push_str(&format!(" --config {}", shell_quote(&abs.display().to_string())));
     }
     cmd.push_str(&format!(" wal-fetch --target {} %f %p", shell_quote(target)));
+    if matches!(ctx.location()?, bunker_engine::storage::Location::S3(_))
+        && std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("AWS_"))
+    {
+        tracing::warn!(
+            "restore_command runs in PostgreSQL's environment, without this shell's AWS_* variables: make sure the server's user finds S3 credentials (~/.aws, or the server's environment), or recovery stops at its first segment"
+        );
+    }
     Ok(cmd)
 }
 

@@ -15,6 +15,9 @@ pub fn run(ctx: &Context) -> Result<i32> {
         println!("logical size:       {}", size(s.logical_bytes));
         println!("unique data:        {}", size(s.unique_bytes));
         println!("stored:             {} ({} packs, {} blobs)", size(s.stored_bytes), s.packs, s.blobs);
+        if s.objects > 0 {
+            println!("named objects:      {} ({}; archived WAL)", s.objects, size(s.object_bytes));
+        }
         println!("dedup ratio:        {:.2}x", s.dedup_ratio);
         println!("compression ratio:  {:.2}x", s.compression_ratio);
     }
