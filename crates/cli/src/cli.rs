@@ -56,7 +56,7 @@ pub enum Command {
     /// Write a snapshot's stream (or one file of a tree) to stdout
     Dump(DumpArgs),
     /// Restore a snapshot: a file tree into a directory, a PostgreSQL dump into a database
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
     /// Check a database against a PostgreSQL snapshot: row counts, foreign keys, assertions
     Verify(VerifyArgs),
     /// Verify the repository's structure and, with --read-data, every byte
@@ -180,12 +180,15 @@ pub struct RestoreArgs {
     /// Snapshot: NAME (its latest), NAME:ID-PREFIX, an ID or unique prefix, or latest
     pub snapshot: String,
     /// Directory to restore a file tree into (created if missing)
-    #[arg(long, required_unless_present_any = ["into", "pgdata"], conflicts_with = "into")]
+    #[arg(long, required_unless_present_any = ["into", "pgdata", "rdb_file"], conflicts_with = "into")]
     pub to: Option<PathBuf>,
     /// Database to restore a PostgreSQL snapshot into: a libpq URL, or a database name on the
-    /// target's server (created if missing)
+    /// target's server (created if missing); for a Redis snapshot, a redis:// or rediss:// URL
     #[arg(long)]
     pub into: Option<String>,
+    /// Write a Redis snapshot as an RDB file (for a server's data directory)
+    #[arg(long, conflicts_with_all = ["to", "into", "pgdata"])]
+    pub rdb_file: Option<PathBuf>,
     /// Parallel pg_restore jobs (default: the number of cores)
     #[arg(long)]
     pub jobs: Option<usize>,

@@ -3,8 +3,10 @@
 //! stay isolated and parallel-safe.
 
 pub mod postgres;
+pub mod redis;
 
 pub use postgres::{PgBinaries, ScratchPostgres};
+pub use redis::ScratchRedis;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -12,6 +14,8 @@ pub enum Error {
     NoServerBinaries { major: u32, searched: String },
     #[error("no PostgreSQL server binaries found in {searched}: install a postgresql-NN package")]
     NoServer { searched: String },
+    #[error("no redis-server found (PATH, /usr/bin, $BUNKER_REDIS_SERVER): install the redis-server package")]
+    NoRedis,
     #[error("{what} failed: {detail}")]
     Command { what: String, detail: String },
     #[error("{path}: {source}")]

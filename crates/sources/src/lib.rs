@@ -4,6 +4,7 @@
 
 pub mod files;
 pub mod postgres;
+pub mod redis;
 pub mod stream;
 
 use bunker_engine::backup::Backup;
@@ -39,8 +40,9 @@ pub fn plan_target(target: &bunker_config::TargetConfig) -> Result<Vec<Planned>,
     match target.kind.as_str() {
         "postgres" => postgres::plan(target),
         "files" => files::plan(target),
+        "redis" => redis::plan(target),
         other => Err(SourceError::Config(format!(
-            "target {}: unknown type {other:?}; known types: postgres, files",
+            "target {}: unknown type {other:?}; known types: postgres, redis, files",
             target.name
         ))),
     }

@@ -11,6 +11,7 @@ mod key;
 mod pg;
 mod pitr;
 mod prune;
+mod redis;
 mod restore;
 mod snapshots;
 mod stats;
@@ -31,7 +32,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Dump(a) => dump::run(&ctx, a),
-        Command::Restore(a) => restore::run(&ctx, a),
+        Command::Restore(a) => restore::run(&ctx, *a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::History(a) => history::run(&ctx, a),

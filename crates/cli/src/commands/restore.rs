@@ -15,6 +15,11 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<i32> {
     let repo = ctx.open()?;
     let mut run = Run::start("restore");
     run.target(&args.snapshot);
+    if let Some(path) = &args.rdb_file {
+        let outcome = super::redis::write_rdb(ctx, &repo, &args, path, &mut run);
+        run.finish(&repo, outcome.as_ref().copied());
+        return outcome;
+    }
     let outcome = match (&args.to, &args.into, &args.pitr.pgdata) {
         (Some(to), _, _) => restore_files(ctx, &repo, &args, to, &mut run),
         (None, Some(into), _) => restore_database(ctx, &repo, &args, into, &mut run),
@@ -32,6 +37,9 @@ fn restore_database(ctx: &Context, repo: &Repository, args: &RestoreArgs, into: 
     let snap = select(&snapshots, &args.snapshot)?;
     run.target(&snap.name);
     run.snapshot(&snap.id());
+    if snap.kind.starts_with("redis-") {
+        return super::redis::restore_into(ctx, repo, args, snap, into, run);
+    }
     let pg = super::pg::load(ctx, snap)?;
     let target = pg.database(into)?;
     run.detail("into", target.display().into());
