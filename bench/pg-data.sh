@@ -24,11 +24,14 @@ CHECKPOINT;
 EOF
 }
 
-# day2_activity: one day of activity: pgbench-like scattered account updates (0.1%) with their history
-# rows (2%), 0.1% of events deleted at random, a vacuum (autovacuum's pass), then 2% new events rows and
-# updates of the 1% most recent ones.
+# day2_activity [no-deletes]: one day of activity: pgbench-like scattered account updates (0.1%) with
+# their history rows (2%), 0.1% of events deleted at random and a vacuum (autovacuum's pass) unless
+# no-deletes, then 2% new events rows and updates of the 1% most recent ones.
 day2_activity() {
     ACCOUNTS=$(( SCALE * 100000 ))
+    local deletes="DELETE FROM events WHERE id IN (SELECT 1 + (random() * ($EVENTS - 1))::bigint FROM generate_series(1, $EVENTS / 1000));
+VACUUM events;"
+    [ "${1:-}" = no-deletes ] && deletes=""
     sql >/dev/null <<EOF
 SELECT setseed(0.7);
 UPDATE pgbench_accounts SET abalance = abalance + (random() * 1000)::int - 500
@@ -36,8 +39,7 @@ UPDATE pgbench_accounts SET abalance = abalance + (random() * 1000)::int - 500
 INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
     SELECT 1 + g % ($SCALE * 10), 1 + g % $SCALE, 1 + (random() * ($ACCOUNTS - 1))::int, (random() * 10000)::int - 5000,
            timestamp '2024-06-01' + g * interval '7 seconds' FROM generate_series(1, $ACCOUNTS / 500) g;
-DELETE FROM events WHERE id IN (SELECT 1 + (random() * ($EVENTS - 1))::bigint FROM generate_series(1, $EVENTS / 1000));
-VACUUM events;
+$deletes
 EOF
     # One session, so the new rows land in the same pages on every run.
     sql -v first=$(( EVENTS + 1 )) -v last=$(( EVENTS + EVENTS / 50 )) -f "$HERE/pg-logical-data.sql" >/dev/null
