@@ -180,7 +180,7 @@ pub struct RestoreArgs {
     /// Snapshot: NAME (its latest), NAME:ID-PREFIX, an ID or unique prefix, or latest
     pub snapshot: String,
     /// Directory to restore a file tree into (created if missing)
-    #[arg(long, required_unless_present_any = ["into", "pgdata", "rdb_file"], conflicts_with = "into")]
+    #[arg(long, required_unless_present_any = ["into", "pgdata", "rdb_file", "exec"], conflicts_with = "into")]
     pub to: Option<PathBuf>,
     /// Database to restore a PostgreSQL snapshot into: a libpq URL, or a database name on the
     /// target's server (created if missing); for a Redis snapshot, a redis:// or rediss:// URL
@@ -189,6 +189,10 @@ pub struct RestoreArgs {
     /// Write a Redis snapshot as an RDB file (for a server's data directory)
     #[arg(long, conflicts_with_all = ["to", "into", "pgdata"])]
     pub rdb_file: Option<PathBuf>,
+    /// Feed the snapshot to a command's standard input: the target's `restore` command, or the one
+    /// given here
+    #[arg(long, num_args = 0..=1, value_name = "COMMAND", conflicts_with_all = ["to", "into", "pgdata", "rdb_file"])]
+    pub exec: Option<Option<String>>,
     /// Parallel pg_restore jobs (default: the number of cores)
     #[arg(long)]
     pub jobs: Option<usize>,

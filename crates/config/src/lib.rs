@@ -20,7 +20,7 @@ mod target;
 pub use error::{Error, Result};
 pub use interpolate::Env;
 pub use repository::{RepositoryConfig, Secret};
-pub use target::{is_valid_name, TargetConfig, MAX_NAME_LEN};
+pub use target::{is_valid_name, Hooks, TargetConfig, MAX_NAME_LEN};
 
 use spans::{Document, KeyPath};
 

@@ -25,7 +25,23 @@ pub struct TargetConfig {
     pub line: usize,
     /// The config file, so that errors about this target can say where it is.
     pub origin: PathBuf,
+    /// Commands run around its backups and restores (taken out of `options`: every source has them).
+    pub hooks: Hooks,
 }
+
+/// `before_backup`, `after_backup`, `before_restore`, `after_restore` and `hook_timeout` of a target.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hooks {
+    pub before_backup: Option<String>,
+    pub after_backup: Option<String>,
+    pub before_restore: Option<String>,
+    pub after_restore: Option<String>,
+    /// How long one hook may run (default 5 minutes).
+    pub timeout: std::time::Duration,
+}
+
+/// Hook keys a target table may hold besides its source's options.
+const HOOK_KEYS: [&str; 4] = ["before_backup", "after_backup", "before_restore", "after_restore"];
 
 /// Prints option keys but not their values: an option (a URL with a password, a token) may be a secret.
 impl fmt::Debug for TargetConfig {
@@ -106,7 +122,37 @@ impl TargetConfig {
         };
         let mut options = table.clone();
         options.remove("type");
-        Ok(TargetConfig { name: name.to_owned(), kind, options, line, origin: origin.to_owned() })
+        let mut hooks = Hooks { timeout: std::time::Duration::from_secs(300), ..Default::default() };
+        for key in HOOK_KEYS.iter().chain(&["hook_timeout"]) {
+            let Some(value) = options.remove(*key) else { continue };
+            let key_path = path.child(key);
+            let Value::String(text) = value else {
+                return Err(Error::WrongType {
+                    path: origin.to_owned(),
+                    line: doc.value_line(&key_path),
+                    key: key_path.to_string(),
+                    expected: "a string (a shell command, or for hook_timeout a duration like \"5m\")",
+                    found: value.type_str(),
+                });
+            };
+            let slot = match *key {
+                "before_backup" => &mut hooks.before_backup,
+                "after_backup" => &mut hooks.after_backup,
+                "before_restore" => &mut hooks.before_restore,
+                "after_restore" => &mut hooks.after_restore,
+                _ => {
+                    hooks.timeout = humantime::parse_duration(&text).map_err(|e| Error::TargetOption {
+                        path: origin.to_owned(),
+                        line: doc.value_line(&key_path),
+                        target: name.to_owned(),
+                        detail: format!("hook_timeout: {e} (write e.g. \"5m\")"),
+                    })?;
+                    continue;
+                }
+            };
+            *slot = Some(text);
+        }
+        Ok(TargetConfig { name: name.to_owned(), kind, options, line, origin: origin.to_owned(), hooks })
     }
 }
 

@@ -331,3 +331,21 @@ fn discovery_requires_named_files() {
         format!("{}:1: unknown section [bogus]; expected repository or targets", cwd.join(FILE_NAME).display())
     );
 }
+
+#[test]
+fn hooks_are_taken_out_of_every_target_and_checked() {
+    let text = "[targets.app]\ntype = \"files\"\npaths = [\"/srv\"]\nbefore_backup = \"maint on\"\nafter_backup = \"maint off\"\nhook_timeout = \"30s\"\n";
+    let config = parse(text, &[]).unwrap();
+    let app = config.target("app").unwrap();
+    assert_eq!(app.hooks.before_backup.as_deref(), Some("maint on"));
+    assert_eq!(app.hooks.after_backup.as_deref(), Some("maint off"));
+    assert_eq!(app.hooks.before_restore, None);
+    assert_eq!(app.hooks.timeout, std::time::Duration::from_secs(30));
+    assert!(!app.options.contains_key("before_backup") && !app.options.contains_key("hook_timeout"));
+    let plain = parse("[targets.app]\ntype = \"files\"\npaths = [\"/srv\"]\n", &[]).unwrap();
+    assert_eq!(plain.target("app").unwrap().hooks.timeout, std::time::Duration::from_secs(300));
+    let e = error("[targets.app]\ntype = \"files\"\nafter_restore = 5\n", &[]);
+    assert!(e.contains(":3:") && e.contains("after_restore"), "{e}");
+    let e = error("[targets.app]\ntype = \"files\"\nhook_timeout = \"soon\"\n", &[]);
+    assert!(e.contains(":3:") && e.contains("hook_timeout"), "{e}");
+}

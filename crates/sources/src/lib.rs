@@ -2,6 +2,7 @@
 //! bytes and trees they hand it. Adding a source (postgres, redis, s3, command…) means one new module and
 //! one registration where the CLI builds sources from its configuration.
 
+pub mod command;
 pub mod files;
 pub mod postgres;
 pub mod redis;
@@ -41,8 +42,9 @@ pub fn plan_target(target: &bunker_config::TargetConfig) -> Result<Vec<Planned>,
         "postgres" => postgres::plan(target),
         "files" => files::plan(target),
         "redis" => redis::plan(target),
+        "command" => command::plan(target),
         other => Err(SourceError::Config(format!(
-            "target {}: unknown type {other:?}; known types: postgres, redis, files",
+            "target {}: unknown type {other:?}; known types: postgres, redis, files, command",
             target.name
         ))),
     }

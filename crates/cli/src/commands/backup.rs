@@ -12,6 +12,7 @@ use bunker_sources::{plan_target, Planned};
 use crate::cli::BackupArgs;
 use crate::context::Context;
 use crate::exit;
+use crate::hooks::{self, HookEnv, Phase};
 use crate::output::{json, size, Progress};
 use crate::runs::Run;
 
@@ -30,6 +31,21 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<i32> {
             }
         }
     };
+    let hooks = match &args.target {
+        Some(t) => ctx.config()?.and_then(|c| c.config.target(t)).map(|t| t.hooks.clone()),
+        None => None,
+    };
+    let before = HookEnv { target: &name, snapshot: None, status: None, extra: Vec::new() };
+    if let Some(h) = &hooks {
+        if let Err(e) = hooks::run(h, Phase::BeforeBackup, &before) {
+            let mut run = Run::start("backup");
+            run.target(&name);
+            run.finish(&repo, Err(&e));
+            // Its after hook still runs, to undo what the before hook may have half done.
+            after_hook(&repo, hooks.as_ref(), &name, "failed", "");
+            return Err(e);
+        }
+    }
     // Each snapshot is its own run: one database failing does not stop the others of the target.
     let several = plans.len() > 1;
     let mut saved = Vec::new();
@@ -85,10 +101,42 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<i32> {
             );
         }
     }
+    let ids: Vec<String> = saved.iter().map(|s| s.id().to_hex()).collect();
+    let after_ok = after_hook(
+        &repo,
+        hooks.as_ref(),
+        &name,
+        if failures.is_empty() { "success" } else { "failed" },
+        &ids.join(" "),
+    );
     if let Some(code) = failures.iter().find(|c| **c == exit::INTERRUPTED).or(failures.first()) {
         return Ok(*code);
     }
-    Ok(if saved.iter().any(|s| !s.warnings.is_empty()) { exit::INCOMPLETE } else { exit::OK })
+    Ok(if !after_ok || saved.iter().any(|s| !s.warnings.is_empty()) { exit::INCOMPLETE } else { exit::OK })
+}
+
+/// Runs the after_backup hook; a failure is reported and recorded (as a run of operation `hook`), and
+/// turns the backup's exit code into a warning. Returns whether it succeeded (or there was none).
+fn after_hook(
+    repo: &Repository,
+    hooks: Option<&bunker_config::Hooks>,
+    target: &str,
+    status: &str,
+    snapshots: &str,
+) -> bool {
+    let Some(h) = hooks else { return true };
+    let env = HookEnv { target, snapshot: Some(snapshots), status: Some(status), extra: Vec::new() };
+    match hooks::run(h, Phase::AfterBackup, &env) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("bunker: warning: {}", exit::one_line(&e));
+            let mut run = Run::start("hook");
+            run.target(target);
+            run.detail("phase", "after_backup".into());
+            run.finish(repo, Err(&e));
+            false
+        }
+    }
 }
 
 /// What to back up: a `bunker.toml` target (one or more snapshots), or standard input / paths.

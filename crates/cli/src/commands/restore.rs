@@ -8,26 +8,111 @@ use bunker_sources::postgres::restore::StoredArchive;
 use crate::cli::RestoreArgs;
 use crate::context::Context;
 use crate::exit;
+use crate::hooks::{self, HookEnv, Phase};
 use crate::output::{json, size};
 use crate::runs::Run;
 
 pub fn run(ctx: &Context, args: RestoreArgs) -> Result<i32> {
     let repo = ctx.open()?;
+    // The target's hooks, when the snapshot is named after a target of the stack file.
+    let target = args.snapshot.split([':', '/']).next().unwrap_or(&args.snapshot).to_string();
+    let hooks = ctx.config()?.and_then(|c| c.config.target(&target)).map(|t| t.hooks.clone());
+    let Some(hooks) = hooks else { return restore(ctx, &repo, &args) };
+    let env = |status| HookEnv { target: &target, snapshot: Some(&args.snapshot), status, extra: Vec::new() };
+    if let Err(e) = hooks::run(&hooks, Phase::BeforeRestore, &env(None)) {
+        let mut run = Run::start("restore");
+        run.target(&target);
+        run.finish(&repo, Err(&e));
+        let _ = hooks::run(&hooks, Phase::AfterRestore, &env(Some("failed")));
+        return Err(e);
+    }
+    let outcome = restore(ctx, &repo, &args);
+    let status = if matches!(outcome, Ok(exit::OK)) { "success" } else { "failed" };
+    match hooks::run(&hooks, Phase::AfterRestore, &env(Some(status))) {
+        Ok(_) => outcome,
+        Err(e) => {
+            eprintln!("bunker: warning: {}", exit::one_line(&e));
+            let mut run = Run::start("hook");
+            run.target(&target);
+            run.detail("phase", "after_restore".into());
+            run.finish(&repo, Err(&e));
+            outcome.map(|code| if code == exit::OK { exit::INCOMPLETE } else { code })
+        }
+    }
+}
+
+fn restore(ctx: &Context, repo: &Repository, args: &RestoreArgs) -> Result<i32> {
     let mut run = Run::start("restore");
     run.target(&args.snapshot);
     if let Some(path) = &args.rdb_file {
-        let outcome = super::redis::write_rdb(ctx, &repo, &args, path, &mut run);
-        run.finish(&repo, outcome.as_ref().copied());
+        let outcome = super::redis::write_rdb(ctx, repo, args, path, &mut run);
+        run.finish(repo, outcome.as_ref().copied());
+        return outcome;
+    }
+    if let Some(command) = &args.exec {
+        let outcome = restore_exec(ctx, repo, args, command.as_deref(), &mut run);
+        run.finish(repo, outcome.as_ref().copied());
         return outcome;
     }
     let outcome = match (&args.to, &args.into, &args.pitr.pgdata) {
-        (Some(to), _, _) => restore_files(ctx, &repo, &args, to, &mut run),
-        (None, Some(into), _) => restore_database(ctx, &repo, &args, into, &mut run),
-        (None, None, Some(pgdata)) => super::pitr::restore(ctx, &repo, &args, pgdata, &mut run),
-        (None, None, None) => unreachable!("clap requires --to, --into or --pgdata"),
+        (Some(to), _, _) => restore_files(ctx, repo, args, to, &mut run),
+        (None, Some(into), _) => restore_database(ctx, repo, args, into, &mut run),
+        (None, None, Some(pgdata)) => super::pitr::restore(ctx, repo, args, pgdata, &mut run),
+        (None, None, None) => unreachable!("clap requires --to, --into, --pgdata or --rdb-file"),
     };
-    run.finish(&repo, outcome.as_ref().copied());
+    run.finish(repo, outcome.as_ref().copied());
     outcome
+}
+
+/// A stream snapshot fed to a command: the one given, else its target's `restore` command.
+fn restore_exec(
+    ctx: &Context,
+    repo: &Repository,
+    args: &RestoreArgs,
+    given: Option<&str>,
+    run: &mut Run,
+) -> Result<i32> {
+    let _lock = ctx.lock(repo, false, "restore")?;
+    let snapshots = repo.load_snapshots()?;
+    let snap = select(&snapshots, &args.snapshot)?;
+    run.target(&snap.name);
+    run.snapshot(&snap.id());
+    let command = match given {
+        Some(c) => c.to_string(),
+        None => {
+            let target = ctx.config()?.and_then(|c| c.config.target(&snap.name));
+            let configured = match target {
+                Some(t) if t.kind == "command" => bunker_sources::command::restore_command(t)?,
+                _ => None,
+            };
+            configured.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no restore command for {}: add restore = \"…\" to [targets.{}] or give one with --exec COMMAND",
+                    snap.name,
+                    snap.name
+                )
+            })?
+        }
+    };
+    let Root::Stream { content, .. } = &snap.root else {
+        bail!("snapshot {} is a file tree; restore it with --to DIR", snap.short_id())
+    };
+    let (index, _) = repo.load_index()?;
+    let restorer = Restorer::new(repo, &index);
+    let started = std::time::Instant::now();
+    let bytes = bunker_sources::command::run_restore(&command, |stdin| Ok(restorer.dump(content, stdin)?))?;
+    run.bytes(bytes, 0);
+    if ctx.global.json {
+        json(&serde_json::json!({ "snapshot": snap.id().to_hex(), "command": command, "bytes": bytes }));
+    } else {
+        println!(
+            "fed snapshot {} ({}) to `{command}` in {:.1}s",
+            snap.short_id(),
+            size(bytes),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(exit::OK)
 }
 
 /// A PostgreSQL snapshot into a database (roles first with --with-globals), then verification.

@@ -1,0 +1,131 @@
+//! Hooks: a target's `before_backup`, `after_backup`, `before_restore` and `after_restore` commands, run
+//! with `sh -c` in their own process group, with `BUNKER_TARGET`, `BUNKER_SNAPSHOT`, `BUNKER_PHASE` (and
+//! `BUNKER_STATUS` for after hooks) in their environment, and killed at `hook_timeout`.
+//!
+//! Failure policy: a `before_*` hook that fails (non-zero exit, or timeout) cancels the operation, which
+//! is recorded as failed. The `after_*` hook runs whenever its `before_*` hook ran, even after a failure
+//! (so "maintenance off" follows "maintenance on"), with `BUNKER_STATUS=success|failed`; when it fails, a
+//! successful operation becomes a warning (exit 3) and its snapshot stays.
+
+use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use bunker_config::Hooks;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    BeforeBackup,
+    AfterBackup,
+    BeforeRestore,
+    AfterRestore,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::BeforeBackup => "before_backup",
+            Phase::AfterBackup => "after_backup",
+            Phase::BeforeRestore => "before_restore",
+            Phase::AfterRestore => "after_restore",
+        }
+    }
+
+    fn command(self, hooks: &Hooks) -> Option<&str> {
+        match self {
+            Phase::BeforeBackup => hooks.before_backup.as_deref(),
+            Phase::AfterBackup => hooks.after_backup.as_deref(),
+            Phase::BeforeRestore => hooks.before_restore.as_deref(),
+            Phase::AfterRestore => hooks.after_restore.as_deref(),
+        }
+    }
+}
+
+/// What the hook sees besides its phase.
+pub struct HookEnv<'a> {
+    pub target: &'a str,
+    pub snapshot: Option<&'a str>,
+    /// `success` or `failed`, for after hooks.
+    pub status: Option<&'a str>,
+    /// Extra variables (drills put scratch endpoints here).
+    pub extra: Vec<(String, String)>,
+}
+
+/// Runs a target's hook for `phase`, if it has one. Its output goes to stderr (stdout stays for --json).
+pub fn run(hooks: &Hooks, phase: Phase, env: &HookEnv<'_>) -> Result<bool> {
+    let Some(command) = phase.command(hooks) else { return Ok(false) };
+    tracing::info!("{} hook of {}: {command}", phase.name(), env.target);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .env("BUNKER_TARGET", env.target)
+        .env("BUNKER_PHASE", phase.name())
+        .env("BUNKER_SNAPSHOT", env.snapshot.unwrap_or(""))
+        .envs(env.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(status) = env.status {
+        cmd.env("BUNKER_STATUS", status);
+    }
+    let mut child =
+        cmd.spawn().map_err(|e| anyhow::anyhow!("{} hook of {}: cannot run sh: {e}", phase.name(), env.target))?;
+    let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<String>::new()));
+    let forwarders: Vec<_> = [
+        child.stdout.take().map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|out| {
+        let tail = tail.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = writeln!(std::io::stderr(), "  | {line}");
+                let mut t = tail.lock().expect("tail");
+                t.push_back(line);
+                if t.len() > 3 {
+                    t.pop_front();
+                }
+            }
+        })
+    })
+    .collect();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if started.elapsed() >= hooks.timeout || bunker_engine::interrupt::requested() {
+            // The whole group: the shell and whatever it started.
+            // SAFETY: kill with a negative pid signals the process group we created for the hook.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for f in forwarders {
+        let _ = f.join();
+    }
+    let last = tail.lock().expect("tail").iter().cloned().collect::<Vec<_>>().join(" | ");
+    match status {
+        Some(s) if s.success() => Ok(true),
+        Some(s) => bail!(
+            "{} hook of {} failed ({s}){}",
+            phase.name(),
+            env.target,
+            if last.is_empty() { String::new() } else { format!(": {last}") }
+        ),
+        None if bunker_engine::interrupt::requested() => Err(bunker_engine::Error::Interrupted.into()),
+        None => bail!(
+            "{} hook of {} did not finish within {}s and was killed; raise hook_timeout or fix the command",
+            phase.name(),
+            env.target,
+            hooks.timeout.as_secs()
+        ),
+    }
+}
