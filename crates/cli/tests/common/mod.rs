@@ -1,6 +1,8 @@
 //! Test harness: throwaway repositories driven through the real `bunker` binary.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

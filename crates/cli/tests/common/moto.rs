@@ -1,0 +1,173 @@
+//! moto's S3-compatible server on loopback, for the S3 tests.
+//!
+//! Every test starts its own `moto_server` (in-memory, so nothing leaks between tests) on a free port.
+//! The server is found through `BUNKER_MOTO_SERVER`, else `<workspace>/.venv/bin/moto_server` (what
+//! `scripts/ensure-moto.sh` installs), else `moto_server` on PATH. Without one the tests fail loudly:
+//! they are never skipped silently.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const STARTUP: Duration = Duration::from_secs(30);
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn moto_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BUNKER_MOTO_SERVER").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "BUNKER_MOTO_SERVER={} does not exist", p.display());
+        return p;
+    }
+    let venv = workspace().join(".venv/bin/moto_server");
+    if venv.is_file() {
+        return venv;
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("moto_server");
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "moto_server not found (looked at $BUNKER_MOTO_SERVER, {}, and PATH): run scripts/ensure-moto.sh \
+         from the workspace root to install it into .venv",
+        venv.display()
+    );
+}
+
+/// A port free right now, never handed out twice in this process (tests run in parallel), and below the
+/// kernel's ephemeral range when possible, so no outgoing connection takes it while a server is down.
+pub fn free_port() -> u16 {
+    use rand::Rng;
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed = HANDED_OUT.lock().unwrap();
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let (lo, hi) = (15000, ephemeral_low.min(32768));
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = if lo < hi {
+            rng.gen_range(lo..hi)
+        } else {
+            TcpListener::bind("127.0.0.1:0").expect("bind a port").local_addr().unwrap().port()
+        };
+        if !handed.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed.push(port);
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1");
+}
+
+/// A `moto_server` child on 127.0.0.1, killed on drop.
+pub struct Moto {
+    child: Option<Child>,
+    pub port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Moto {
+        let log = tempfile::NamedTempFile::new().expect("moto log file");
+        let child = Command::new(moto_server_bin())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("log"))
+            .stderr(log.reopen().expect("log"))
+            .spawn()
+            .expect("spawn moto_server");
+        let mut moto = Moto { child: Some(child), port, log };
+        moto.wait_ready();
+        moto
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
+                panic!("moto_server exited ({status}) before listening on {}:\n{}", self.port, self.log_text());
+            }
+            if Instant::now() > deadline {
+                panic!("moto_server did not listen on {} within {STARTUP:?}:\n{}", self.port, self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        create_bucket(self.port, bucket);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A plain, unsigned HTTP/1.1 request (moto accepts those for bucket creation). Returns status and body.
+pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to moto");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).and_then(|_| s.write_all(body)).expect("send request");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read response");
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    (status, text)
+}
+
+pub fn create_bucket(port: u16, bucket: &str) {
+    // A server that has just started can still reset the first connections under load: retry a little.
+    for attempt in 1.. {
+        match std::panic::catch_unwind(|| http(port, "PUT", &format!("/{bucket}"), b"")) {
+            Ok((status, text)) => {
+                assert_eq!(status, 200, "creating bucket {bucket}: {text}");
+                return;
+            }
+            Err(e) if attempt >= 10 => std::panic::resume_unwind(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
