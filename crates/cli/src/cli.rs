@@ -183,12 +183,19 @@ pub struct RestoreArgs {
     #[arg(long, required_unless_present_any = ["into", "pgdata", "rdb_file", "exec"], conflicts_with = "into")]
     pub to: Option<PathBuf>,
     /// Database to restore a PostgreSQL snapshot into: a libpq URL, or a database name on the
-    /// target's server (created if missing); for a Redis snapshot, a redis:// or rediss:// URL
+    /// target's server (created if missing); for a Redis snapshot, a redis:// or rediss:// URL; for an S3
+    /// snapshot, s3://BUCKET/PREFIX[?endpoint=URL&region=R&path-style=true]
     #[arg(long)]
     pub into: Option<String>,
     /// Write a Redis snapshot as an RDB file (for a server's data directory)
     #[arg(long, conflicts_with_all = ["to", "into", "pgdata"])]
     pub rdb_file: Option<PathBuf>,
+    /// For an S3 snapshot: list what would be written and deleted, change nothing
+    #[arg(long, requires = "into")]
+    pub dry_run: bool,
+    /// For an S3 snapshot: delete objects in the destination that the snapshot does not have
+    #[arg(long, requires = "into")]
+    pub delete_extra: bool,
     /// Feed the snapshot to a command's standard input: the target's `restore` command, or the one
     /// given here
     #[arg(long, num_args = 0..=1, value_name = "COMMAND", conflicts_with_all = ["to", "into", "pgdata", "rdb_file"])]

@@ -6,6 +6,7 @@ pub mod command;
 pub mod files;
 pub mod postgres;
 pub mod redis;
+pub mod s3;
 pub mod stream;
 
 use bunker_engine::backup::Backup;
@@ -43,8 +44,9 @@ pub fn plan_target(target: &bunker_config::TargetConfig) -> Result<Vec<Planned>,
         "files" => files::plan(target),
         "redis" => redis::plan(target),
         "command" => command::plan(target),
+        "s3" => s3::plan(target),
         other => Err(SourceError::Config(format!(
-            "target {}: unknown type {other:?}; known types: postgres, redis, files, command",
+            "target {}: unknown type {other:?}; known types: postgres, redis, s3, files, command",
             target.name
         ))),
     }

@@ -13,6 +13,7 @@ mod pitr;
 mod prune;
 mod redis;
 mod restore;
+mod s3;
 mod snapshots;
 mod stats;
 mod unlock;

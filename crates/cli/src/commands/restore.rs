@@ -125,6 +125,9 @@ fn restore_database(ctx: &Context, repo: &Repository, args: &RestoreArgs, into: 
     if snap.kind.starts_with("redis-") {
         return super::redis::restore_into(ctx, repo, args, snap, into, run);
     }
+    if snap.kind == bunker_sources::s3::KIND {
+        return super::s3::restore_into(ctx, repo, args, snap, into, run);
+    }
     let pg = super::pg::load(ctx, snap)?;
     let target = pg.database(into)?;
     run.detail("into", target.display().into());
