@@ -128,10 +128,24 @@ impl Bucket {
         Ok(out)
     }
 
-    /// An object's bytes and attributes.
+    /// An object's bytes and attributes: one GET, whose response headers carry the content type and user
+    /// metadata (a HEAD only when the service does not return them with the content).
     pub fn get(&self, key: &str) -> Result<(Bytes, Attrs), SourceError> {
         let (op, k) = (self.op.clone(), key.to_string());
-        let meta = self.run(async move { op.stat(&k).await }).map_err(|e| self.fail("stat", key, e))?;
+        let (bytes, meta) = self
+            .run(async move {
+                let reader = op.reader(&k).await?;
+                let bytes = reader.read(..).await?.to_bytes();
+                Ok((bytes, reader.metadata().cloned()))
+            })
+            .map_err(|e| self.fail("read", key, e))?;
+        let meta = match meta {
+            Some(m) => m,
+            None => {
+                let (op, k) = (self.op.clone(), key.to_string());
+                self.run(async move { op.stat(&k).await }).map_err(|e| self.fail("stat", key, e))?
+            }
+        };
         let attrs = Attrs {
             content_type: meta.content_type().map(str::to_owned),
             metadata: meta
@@ -139,10 +153,6 @@ impl Bucket {
                 .map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
                 .unwrap_or_default(),
         };
-        let (op, k) = (self.op.clone(), key.to_string());
-        let bytes = self
-            .run(async move { op.read_with(&k).chunk(8 << 20).concurrent(4).await.map(|b| b.to_bytes()) })
-            .map_err(|e| self.fail("read", key, e))?;
         Ok((bytes, attrs))
     }
 
