@@ -18,6 +18,10 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# Every measurement starts settled: the cluster checkpointed and dirty pages written.
+settle() { psql -X -q -p "$PORT" -d postgres -c CHECKPOINT && sync; }
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
 # shellcheck source=bench/pg-data.sh
 . "$HERE/pg-data.sh"
 SCALE=${BENCH_SCALE:-50}
@@ -45,9 +49,7 @@ cleanup() {
     if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
-T_START=$(date +%s)
 LOAD0=$(cut -d' ' -f1 /proc/loadavg)
-log() { echo "[$(( $(date +%s) - T_START ))s] $*" >&2; }
 
 # Configuration of both tools.
 echo bench-pw > "$WORK/password" && chmod 600 "$WORK/password"
@@ -121,17 +123,6 @@ wait_archived() {
 log "data: $(( DBSIZE / 1000000 )) MB; waiting for the archiver"
 wait_archived
 
-declare -A SECS
-measure() {
-    local label=$1; shift
-    psql -X -q -p "$PORT" -d postgres -c CHECKPOINT && sync
-    local t0; t0=$(date +%s.%N)
-    if ! "$@" > "$WORK/out.$label" 2>&1; then
-        echo "FAILED: $label: $*" >&2; tail -n 20 "$WORK/out.$label" >&2; exit 1
-    fi
-    SECS[$label]=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-    log "$label: ${SECS[$label]} s"
-}
 bunker() { as_pg env "$BUNKER_ENV" "$BUNKER" --config "$WORK/bunker.toml" "$@"; }
 du_b() { du -sb "$@" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
 bunker_data() { du_b "$WORK/bunker-repo/data" "$WORK/bunker-repo/index" "$WORK/bunker-repo/snapshots"; }
@@ -176,8 +167,6 @@ measure bunker_push_again push_bunker
 
 # 8. Report.
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
-verdict() { awk -v a="$1" -v b="$2" -v g="$3" 'BEGIN { print (b > 0 && a / b <= g) ? "PASS" : "MISS" }'; }
 row() { printf '%-44s %8s %12s   %s\n' "$@"; }
 echo
 echo "bunker PostgreSQL physical benchmark: pgbench scale $SCALE + $EVENTS events rows, $(nproc) cores, $(sql -Atc 'SHOW server_version' | cut -d' ' -f1), $(pgbackrest version)"

@@ -14,6 +14,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
 KEYS=${BENCH_KEYS:-1000000}
 
 missing=()
@@ -32,9 +34,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-T_START=$(date +%s)
-log() { echo "[$(( $(date +%s) - T_START ))s] $*" >&2; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 start_server() {  # start_server NAME: prints the port
     local port dir=$WORK/$1
     port=$(free_port)
@@ -90,17 +89,6 @@ url = "redis://127.0.0.1:$SRC"
 EOF
 "$BUNKER" -q init
 
-declare -A SECS
-measure() {
-    local label=$1; shift
-    sync
-    local t0; t0=$(date +%s.%N)
-    if ! "$@" > "$WORK/out.$label" 2>&1; then
-        echo "FAILED: $label: $*" >&2; tail -n 20 "$WORK/out.$label" >&2; exit 1
-    fi
-    SECS[$label]=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-    log "$label: ${SECS[$label]} s"
-}
 # Alternating, twice each: the server forks for every snapshot, and the page cache warms up.
 measure cli1 redis-cli -p "$SRC" --rdb "$WORK/cli.rdb"
 measure bunker1 "$BUNKER" backup cache
@@ -114,8 +102,6 @@ RESTORED=$(redis-cli -p "$DST" DBSIZE)
 
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b ? a : b) }'; }
 CLI=$(best "${SECS[cli1]}" "${SECS[cli2]}")
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
-verdict() { awk -v a="$1" -v b="$2" -v g="$3" 'BEGIN { print (b > 0 && a / b <= g) ? "PASS" : "MISS" }'; }
 echo
 echo "bunker Redis benchmark: $DBSIZE keys, used_memory $(( USED / 1000000 )) MB, RDB $(( RDB / 1000000 )) MB, $(nproc) cores, $(redis-server --version | cut -d' ' -f3)"
 printf '%-48s %10s   %s\n' "measurement" "seconds" "note"

@@ -12,6 +12,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
 OBJECTS=${BENCH_OBJECTS:-10000}
 MB=${BENCH_MB:-2048}
 
@@ -28,8 +30,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-T_START=$(date +%s)
-log() { echo "[$(( $(date +%s) - T_START ))s] $*" >&2; }
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$ROOT/.venv/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
 MOTO_PID=$!
@@ -77,17 +77,6 @@ EOF
 export RCLONE_CONFIG_MOTO_TYPE=s3 RCLONE_CONFIG_MOTO_PROVIDER=Other RCLONE_CONFIG_MOTO_ENDPOINT=$ENDPOINT \
     RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=testing RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=testing RCLONE_CONFIG_MOTO_REGION=us-east-1
 
-declare -A SECS
-measure() {
-    local label=$1; shift
-    sync
-    local t0; t0=$(date +%s.%N)
-    if ! "$@" > "$WORK/out.$label" 2>&1; then
-        echo "FAILED: $label: $*" >&2; tail -n 20 "$WORK/out.$label" >&2; exit 1
-    fi
-    SECS[$label]=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-    log "$label: ${SECS[$label]} s"
-}
 # rclone 1.60's S3 backend fails on AWS_CA_BUNDLE ("unsupported transport"); loopback needs no CA.
 rclone() { env -u AWS_CA_BUNDLE rclone "$@"; }
 measure rclone1 rclone sync moto:media "$WORK/rclone-copy" --transfers 8 --checkers 8
@@ -97,8 +86,6 @@ measure bunker2 "$BUNKER" backup media
 read -r OBJS BYTES DL REUSED < <("$BUNKER" snapshots --json | python3 -c 'import json, sys; m = json.load(sys.stdin)[-1]["meta"]; print(m["objects"], m["bytes"], m["downloaded"], m["reused"])')
 STORED=$(du -sb "$WORK/repo" | cut -f1)
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
-verdict() { awk -v a="$1" -v b="$2" -v g="$3" 'BEGIN { print (b > 0 && a / b <= g) ? "PASS" : "MISS" }'; }
 echo
 echo "bunker S3 benchmark: $OBJS objects, $(( BYTES / 1000000 )) MB, moto on loopback, $(nproc) cores, $(rclone version | head -1)"
 printf '%-44s %10s   %s\n' "measurement" "seconds" "note"

@@ -80,16 +80,7 @@ impl Storage {
                 Operator::new(builder).map_err(|e| storage_err("open", &location.to_string(), e))?
             }
         };
-        let op = op
-            .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(120)).with_io_timeout(Duration::from_secs(60)))
-            .layer(
-                RetryLayer::new()
-                    .with_notify(RetryLog)
-                    .with_jitter()
-                    .with_min_delay(Duration::from_millis(retry_min_delay_ms()))
-                    .with_max_delay(Duration::from_secs(10))
-                    .with_max_times(6),
-            );
+        let op = resilient(op, Duration::from_secs(120));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("bunker-storage")
@@ -193,6 +184,20 @@ impl Storage {
             })
             .collect())
     }
+}
+
+/// bunker's policy for any S3-compatible operator: whole calls time out after `timeout`, a stalled transfer
+/// after 60 s, and transient errors (5xx, throttling, timeouts, resets) are retried up to six times with
+/// jittered exponential backoff from `BUNKER_RETRY_MIN_DELAY_MS` (200 ms) to 10 s, each retry logged.
+pub fn resilient(op: Operator, timeout: Duration) -> Operator {
+    op.layer(TimeoutLayer::new().with_timeout(timeout).with_io_timeout(Duration::from_secs(60))).layer(
+        RetryLayer::new()
+            .with_notify(RetryLog)
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(retry_min_delay_ms()))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(6),
+    )
 }
 
 fn retry_min_delay_ms() -> u64 {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator};
 
 use crate::SourceError;
@@ -72,18 +71,8 @@ impl Bucket {
         if let (Some(id), Some(secret)) = (&spec.access_key_id, &spec.secret_access_key) {
             b = b.access_key_id(id).secret_access_key(secret);
         }
-        let op = Operator::new(b)
-            .map_err(|e| SourceError::Config(format!("{}: {}", spec.display(), describe(&e))))?
-            .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(300)).with_io_timeout(Duration::from_secs(60)))
-            .layer(
-                RetryLayer::new()
-                    .with_jitter()
-                    .with_min_delay(Duration::from_millis(
-                        std::env::var("BUNKER_RETRY_MIN_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(200),
-                    ))
-                    .with_max_delay(Duration::from_secs(10))
-                    .with_max_times(6),
-            );
+        let op = Operator::new(b).map_err(|e| SourceError::Config(format!("{}: {}", spec.display(), describe(&e))))?;
+        let op = bunker_engine::storage::resilient(op, Duration::from_secs(300));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("bunker-s3-source")
