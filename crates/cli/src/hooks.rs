@@ -56,7 +56,11 @@ pub struct HookEnv<'a> {
 /// Runs a target's hook for `phase`, if it has one. Its output goes to stderr (stdout stays for --json).
 pub fn run(hooks: &Hooks, phase: Phase, env: &HookEnv<'_>) -> Result<bool> {
     let Some(command) = phase.command(hooks) else { return Ok(false) };
-    tracing::info!("{} hook of {}: {command}", phase.name(), env.target);
+    // The command as run may hold interpolated secrets: it is not logged.
+    tracing::info!("running the {} hook of {}", phase.name(), env.target);
+    // An after hook undoes what its before hook did: it runs to its end (or timeout) even when the
+    // operation was interrupted.
+    let interruptible = matches!(phase, Phase::BeforeBackup | Phase::BeforeRestore);
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(command)
@@ -99,7 +103,7 @@ pub fn run(hooks: &Hooks, phase: Phase, env: &HookEnv<'_>) -> Result<bool> {
         if let Some(status) = child.try_wait()? {
             break Some(status);
         }
-        if started.elapsed() >= hooks.timeout || bunker_engine::interrupt::requested() {
+        if started.elapsed() >= hooks.timeout || (interruptible && bunker_engine::interrupt::requested()) {
             // The whole group: the shell and whatever it started.
             // SAFETY: kill with a negative pid signals the process group we created for the hook.
             unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
@@ -108,8 +112,16 @@ pub fn run(hooks: &Hooks, phase: Phase, env: &HookEnv<'_>) -> Result<bool> {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    // A process the hook left running in the background may hold its output open: give the
+    // forwarders a moment, then stop waiting for them.
+    let deadline = Instant::now() + Duration::from_secs(2);
     for f in forwarders {
-        let _ = f.join();
+        while !f.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if f.is_finished() {
+            let _ = f.join();
+        }
     }
     let last = tail.lock().expect("tail").iter().cloned().collect::<Vec<_>>().join(" | ");
     match status {
@@ -120,7 +132,7 @@ pub fn run(hooks: &Hooks, phase: Phase, env: &HookEnv<'_>) -> Result<bool> {
             env.target,
             if last.is_empty() { String::new() } else { format!(": {last}") }
         ),
-        None if bunker_engine::interrupt::requested() => Err(bunker_engine::Error::Interrupted.into()),
+        None if interruptible && bunker_engine::interrupt::requested() => Err(bunker_engine::Error::Interrupted.into()),
         None => bail!(
             "{} hook of {} did not finish within {}s and was killed; raise hook_timeout or fix the command",
             phase.name(),

@@ -65,7 +65,9 @@ fn hooks_run_around_backups_and_restores_with_their_policy() {
             "[targets.conf]\ntype = \"files\"\npaths = [\"{d}\"]\nbefore_backup = \"{record}\"\nafter_backup = \"{record}\"\n\
              before_restore = \"{record}\"\nafter_restore = \"{record}; exit $AFTER_RESTORE_EXIT\"\n\n\
              [targets.guarded]\ntype = \"files\"\npaths = [\"{d}\"]\nbefore_backup = \"echo refusing >&2; exit 7\"\nafter_backup = \"{record}\"\n\n\
-             [targets.slow]\ntype = \"files\"\npaths = [\"{d}\"]\nbefore_backup = \"sleep 30\"\nhook_timeout = \"1s\"\n",
+             [targets.slow]\ntype = \"files\"\npaths = [\"{d}\"]\nbefore_backup = \"sleep 30\"\nhook_timeout = \"1s\"\n\n\
+             [targets.failing]\ntype = \"command\"\nbackup = \"exit 2\"\nbefore_backup = \"{record}\"\nafter_backup = \"{record}\"\n\n\
+             [targets.daemon]\ntype = \"files\"\npaths = [\"{d}\"]\nbefore_backup = \"sleep 60 &\"\n",
             d = data.display()
         ),
     );
@@ -103,8 +105,19 @@ fn hooks_run_around_backups_and_restores_with_their_policy() {
     assert!(out(&o).1.contains("did not finish within 1s"), "{:?}", out(&o));
     assert!(started.elapsed() < Duration::from_secs(15));
 
-    // Restore hooks; a failing after hook leaves the restore done and exits 3.
+    // A backup that fails still runs its after hook, told so.
     std::fs::remove_file(&log).unwrap();
+    let o = run(&["backup", "failing"], "0");
+    assert!(!o.status.success());
+    assert_eq!(lines(), vec!["before_backup failing  ".to_string(), "after_backup failing failed ".to_string()]);
+    // A hook that leaves a process in the background holding its output does not hang bunker.
+    let started = Instant::now();
+    let o = run(&["backup", "daemon"], "0");
+    assert!(o.status.success(), "{:?}", out(&o));
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // Restore hooks; a failing after hook leaves the restore done and exits 3.
+    let _ = std::fs::remove_file(&log);
     let to = repo.root.join("restored");
     let o = run(&["restore", "conf", "--to", to.to_str().unwrap()], "5");
     assert_eq!(o.status.code(), Some(3), "{:?}", out(&o));

@@ -132,11 +132,14 @@ fn a_bucket_is_backed_up_incrementally_and_restored_as_of_any_snapshot() {
     );
     assert!(out.contains("would write 15 of 1004 objects"), "{out}");
     assert_eq!(helper(&moto, &["dump", "restored", "copy/"]), day2);
+    // … without --force it refuses to replace the 10 objects that differ …
+    let o = run(&["restore", &format!("uploads:{}", &day1_id[..8]), "--into", &into]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--force"), "{:?}", o);
     // … then the restore writes only those, and deletes extras only when asked.
-    ok(&["restore", &format!("uploads:{}", &day1_id[..8]), "--into", &into]);
+    ok(&["restore", &format!("uploads:{}", &day1_id[..8]), "--into", &into, "--force"]);
     let kept: serde_json::Value = serde_json::from_str(&helper(&moto, &["dump", "restored", "copy/"])).unwrap();
     assert!(kept.get("media/new-0.jpg").is_some());
-    ok(&["restore", &format!("uploads:{}", &day1_id[..8]), "--into", &into, "--delete-extra"]);
+    ok(&["restore", &format!("uploads:{}", &day1_id[..8]), "--into", &into, "--delete-extra", "--force"]);
     assert_eq!(helper(&moto, &["dump", "restored", "copy/"]), day1);
 
     // A missing bucket is named.

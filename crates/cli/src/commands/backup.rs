@@ -58,7 +58,10 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<i32> {
         run.finish(&repo, outcome.as_ref().map(|s| if s.warnings.is_empty() { exit::OK } else { exit::INCOMPLETE }));
         match outcome {
             Ok(snap) => saved.push(snap),
-            Err(e) if !several => return Err(e),
+            Err(e) if !several => {
+                after_hook(&repo, hooks.as_ref(), &name, "failed", "");
+                return Err(e);
+            }
             Err(e) => {
                 let interrupted = exit::code_for(&e) == exit::INTERRUPTED;
                 eprintln!("bunker: error: backup of {name} failed: {}", exit::one_line(&e));

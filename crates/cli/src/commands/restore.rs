@@ -103,10 +103,10 @@ fn restore_exec(
     let bytes = bunker_sources::command::run_restore(&command, |stdin| Ok(restorer.dump(content, stdin)?))?;
     run.bytes(bytes, 0);
     if ctx.global.json {
-        json(&serde_json::json!({ "snapshot": snap.id().to_hex(), "command": command, "bytes": bytes }));
+        json(&serde_json::json!({ "snapshot": snap.id().to_hex(), "bytes": bytes }));
     } else {
         println!(
-            "fed snapshot {} ({}) to `{command}` in {:.1}s",
+            "fed snapshot {} ({}) to the restore command in {:.1}s",
             snap.short_id(),
             size(bytes),
             started.elapsed().as_secs_f64()

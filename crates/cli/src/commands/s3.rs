@@ -50,7 +50,8 @@ pub fn restore_into(
     let restorer = Restorer::new(repo, &index);
     let entries = bunker_sources::s3::read_manifest(&restorer, content)?;
     let bucket = Bucket::open(&spec)?;
-    let opts = S3RestoreOptions { dry_run: args.dry_run, delete_extra: args.delete_extra, concurrency };
+    let opts =
+        S3RestoreOptions { dry_run: args.dry_run, delete_extra: args.delete_extra, force: args.force, concurrency };
     let report = restore(&restorer, &entries, &bucket, &opts)?;
     run.bytes(report.bytes_written, 0);
     run.detail("written", report.written.len().into());

@@ -118,6 +118,8 @@ pub fn dump_all(conn: &mut Conn, out: &mut impl Write) -> Result<BTreeMap<u32, D
                     let Some(payload) = payload.into_bytes() else { continue };
                     let expires_at = match expires.as_int() {
                         Some(ttl) if ttl >= 0 => chrono::Utc::now().timestamp_millis() + ttl,
+                        // Expired between DUMP and PTTL: gone, not permanent.
+                        Some(-2) => continue,
                         _ => -1,
                     };
                     write_frame(out, &Frame { db, key: k, expires_at, payload }).map_err(io)?;

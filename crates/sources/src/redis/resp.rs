@@ -159,7 +159,19 @@ fn bad(what: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what)
 }
 
+/// Redis's own default limit for one bulk string (`proto-max-bulk-len`).
+const MAX_BULK: i64 = 512 << 20;
+/// Deeper nesting than any command bunker sends can return.
+const MAX_DEPTH: usize = 8;
+
 pub fn read_reply(r: &mut impl BufRead) -> std::io::Result<Reply> {
+    read_nested(r, 0)
+}
+
+fn read_nested(r: &mut impl BufRead, depth: usize) -> std::io::Result<Reply> {
+    if depth > MAX_DEPTH {
+        return Err(bad("replies nested too deeply (not a Redis server?)".into()));
+    }
     let line = read_line(r)?;
     let (kind, rest) = line.split_at(line.chars().next().map(|c| c.len_utf8()).unwrap_or(0));
     let num = || rest.parse::<i64>().map_err(|_| bad(format!("bad reply line {line:?}")));
@@ -169,6 +181,9 @@ pub fn read_reply(r: &mut impl BufRead) -> std::io::Result<Reply> {
         ":" => Reply::Int(num()?),
         "$" => {
             let n = num()?;
+            if n > MAX_BULK {
+                return Err(bad(format!("a {n}-byte reply is beyond Redis's limits (not a Redis server?)")));
+            }
             if n < 0 {
                 Reply::Bulk(None)
             } else {
@@ -185,7 +200,7 @@ pub fn read_reply(r: &mut impl BufRead) -> std::io::Result<Reply> {
             } else {
                 let mut items = Vec::with_capacity(n.min(1 << 16) as usize);
                 for _ in 0..n {
-                    items.push(read_reply(r)?);
+                    items.push(read_nested(r, depth + 1)?);
                 }
                 Reply::Array(Some(items))
             }
@@ -213,5 +228,9 @@ mod tests {
         );
         assert_eq!(read_reply(&mut r).unwrap(), Reply::Array(None));
         assert!(read_reply(&mut r).is_err());
+        let huge = b"$9223372036854775807\r\n";
+        assert!(read_reply(&mut std::io::BufReader::new(&huge[..])).is_err());
+        let deep = b"*1\r\n".repeat(100);
+        assert!(read_reply(&mut std::io::BufReader::new(&deep[..])).is_err());
     }
 }

@@ -54,12 +54,14 @@ impl RedisUrl {
         } else {
             return Err(bad("it does not start with redis:// or rediss://"));
         };
-        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
+        // The credentials first (up to the last '@'): a password may hold '/', '?', ':' or '@', and no part
+        // of it may end up in a message.
+        let (userinfo, after) = match rest.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
-            None => (None, authority),
+            None => (None, rest),
         };
+        let (after, query) = after.split_once('?').unwrap_or((after, ""));
+        let (hostport, path) = after.split_once('/').unwrap_or((after, ""));
         let (user, password) = match userinfo {
             None => (None, None),
             Some(u) => match u.split_once(':') {
@@ -76,10 +78,14 @@ impl RedisUrl {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        let db = match path.trim_matches('/') {
-            "" => None,
-            d => Some(d.parse().map_err(|_| bad(&format!("database {d:?} is not a number")))?),
-        };
+        // bunker backs up and restores every database of a server; a database in the URL would suggest
+        // otherwise.
+        let db: Option<u32> = None;
+        if !path.trim_matches('/').is_empty() {
+            return Err(bad(
+                "a database in the URL (/N) is not supported: a snapshot holds every database of the server; remove it",
+            ));
+        }
         let insecure = query.split('&').any(|kv| kv == "insecure=true");
         Ok(RedisUrl { host, port, user, password, tls, insecure, db })
     }
@@ -102,8 +108,8 @@ mod tests {
 
     #[test]
     fn urls() {
-        let u = RedisUrl::parse("redis://app:s%40cret@cache.internal:6380/2").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.db), ("cache.internal", 6380, Some(2)));
+        let u = RedisUrl::parse("redis://app:s%40cret@cache.internal:6380").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.db), ("cache.internal", 6380, None));
         assert_eq!((u.user.as_deref(), u.password.as_deref()), (Some("app"), Some("s@cret")));
         assert_eq!(u.display(), "redis://app@cache.internal:6380");
         assert!(!format!("{u:?}").contains("cret"));
@@ -112,6 +118,11 @@ mod tests {
         assert_eq!((u.port, u.password.as_deref()), (6379, Some("pw")));
         assert!(RedisUrl::parse("http://x").is_err());
         assert!(RedisUrl::parse("redis://h:port").is_err());
-        assert!(RedisUrl::parse("redis://h/x").is_err());
+        assert!(RedisUrl::parse("redis://h/2").is_err());
+        // A password with '/', '@' or ':' in it parses, and never shows in an error.
+        let u = RedisUrl::parse("redis://u:ab/c@d:e@h:7000").unwrap();
+        assert_eq!((u.password.as_deref(), u.host.as_str(), u.port), (Some("ab/c@d:e"), "h", 7000));
+        let e = RedisUrl::parse("redis://u:se/cret@h:notaport").err().unwrap().to_string();
+        assert!(!e.contains("se/cret") && !e.contains("cret"), "{e}");
     }
 }

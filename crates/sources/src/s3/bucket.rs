@@ -117,9 +117,15 @@ impl Bucket {
         Ok(out)
     }
 
+    /// Whether a key would reach S3 as itself: opendal normalises paths (trims whitespace, collapses
+    /// `//`, strips a leading `/`), so such keys would be read or written under another name.
+    pub fn key_is_safe(key: &str) -> bool {
+        !key.is_empty() && key.trim() == key && !key.contains("//") && !key.starts_with('/') && !key.ends_with('/')
+    }
+
     /// An object's bytes and attributes: one GET, whose response headers carry the content type and user
     /// metadata (a HEAD only when the service does not return them with the content).
-    pub fn get(&self, key: &str) -> Result<(Bytes, Attrs), SourceError> {
+    pub fn get(&self, key: &str) -> Result<(Bytes, Attrs, Option<String>), SourceError> {
         let (op, k) = (self.op.clone(), key.to_string());
         let (bytes, meta) = self
             .run(async move {
@@ -142,7 +148,8 @@ impl Bucket {
                 .map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
                 .unwrap_or_default(),
         };
-        Ok((bytes, attrs))
+        let etag = meta.etag().map(|t| t.trim_matches('"').to_string());
+        Ok((bytes, attrs, etag))
     }
 
     /// Writes an object (multipart for large ones) with its attributes.

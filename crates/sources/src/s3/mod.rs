@@ -144,7 +144,15 @@ impl Source for S3Source {
         let previous = previous(backup, &self.target)?;
         let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
         let mut todo: Vec<Listed> = Vec::new();
+        let mut warnings = Vec::new();
         for obj in listed {
+            if !Bucket::key_is_safe(&obj.key) {
+                warnings.push(format!(
+                    "object {:?}: its key has leading or trailing spaces, a leading or trailing '/' or '//', which this S3 client would rewrite; skipped",
+                    obj.key
+                ));
+                continue;
+            }
             match previous.get(&obj.key) {
                 Some(p) if p.size == obj.size && obj.etag.is_some() && p.etag == obj.etag => {
                     entries.insert(obj.key.clone(), p.clone());
@@ -165,13 +173,14 @@ impl Source for S3Source {
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(obj) = todo.get(i) else { return };
-                    let result = bucket.get(&obj.key).and_then(|(bytes, attrs)| {
+                    let result = bucket.get(&obj.key).and_then(|(bytes, attrs, etag)| {
                         let (content, size) = backup.save_stream(&bytes[..])?;
                         downloaded_bytes.fetch_add(size, Ordering::Relaxed);
                         Ok(Entry {
                             key: obj.key.clone(),
                             size,
-                            etag: obj.etag.clone(),
+                            // The GET's own: the object may have changed since the listing.
+                            etag: etag.or_else(|| obj.etag.clone()),
                             last_modified: obj.last_modified.clone(),
                             attrs,
                             blake3: blake3::hash(&bytes).to_hex().to_string(),
@@ -215,7 +224,7 @@ impl Source for S3Source {
         Ok(Captured {
             root: Root::Stream { content, size },
             meta: serde_json::to_value(&meta).expect("meta serialises"),
-            warnings: Vec::new(),
+            warnings,
         })
     }
 }

@@ -32,6 +32,8 @@ pub struct S3RestoreReport {
 pub struct S3RestoreOptions {
     pub dry_run: bool,
     pub delete_extra: bool,
+    /// Replace objects the destination holds with other content (else refused).
+    pub force: bool,
     pub concurrency: usize,
 }
 
@@ -52,11 +54,20 @@ pub fn restore(
         }
     }
     let wanted: std::collections::HashSet<&str> = entries.iter().map(|e| e.key.as_str()).collect();
-    report.extra = existing.keys().filter(|k| !wanted.contains(k.as_str())).cloned().collect();
+    // Keys the client would rewrite are never deleted: the request would reach another object.
+    report.extra =
+        existing.keys().filter(|k| !wanted.contains(k.as_str()) && Bucket::key_is_safe(k)).cloned().collect();
     report.extra.sort();
     report.written = todo.iter().map(|e| e.key.clone()).collect();
     if opts.dry_run {
         return Ok(report);
+    }
+    let replaced = todo.iter().filter(|e| existing.contains_key(&e.key)).count();
+    if replaced > 0 && !opts.force {
+        return Err(SourceError::Config(format!(
+            "{} holds {replaced} of these objects with other content; pass --force to replace them (--dry-run lists them)",
+            dest.spec.display()
+        )));
     }
     let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
@@ -82,7 +93,7 @@ pub fn restore(
                     bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                     dest.put(&e.key, data.into(), &e.attrs)?;
                     // Read back: what the destination holds must be what the snapshot holds.
-                    let (back, attrs) = dest.get(&e.key)?;
+                    let (back, attrs, _) = dest.get(&e.key)?;
                     if blake3::hash(&back).to_hex().as_str() != e.blake3 || attrs.content_type != e.attrs.content_type {
                         mismatches.lock().expect("mismatches").push(e.key.clone());
                     } else {
