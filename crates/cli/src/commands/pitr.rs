@@ -36,7 +36,7 @@ pub fn restore(ctx: &Context, repo: &Repository, args: &RestoreArgs, pgdata: &Pa
     run.target(&name);
     run.detail("pgdata", serde_json::json!(pgdata));
     run.detail("recovery_target", target.describe().into());
-    refuse_running_or_nonempty(pgdata, args.force)?;
+    pitr::check_data_dir(pgdata, args.force)?;
     let _lock = ctx.lock(repo, false, "restore")?;
     let bases = super::wal::base_backups(repo, &name)?;
     let chosen = match &pinned {
@@ -52,19 +52,8 @@ pub fn restore(ctx: &Context, repo: &Repository, args: &RestoreArgs, pgdata: &Pa
     let (snap, meta) = &bases[chosen];
     run.snapshot(&snap.id());
     let Root::Tree { tree } = &snap.root else { bail!("snapshot {} holds no data directory", snap.short_id()) };
-    // The timeline recovery follows, named explicitly: PostgreSQL's own "latest" is the newest
-    // archived one even when it branched off before this backup (then recovery refuses to start).
-    let timeline = match (timeline, meta.start_segment(), meta.stop_segment()) {
-        (Some(0), _, _) => meta.timeline,
-        (Some(t), _, _) => t,
-        (None, Some(start), Some(stop)) => {
-            let listing = wal::list(repo, &name, meta.segment_size)?;
-            wal::newest_reachable_timeline(repo, &name, &listing, start, stop)?
-        }
-        (None, _, _) => meta.timeline,
-    };
+    let timeline = pitr::replay_timeline(repo, &name, meta, &target, timeline)?;
     run.detail("timeline", timeline.into());
-    refuse_gaps(repo, &name, meta, &target, Some(timeline))?;
     let restore_command = match &p.restore_command {
         Some(c) => c.clone(),
         None => wal_fetch_command(ctx, &name)?,
@@ -72,7 +61,7 @@ pub fn restore(ctx: &Context, repo: &Repository, args: &RestoreArgs, pgdata: &Pa
     let started = std::time::Instant::now();
     let (index, _) = repo.load_index()?;
     if args.force && pgdata.exists() {
-        empty_directory(pgdata)?;
+        pitr::empty_data_dir(pgdata)?;
     }
     let stats = Restorer::new(repo, &index).restore_tree(tree, pgdata, None, args.force)?;
     run.bytes(stats.bytes, 0);
@@ -136,37 +125,6 @@ pub fn restore(ctx: &Context, repo: &Repository, args: &RestoreArgs, pgdata: &Pa
         json(&report);
     }
     Ok(exit::OK)
-}
-
-/// Refuses a restore whose WAL has a hole before the target: PostgreSQL would take the hole for the
-/// end of the archive and promote there, short of the target, without a word.
-fn refuse_gaps(
-    repo: &Repository,
-    name: &str,
-    meta: &bunker_sources::postgres::physical::PhysicalMeta,
-    target: &RecoveryTarget,
-    timeline: Option<u32>,
-) -> Result<()> {
-    let (Some(start), Some(stop)) = (meta.start_segment(), meta.stop_segment()) else { return Ok(()) };
-    let listing = wal::list(repo, name, meta.segment_size)?;
-    let needed = wal::needed(repo, name, &listing, start, stop, timeline)?;
-    let blocking: Vec<String> = wal::gaps(&listing, &needed)
-        .iter()
-        .filter(|g| match target {
-            RecoveryTarget::Latest => true,
-            RecoveryTarget::Lsn(l) => g.first.number <= l / meta.segment_size,
-            _ => g.first.number <= stop.number,
-        })
-        .map(|g| g.describe(meta.segment_size))
-        .collect();
-    if blocking.is_empty() {
-        return Ok(());
-    }
-    bail!(
-        "the WAL archive of {name} is missing {}: recovery would stop there, short of {}; restore to a point before it (--to-time, --to-lsn) or repair the archive (`bunker wal verify` lists what is missing)",
-        blocking.join(", "),
-        target.describe()
-    )
 }
 
 fn recovery_target(p: &PitrArgs) -> Result<RecoveryTarget> {
@@ -255,44 +213,6 @@ fn shell_quote(s: &str) -> String {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// A data directory PostgreSQL is running on is never touched; a non-empty one only with --force.
-fn refuse_running_or_nonempty(pgdata: &Path, force: bool) -> Result<()> {
-    if let Ok(pid) = std::fs::read_to_string(pgdata.join("postmaster.pid")) {
-        if let Some(pid) = pid.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) {
-            // SAFETY: signal 0 only checks that the process exists; EPERM means it does (another user's).
-            let alive = unsafe { libc::kill(pid, 0) } == 0
-                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-            if alive {
-                bail!(
-                    "PostgreSQL (pid {pid}) is running on {}; stop it before restoring into its data directory",
-                    pgdata.display()
-                );
-            }
-        }
-    }
-    // --force empties the directory: only ever a data directory, never a parent holding several.
-    let nonempty = std::fs::read_dir(pgdata).map(|mut d| d.next().is_some()).unwrap_or(false);
-    if force && nonempty && !pgdata.join("PG_VERSION").is_file() {
-        bail!(
-            "{} is not empty and not a PostgreSQL data directory (no PG_VERSION); --force only replaces a data directory, give a path to one or an empty directory",
-            pgdata.display()
-        );
-    }
-    Ok(bunker_engine::restorer::ensure_empty_or_absent(pgdata, force)?)
-}
-
-/// With --force: a data directory is emptied first, so no file of the old cluster survives beside the
-/// restored ones.
-fn empty_directory(dir: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let path = entry?.path();
-        let meta = std::fs::symlink_metadata(&path)?;
-        if meta.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }
-            .with_context(|| format!("cannot remove {}", path.display()))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

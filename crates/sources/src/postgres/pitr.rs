@@ -325,10 +325,89 @@ fn find_line(text: &str, needle: &str) -> Option<String> {
 
 /// Whether `postmaster.pid` names a live process.
 fn postmaster_running(pgdata: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(pgdata.join("postmaster.pid")) else { return false };
-    let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else { return false };
+    running_postmaster(pgdata).is_some()
+}
+
+/// The pid in `postmaster.pid`, when that process is alive (another user's counts: EPERM).
+pub fn running_postmaster(pgdata: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
+    let pid = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok())?;
     // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    let alive =
+        unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    alive.then_some(pid)
+}
+
+/// Refuses a data directory a running server uses, a non-empty one without `force`, and with `force`
+/// anything but a data directory (it is emptied, so never a parent holding several).
+pub fn check_data_dir(pgdata: &Path, force: bool) -> Result<(), SourceError> {
+    if let Some(pid) = running_postmaster(pgdata) {
+        return Err(SourceError::Config(format!(
+            "PostgreSQL (pid {pid}) is running on {}; stop it before restoring into its data directory",
+            pgdata.display()
+        )));
+    }
+    let nonempty = std::fs::read_dir(pgdata).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if force && nonempty && !pgdata.join("PG_VERSION").is_file() {
+        return Err(SourceError::Config(format!(
+            "{} is not empty and not a PostgreSQL data directory (no PG_VERSION); --force only replaces a data directory, give a path to one or an empty directory",
+            pgdata.display()
+        )));
+    }
+    Ok(bunker_engine::restorer::ensure_empty_or_absent(pgdata, force)?)
+}
+
+/// Empties a data directory (with --force), so no file of the old cluster survives beside the restored ones.
+pub fn empty_data_dir(dir: &Path) -> Result<(), SourceError> {
+    let io = |p: &Path, e: std::io::Error| SourceError::from(bunker_engine::Error::io(p, e));
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let path = entry.map_err(|e| io(dir, e))?.path();
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
+        if meta.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }
+            .map_err(|e| io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// The timeline recovery from `meta`'s base backup follows — `timeline` when given (0: the backup's
+/// own), else the newest archived one that holds the backup's history (PostgreSQL's own "latest" takes
+/// the newest outright, and refuses to start when it branched off before the backup) — after checking
+/// that the archive holds every segment recovery needs before `target`: PostgreSQL would take a hole for
+/// the end of the archive and promote there, short of the target, without a word.
+pub fn replay_timeline(
+    repo: &bunker_engine::Repository,
+    name: &str,
+    meta: &PhysicalMeta,
+    target: &RecoveryTarget,
+    timeline: Option<u32>,
+) -> Result<u32, SourceError> {
+    let (Some(start), Some(stop)) = (meta.start_segment(), meta.stop_segment()) else {
+        return Ok(timeline.filter(|t| *t > 0).unwrap_or(meta.timeline));
+    };
+    let listing = wal::list(repo, name, meta.segment_size)?;
+    let timeline = match timeline {
+        Some(0) => meta.timeline,
+        Some(t) => t,
+        None => wal::newest_reachable_timeline(repo, name, &listing, start, stop)?,
+    };
+    let needed = wal::needed(repo, name, &listing, start, stop, Some(timeline))?;
+    let blocking: Vec<String> = wal::gaps(&listing, &needed)
+        .iter()
+        .filter(|g| match target {
+            RecoveryTarget::Latest => true,
+            RecoveryTarget::Lsn(l) => g.first.number <= l / meta.segment_size,
+            _ => g.first.number <= stop.number,
+        })
+        .map(|g| g.describe(meta.segment_size))
+        .collect();
+    if blocking.is_empty() {
+        return Ok(timeline);
+    }
+    Err(SourceError::Config(format!(
+        "the WAL archive of {name} is missing {}: recovery would stop there, short of {}; restore to a point before it (--to-time, --to-lsn) or repair the archive (`bunker wal verify` lists what is missing)",
+        blocking.join(", "),
+        target.describe()
+    )))
 }
 
 /// A command run as the data directory's owner when we are root (PostgreSQL refuses to run as root).

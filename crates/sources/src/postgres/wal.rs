@@ -159,9 +159,10 @@ pub fn push(repo: &Repository, target: &str, path: &Path) -> Result<Pushed, Erro
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut head = Vec::with_capacity(8192);
     (&mut f).take(8192).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
+    let header = segment_header(&head);
     let kind = WalName::parse(&file, DEFAULT_SEGMENT_SIZE).or_else(|| {
         // Non-default segment sizes: trust the header's size to parse the name.
-        segment_header(&head).and_then(|h| WalName::parse(&file, h.segment_size as u64))
+        header.and_then(|h| WalName::parse(&file, h.segment_size as u64))
     });
     let Some(kind) = kind else {
         return Err(Error::invalid(
@@ -172,7 +173,7 @@ pub fn push(repo: &Repository, target: &str, path: &Path) -> Result<Pushed, Erro
         ));
     };
     if let WalName::Segment { segment, partial: false } = kind {
-        let header = segment_header(&head).ok_or_else(|| {
+        let header = header.ok_or_else(|| {
             Error::invalid("WAL segment", format!("{file} does not start with a WAL page header; not archived"))
         })?;
         // The first segment of a new timeline starts with its parent's pages (copied up to the switch
@@ -187,7 +188,7 @@ pub fn push(repo: &Repository, target: &str, path: &Path) -> Result<Pushed, Erro
             ));
         }
     }
-    if let Some(header) = segment_header(&head) {
+    if let Some(header) = header {
         check_system(repo, target, header.system_identifier)?;
     }
     let name = object_name(target, &file);
