@@ -49,13 +49,16 @@ pub struct Global {
 pub enum Command {
     /// Create a repository
     Init(InitArgs),
-    /// Back up standard input or paths into a new snapshot
+    /// Back up a target of the stack file (PostgreSQL, Redis, S3, files, command), or standard input or
+    /// paths, into new snapshots
     Backup(BackupArgs),
     /// List snapshots
     Snapshots(SnapshotsArgs),
     /// Write a snapshot's stream (or one file of a tree) to stdout
     Dump(DumpArgs),
-    /// Restore a snapshot: a file tree into a directory, a PostgreSQL dump into a database
+    /// Restore a snapshot: files into a directory, a PostgreSQL dump into a database or a base backup to
+    /// a point in time (--pgdata), Redis into a server or an RDB file, an S3 bucket into a bucket, a
+    /// command's output into its restore command
     Restore(Box<RestoreArgs>),
     /// Check a database against a PostgreSQL snapshot: row counts, foreign keys, assertions
     Verify(VerifyArgs),
