@@ -34,6 +34,13 @@ impl Site {
     fn new() -> Site {
         let dir = tempfile::Builder::new().prefix("bunker-pitr-").tempdir().unwrap();
         let root = dir.path().to_path_buf();
+        // The postgres user runs bunker (and its server runs archive_command), but the build directory may
+        // sit where it cannot go (a clone in a 0700 temp directory): bunker is linked, or copied, here.
+        std::fs::create_dir(root.join("bin")).unwrap();
+        let bin = root.join("bin/bunker");
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_bunker"), &bin).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_bunker"), &bin).unwrap();
+        }
         std::fs::write(root.join("password"), common::PASSWORD).unwrap();
         let config = root.join("bunker.toml");
         let site = Site { _dir: dir, config, root, as_postgres: is_root() };
@@ -42,6 +49,11 @@ impl Site {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(site.root.join("password"), std::fs::Permissions::from_mode(0o600)).unwrap();
         site
+    }
+
+    /// bunker, where the postgres user can run it.
+    fn bin(&self) -> PathBuf {
+        self.root.join("bin/bunker")
     }
 
     fn write_config(&self, port: Option<u16>) {
@@ -72,7 +84,7 @@ impl Site {
         format!(
             "archive_command = '{} {} --config {} wal-push --target main %p'",
             self.env_prefix(),
-            env!("CARGO_BIN_EXE_bunker"),
+            self.bin().display(),
             self.config.display()
         )
     }
@@ -83,14 +95,14 @@ impl Site {
             return self.cmd_as_self(args, "cache");
         }
         let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", env!("CARGO_BIN_EXE_bunker")]);
+        c.args(["-u", "postgres", "--"]).arg(self.bin());
         self.setup(c, args, "cache")
     }
 
     /// bunker as whoever runs the tests (root on CI): a restore by root must hand the data directory to
     /// its owner. Its own cache, which the postgres user could not write to.
     fn cmd_as_self(&self, args: &[&str], cache: &str) -> Command {
-        self.setup(Command::new(env!("CARGO_BIN_EXE_bunker")), args, cache)
+        self.setup(Command::new(self.bin()), args, cache)
     }
 
     fn setup(&self, mut c: Command, args: &[&str], cache: &str) -> Command {
