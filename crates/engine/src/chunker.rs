@@ -66,6 +66,11 @@ impl ChunkerParams {
 /// How much smaller [`ChunkerParams::fine`] chunks are.
 pub const FINE_FACTOR: u32 = 16;
 
+/// The first buffer of an input of unknown length. Many streams are small (a command's output, an
+/// object); a full read buffer (tens of MiB, zero-filled) for each of them would cost more than the rest
+/// of their backup. Longer inputs continue with full-size buffers after it.
+const FIRST_READ: usize = 1 << 20;
+
 pub struct Chunker<R> {
     reader: R,
     params: ChunkerParams,
@@ -74,7 +79,7 @@ pub struct Chunker<R> {
     pos: usize,
     eof: bool,
     read_size: usize,
-    /// Size of the first buffer, when the input's length is known.
+    /// Size of the first buffer: the input's length when known, else [`FIRST_READ`].
     first_read: Option<usize>,
     /// Earlier buffers, reused once every chunk cut from them is gone (no zero-filling, no page faults).
     retired: Vec<Bytes>,
@@ -91,7 +96,7 @@ impl<R: Read> Chunker<R> {
             pos: 0,
             eof: false,
             read_size,
-            first_read: None,
+            first_read: Some(FIRST_READ.min(read_size)),
             retired: Vec::new(),
         }
     }

@@ -1,11 +1,14 @@
 //! A bucket (and prefix) backed up or restored into: a blocking façade over opendal's S3 service, with
-//! its retry layer for transient errors (5xx, timeouts, throttling). Objects are read and written whole.
+//! its retry layer for transient errors (5xx, timeouts, throttling). Objects are read as streams.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_core::Stream;
 use opendal::{ErrorKind, Operator};
 
 use crate::SourceError;
@@ -98,23 +101,45 @@ impl Bucket {
         SourceError::Query { target: what, detail: format!("{op}: {}", describe(&e)) }
     }
 
-    /// Every object under the prefix, keys relative to it.
+    /// Every object under the prefix, keys relative to it, sorted.
     pub fn list(&self) -> Result<Vec<Listed>, SourceError> {
-        let op = self.op.clone();
-        let entries =
-            self.run(async move { op.list_with("/").recursive(true).await }).map_err(|e| self.fail("list", "", e))?;
-        let mut out: Vec<Listed> = entries
-            .into_iter()
-            .filter(|e| e.metadata().is_file())
-            .map(|e| Listed {
-                key: e.path().trim_start_matches('/').to_string(),
-                size: e.metadata().content_length(),
-                etag: e.metadata().etag().map(|t| t.trim_matches('"').to_string()),
-                last_modified: e.metadata().last_modified().map(|t| t.to_string()),
-            })
-            .collect();
+        let mut out = Vec::new();
+        self.list_each(|l| {
+            out.push(l);
+            true
+        })?;
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    /// Hands each object under the prefix to `each` as the listing pages arrive (so work on the first
+    /// objects overlaps the listing of the rest); stops early when `each` returns false.
+    pub fn list_each(&self, mut each: impl FnMut(Listed) -> bool) -> Result<(), SourceError> {
+        let op = self.op.clone();
+        let mut lister = self
+            .runtime
+            .block_on(async move { op.lister_with("/").recursive(true).await })
+            .map_err(|e| self.fail("list", "", e))?;
+        loop {
+            let next = self.runtime.block_on(std::future::poll_fn(|cx| Pin::new(&mut lister).poll_next(cx)));
+            let entry = match next {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(self.fail("list", "", e)),
+                Some(Ok(entry)) => entry,
+            };
+            if !entry.metadata().is_file() {
+                continue;
+            }
+            let listed = Listed {
+                key: entry.path().trim_start_matches('/').to_string(),
+                size: entry.metadata().content_length(),
+                etag: entry.metadata().etag().map(|t| t.trim_matches('"').to_string()),
+                last_modified: entry.metadata().last_modified().map(|t| t.to_string()),
+            };
+            if !each(listed) {
+                return Ok(());
+            }
+        }
     }
 
     /// Whether a key would reach S3 as itself: opendal normalises paths (trims whitespace, collapses
@@ -123,20 +148,21 @@ impl Bucket {
         !key.is_empty() && key.trim() == key && !key.contains("//") && !key.starts_with('/') && !key.ends_with('/')
     }
 
-    /// An object's bytes and attributes: one GET, whose response headers carry the content type and user
-    /// metadata (a HEAD only when the service does not return them with the content).
-    pub fn get(&self, key: &str) -> Result<(Bytes, Attrs, Option<String>), SourceError> {
+    /// Opens an object for reading: one GET, whose response headers carry the content type, user metadata
+    /// and ETag (a HEAD only when the service does not return them with the content). The bytes stream
+    /// through as they arrive, hashed on the way; an object is never held whole.
+    pub fn open_read(&self, key: &str) -> Result<ObjectRead, SourceError> {
         let (op, k) = (self.op.clone(), key.to_string());
-        let (bytes, meta) = self
+        let (stream, meta) = self
             .run(async move {
-                let reader = op.reader(&k).await?;
-                let bytes = reader.read(..).await?.to_bytes();
-                Ok((bytes, reader.metadata().cloned()))
+                let mut stream = op.reader(&k).await?.into_bytes_stream(..).await?;
+                let meta = stream.metadata().await.ok();
+                Ok((stream, meta))
             })
             .map_err(|e| self.fail("read", key, e))?;
         let meta = match meta {
-            Some(m) => m,
-            None => {
+            Some(m) if m.etag().is_some() => m,
+            _ => {
                 let (op, k) = (self.op.clone(), key.to_string());
                 self.run(async move { op.stat(&k).await }).map_err(|e| self.fail("stat", key, e))?
             }
@@ -148,29 +174,154 @@ impl Bucket {
                 .map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
                 .unwrap_or_default(),
         };
-        let etag = meta.etag().map(|t| t.trim_matches('"').to_string());
-        Ok((bytes, attrs, etag))
+        Ok(ObjectRead {
+            stream,
+            runtime: self.runtime.clone(),
+            current: Bytes::new(),
+            hasher: blake3::Hasher::new(),
+            len: 0,
+            attrs,
+            etag: meta.etag().map(|t| t.trim_matches('"').to_string()),
+            what: format!("{} object {key:?}", self.spec.display()),
+        })
     }
 
-    /// Writes an object (multipart for large ones) with its attributes.
-    pub fn put(&self, key: &str, data: Bytes, attrs: &Attrs) -> Result<(), SourceError> {
+    /// Starts writing an object with its attributes: parts of 8 MiB, four in flight, as the bytes come
+    /// (multipart beyond one part). Nothing is visible until [`ObjectWrite::commit`]; dropped or
+    /// aborted, the upload is abandoned.
+    pub fn create_write(&self, key: &str, attrs: &Attrs) -> Result<ObjectWrite, SourceError> {
         let (op, k, a) = (self.op.clone(), key.to_string(), attrs.clone());
-        self.run(async move {
-            let mut w = op.write_with(&k, data).chunk(8 << 20).concurrent(4);
-            if let Some(ct) = &a.content_type {
-                w = w.content_type(ct);
-            }
-            if !a.metadata.is_empty() {
-                w = w.user_metadata(a.metadata.clone());
-            }
-            w.await.map(|_| ())
+        let writer = self
+            .runtime
+            .block_on(async move {
+                let mut w = op.writer_with(&k).chunk(8 << 20).concurrent(4);
+                if let Some(ct) = &a.content_type {
+                    w = w.content_type(ct);
+                }
+                if !a.metadata.is_empty() {
+                    w = w.user_metadata(a.metadata.clone());
+                }
+                w.await
+            })
+            .map_err(|e| self.fail("write", key, e))?;
+        Ok(ObjectWrite {
+            writer: Some(writer),
+            runtime: self.runtime.clone(),
+            hasher: blake3::Hasher::new(),
+            len: 0,
+            what: format!("{} object {key:?}", self.spec.display()),
         })
-        .map_err(|e| self.fail("write", key, e))
     }
 
     pub fn delete(&self, key: &str) -> Result<(), SourceError> {
         let (op, k) = (self.op.clone(), key.to_string());
         self.run(async move { op.delete(&k).await }).map_err(|e| self.fail("delete", key, e))
+    }
+}
+
+/// An object being read: its attributes from the GET's headers, and its bytes as a [`Read`] that hashes
+/// them on the way.
+pub struct ObjectRead {
+    stream: opendal::FuturesBytesStream,
+    runtime: Arc<tokio::runtime::Runtime>,
+    current: Bytes,
+    hasher: blake3::Hasher,
+    len: u64,
+    pub attrs: Attrs,
+    /// The GET's own ETag (the object may have changed since a listing).
+    pub etag: Option<String>,
+    what: String,
+}
+
+impl ObjectRead {
+    /// The BLAKE3 (hex) and length of the bytes read so far: the object's, once read to its end.
+    pub fn digest(&self) -> (String, u64) {
+        (self.hasher.finalize().to_hex().to_string(), self.len)
+    }
+}
+
+impl Read for ObjectRead {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            let stream = &mut self.stream;
+            match self.runtime.block_on(std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx))) {
+                Some(Ok(bytes)) => self.current = bytes,
+                Some(Err(e)) => {
+                    let detail = match e.get_ref().and_then(|inner| inner.downcast_ref::<opendal::Error>()) {
+                        Some(oe) => describe(oe),
+                        None => e.to_string(),
+                    };
+                    return Err(std::io::Error::new(e.kind(), format!("{}: read: {detail}", self.what)));
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len());
+        let piece = self.current.split_to(n);
+        out[..n].copy_from_slice(&piece);
+        self.hasher.update(&piece);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// An object being written: a [`Write`] that hashes what passes, then commits or abandons the upload.
+pub struct ObjectWrite {
+    writer: Option<opendal::Writer>,
+    runtime: Arc<tokio::runtime::Runtime>,
+    hasher: blake3::Hasher,
+    len: u64,
+    what: String,
+}
+
+impl ObjectWrite {
+    /// The BLAKE3 (hex) and length of the bytes written so far.
+    pub fn digest(&self) -> (String, u64) {
+        (self.hasher.finalize().to_hex().to_string(), self.len)
+    }
+
+    /// Completes the upload: the object becomes visible.
+    pub fn commit(mut self) -> Result<(), SourceError> {
+        let mut writer = self.writer.take().expect("open writer");
+        self.runtime.block_on(writer.close()).map(|_| ()).map_err(|e| SourceError::Query {
+            target: self.what.clone(),
+            detail: format!("write: {}", describe(&e)),
+        })
+    }
+
+    /// Abandons the upload (multipart parts are discarded); the object is not written.
+    pub fn abort(mut self) {
+        self.abandon();
+    }
+
+    fn abandon(&mut self) {
+        if let Some(mut writer) = self.writer.take() {
+            if let Err(e) = self.runtime.block_on(writer.abort()) {
+                tracing::warn!("{}: abandoning the upload: {}", self.what, describe(&e));
+            }
+        }
+    }
+}
+
+impl Write for ObjectWrite {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let writer = self.writer.as_mut().expect("open writer");
+        self.runtime.block_on(writer.write(Bytes::copy_from_slice(buf))).map_err(|e| {
+            std::io::Error::other(format!("{}: write: {}", self.what, describe(&e)))
+        })?;
+        self.hasher.update(buf);
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ObjectWrite {
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 

@@ -8,7 +8,7 @@ pub mod bucket;
 pub mod restore;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bunker_engine::backup::Backup;
@@ -140,68 +140,85 @@ impl Source for S3Source {
 
     fn backup(&mut self, backup: &Backup<'_>) -> Result<Captured, SourceError> {
         let bucket = Bucket::open(&self.spec)?;
-        let listed = bucket.list()?;
         let previous = previous(backup, &self.target)?;
-        let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
-        let mut todo: Vec<Listed> = Vec::new();
-        let mut warnings = Vec::new();
-        for obj in listed {
-            if !Bucket::key_is_safe(&obj.key) {
-                warnings.push(format!(
-                    "object {:?}: its key has leading or trailing spaces, a leading or trailing '/' or '//', which this S3 client would rewrite; skipped",
-                    obj.key
-                ));
-                continue;
-            }
-            match previous.get(&obj.key) {
-                Some(p) if p.size == obj.size && obj.etag.is_some() && p.etag == obj.etag => {
-                    entries.insert(obj.key.clone(), p.clone());
-                }
-                _ => todo.push(obj),
-            }
-        }
-        let reused = entries.len() as u64;
+        // The listing feeds the downloads page by page: the first objects are on their way while the
+        // rest is still being listed.
+        let (todo_tx, todo_rx) = crossbeam_channel::unbounded::<Listed>();
+        let reused: Mutex<BTreeMap<String, Entry>> = Mutex::new(BTreeMap::new());
+        let warnings = Mutex::new(Vec::new());
+        let downloaded = AtomicU64::new(0);
         let downloaded_bytes = AtomicU64::new(0);
-        let next = AtomicUsize::new(0);
-        let fetched: Mutex<Vec<Entry>> = Mutex::new(Vec::with_capacity(todo.len()));
+        let fetched: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
         let failure: Mutex<Option<SourceError>> = Mutex::new(None);
+        let stop = || failure.lock().expect("failure").is_some() || bunker_engine::interrupt::requested();
         std::thread::scope(|scope| {
-            for _ in 0..self.concurrency.min(todo.len().max(1)) {
-                scope.spawn(|| loop {
-                    if failure.lock().expect("failure").is_some() || bunker_engine::interrupt::requested() {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(obj) = todo.get(i) else { return };
-                    let result = bucket.get(&obj.key).and_then(|(bytes, attrs, etag)| {
-                        let (content, size) = backup.save_stream(&bytes[..])?;
-                        downloaded_bytes.fetch_add(size, Ordering::Relaxed);
-                        Ok(Entry {
-                            key: obj.key.clone(),
-                            size,
-                            // The GET's own: the object may have changed since the listing.
-                            etag: etag.or_else(|| obj.etag.clone()),
-                            last_modified: obj.last_modified.clone(),
-                            attrs,
-                            blake3: blake3::hash(&bytes).to_hex().to_string(),
-                            content,
-                        })
-                    });
-                    match result {
-                        Ok(e) => fetched.lock().expect("fetched").push(e),
-                        Err(e) => {
-                            failure.lock().expect("failure").get_or_insert(e);
+            for _ in 0..self.concurrency {
+                let todo_rx = todo_rx.clone();
+                scope.spawn(|| {
+                    for obj in todo_rx {
+                        if stop() {
                             return;
+                        }
+                        let result = bucket.open_read(&obj.key).and_then(|mut object| {
+                            let pending = backup.submit_stream(&mut object, Some(obj.size))?;
+                            let (content, size) = backup.finish_stream(pending)?;
+                            let (blake3, _) = object.digest();
+                            Ok(Entry {
+                                key: obj.key.clone(),
+                                size,
+                                etag: object.etag.take().or_else(|| obj.etag.clone()),
+                                last_modified: obj.last_modified.clone(),
+                                attrs: std::mem::take(&mut object.attrs),
+                                blake3,
+                                content,
+                            })
+                        });
+                        match result {
+                            Ok(e) => {
+                                downloaded.fetch_add(1, Ordering::Relaxed);
+                                downloaded_bytes.fetch_add(e.size, Ordering::Relaxed);
+                                fetched.lock().expect("fetched").push(e);
+                            }
+                            Err(e) => {
+                                failure.lock().expect("failure").get_or_insert(e);
+                                return;
+                            }
                         }
                     }
                 });
+            }
+            drop(todo_rx);
+            let listing = bucket.list_each(|obj| {
+                if !Bucket::key_is_safe(&obj.key) {
+                    warnings.lock().expect("warnings").push(format!(
+                        "object {:?}: its key has leading or trailing spaces, a leading or trailing '/' or '//', which this S3 client would rewrite; skipped",
+                        obj.key
+                    ));
+                    return true;
+                }
+                match previous.get(&obj.key) {
+                    Some(p) if p.size == obj.size && obj.etag.is_some() && p.etag == obj.etag => {
+                        reused.lock().expect("reused").insert(obj.key.clone(), p.clone());
+                    }
+                    _ => {
+                        let _ = todo_tx.send(obj);
+                    }
+                }
+                !stop()
+            });
+            drop(todo_tx);
+            if let Err(e) = listing {
+                failure.lock().expect("failure").get_or_insert(e);
             }
         });
         bunker_engine::interrupt::check()?;
         if let Some(e) = failure.into_inner().expect("failure") {
             return Err(e);
         }
-        let downloaded = todo.len() as u64;
+        let mut entries = reused.into_inner().expect("reused");
+        let reused = entries.len() as u64;
+        let warnings = warnings.into_inner().expect("warnings");
+        let downloaded = downloaded.into_inner();
         for e in fetched.into_inner().expect("fetched") {
             entries.insert(e.key.clone(), e);
         }

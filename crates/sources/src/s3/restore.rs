@@ -82,19 +82,25 @@ pub fn restore(
                 }
                 let Some(e) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
                 let result = (|| -> Result<(), SourceError> {
-                    let mut data = Vec::with_capacity(e.size as usize);
-                    restorer.dump(&e.content, &mut data)?;
-                    if blake3::hash(&data).to_hex().as_str() != e.blake3 {
+                    // Streamed: the restorer checks each chunk against its ID on the way, and the whole
+                    // object against the snapshot's hash before the upload is completed.
+                    let mut upload = dest.create_write(&e.key, &e.attrs)?;
+                    restorer.dump(&e.content, &mut upload)?;
+                    let (hash, len) = upload.digest();
+                    if hash != e.blake3 {
+                        upload.abort();
                         return Err(SourceError::Engine(bunker_engine::Error::Corrupt(format!(
                             "object {:?}: the stored content does not hash to the snapshot's record",
                             e.key
                         ))));
                     }
-                    bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    dest.put(&e.key, data.into(), &e.attrs)?;
+                    upload.commit()?;
+                    bytes.fetch_add(len, Ordering::Relaxed);
                     // Read back: what the destination holds must be what the snapshot holds.
-                    let (back, attrs, _) = dest.get(&e.key)?;
-                    if blake3::hash(&back).to_hex().as_str() != e.blake3 || attrs.content_type != e.attrs.content_type {
+                    let mut back = dest.open_read(&e.key)?;
+                    std::io::copy(&mut back, &mut std::io::sink())
+                        .map_err(|err| SourceError::Tool { tool: "S3 read-back".into(), detail: err.to_string() })?;
+                    if back.digest().0 != e.blake3 || back.attrs.content_type != e.attrs.content_type {
                         mismatches.lock().expect("mismatches").push(e.key.clone());
                     } else {
                         verified.fetch_add(1, Ordering::Relaxed);
