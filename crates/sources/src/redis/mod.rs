@@ -164,7 +164,7 @@ impl Source for RedisSource {
                             .map_err(|e| SourceError::Tool { tool: "redis key dump".into(), detail: e.to_string() })
                     })
                 });
-                let stored = backup.save_stream_fine(reader);
+                let stored = backup.save_stream_fine_fast(reader);
                 let counts = producer.join().expect("key dump thread")?;
                 let (content, size) = stored?;
                 let meta = RedisMeta {
@@ -193,7 +193,7 @@ fn store_scanned(
     let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(16);
     let scanner = std::thread::spawn(move || rdb::scan(ChannelReader { rx, buf: Vec::new(), at: 0 }));
     let tee = Tee { inner: input, tx: Some(tx) };
-    let stored = backup.save_stream_fine(tee);
+    let stored = backup.save_stream_fine_fast(tee);
     let summary = scanner.join().expect("RDB reader thread");
     let (content, size) = stored?;
     Ok((content, size, summary))

@@ -58,7 +58,7 @@ pub fn start(conn: &mut Conn) -> Result<RdbPayload<'_>, SourceError> {
                 detail: format!("bad SYNC header {header:?}"),
             });
         }
-        Framing::Mark { mark: mark.as_bytes().to_vec(), pending: Vec::new(), done: false }
+        Framing::Mark { mark: mark.as_bytes().to_vec(), pending: Vec::new(), start: 0, done: false }
     } else if let Some(len) = header.strip_prefix('$').and_then(|l| l.parse::<u64>().ok()) {
         Framing::Length { left: len }
     } else {
@@ -74,10 +74,12 @@ enum Framing {
     Length {
         left: u64,
     },
-    /// Bytes read but not yet handed out: the last MARK_LEN of them may be the start of the end mark.
+    /// `pending[start..]`: bytes read but not yet handed out; the last MARK_LEN of them may be the start
+    /// of the end mark.
     Mark {
         mark: Vec<u8>,
         pending: Vec<u8>,
+        start: usize,
         done: bool,
     },
 }
@@ -102,14 +104,18 @@ impl Read for RdbPayload<'_> {
                 *left -= n as u64;
                 Ok(n)
             }
-            Framing::Mark { mark, pending, done } => loop {
-                let ready = if *done { pending.len() } else { pending.len().saturating_sub(MARK_LEN) };
+            Framing::Mark { mark, pending, start, done } => loop {
+                let held = pending.len() - *start;
+                let ready = if *done { held } else { held.saturating_sub(MARK_LEN) };
                 if ready > 0 || *done || out.is_empty() {
                     let n = ready.min(out.len());
-                    out[..n].copy_from_slice(&pending[..n]);
-                    pending.drain(..n);
+                    out[..n].copy_from_slice(&pending[*start..*start + n]);
+                    *start += n;
                     return Ok(n);
                 }
+                // At most MARK_LEN bytes are held: moving them to the front is cheap.
+                pending.drain(..*start);
+                *start = 0;
                 let buf = self.inner.fill_buf()?;
                 if buf.is_empty() {
                     return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "RDB transfer cut short"));
@@ -120,7 +126,7 @@ impl Read for RdbPayload<'_> {
                 self.inner.consume(taken);
                 // The mark can only end in what just arrived; anything after it is not ours.
                 let from = old.saturating_sub(MARK_LEN - 1);
-                if let Some(at) = pending[from..].windows(MARK_LEN).position(|w| w == &mark[..]) {
+                if let Some(at) = memchr::memmem::find(&pending[from..], mark) {
                     pending.truncate(from + at);
                     *done = true;
                 }
@@ -155,7 +161,7 @@ mod tests {
         wire.extend_from_slice(&mark);
         wire.extend_from_slice(b"*1\r\n$4\r\nPING\r\n"); // the replication stream that may follow
         for read_size in [1, 3, 40, 41, 4096] {
-            let got = payload(Framing::Mark { mark: mark.clone(), pending: Vec::new(), done: false }, &wire, read_size);
+            let got = payload(Framing::Mark { mark: mark.clone(), pending: Vec::new(), start: 0, done: false }, &wire, read_size);
             assert_eq!(got, rdb, "read size {read_size}");
             let got = payload(Framing::Length { left: rdb.len() as u64 }, &wire, read_size);
             assert_eq!(got, rdb);
