@@ -195,3 +195,90 @@ fn a_server_that_refuses_replication_gets_a_hint_to_use_keys_mode() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("authentication failed") && !err.contains("WRONG-pw"), "{err}");
 }
+
+/// A CA and a server certificate for 127.0.0.1, made with the openssl command.
+fn tls_files(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl command");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&[
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj",
+        "/CN=bunker test CA",
+    ]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    openssl(&[
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+        "server.pem", "-days", "2", "-extfile", "san.ext",
+    ]);
+}
+
+#[test]
+fn rediss_urls_back_up_over_tls_and_check_the_server_certificate() {
+    let repo = Repo::new();
+    let tls = repo.root.join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    tls_files(&tls);
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let file = |name: &str| tls.join(name).to_string_lossy().into_owned();
+    let source = ScratchRedis::start_with(
+        None,
+        &[
+            "--enable-debug-command", "yes", "--tls-port", &tls_port, "--tls-cert-file", &file("server.pem"),
+            "--tls-key-file", &file("server.key"), "--tls-ca-cert-file", &file("ca.pem"), "--tls-auth-clients", "no",
+        ],
+    )
+    .unwrap();
+    let mut c = Vec::new();
+    for i in 0..500u32 {
+        c.push(resp(&[b"SET", format!("k{i}").as_bytes(), format!("value {i}").as_bytes()]));
+        c.push(resp(&[b"HSET", format!("h{}", i % 7).as_bytes(), format!("f{i}").as_bytes(), b"v"]));
+    }
+    c.push(resp(&[b"SET", b"ttl", b"x", b"EX", b"3600"]));
+    pipe(source.port(), None, &c);
+    let want = digest(source.port(), None);
+    let config = repo.root.join("bunker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[repository]\nurl = \"{}\"\n\n\
+             [targets.tls]\ntype = \"redis\"\nurl = \"rediss://127.0.0.1:{tls_port}\"\n\n\
+             [targets.tls-keys]\ntype = \"redis\"\nmode = \"keys\"\nurl = \"rediss://127.0.0.1:{tls_port}\"\n\n\
+             [targets.tls-insecure]\ntype = \"redis\"\nurl = \"rediss://127.0.0.1:{tls_port}?insecure=true\"\n",
+            repo.path.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str], ca: bool| {
+        let mut cmd = repo.cmd(args);
+        cmd.env("BUNKER_CONFIG", &config);
+        if ca {
+            cmd.env("SSL_CERT_FILE", tls.join("ca.pem"));
+        } else {
+            cmd.env_remove("SSL_CERT_FILE");
+        }
+        cmd.output().unwrap()
+    };
+
+    // An untrusted certificate: refused, saying what to do, and no snapshot.
+    let o = run(&["backup", "tls"], false);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("certificate is not trusted") && err.contains("SSL_CERT_FILE"), "{err}");
+    assert!(repo.snapshots().is_empty());
+
+    // Trusted through SSL_CERT_FILE: the RDB over TLS and the key dump over TLS; insecure=true without it.
+    for target in ["tls", "tls-keys"] {
+        let o = run(&["backup", target], true);
+        assert!(o.status.success(), "{target}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = run(&["backup", "tls-insecure"], false);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for target in ["tls", "tls-keys", "tls-insecure"] {
+        let into = ScratchRedis::start_with(None, &["--enable-debug-command", "yes"]).unwrap();
+        let o = run(&["restore", target, "--into", &format!("redis://127.0.0.1:{}", into.port())], false);
+        assert!(o.status.success(), "{target}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(digest(into.port(), None), want, "{target}: restored data differs");
+    }
+}

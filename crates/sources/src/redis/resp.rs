@@ -66,7 +66,19 @@ impl Conn {
                 .danger_accept_invalid_certs(url.insecure)
                 .build()
                 .map_err(|e| fail(format!("TLS setup: {e}")))?;
-            Box::new(connector.connect(&url.host, tcp).map_err(|e| fail(format!("TLS: {e}")))?)
+            Box::new(connector.connect(&url.host, tcp).map_err(|e| {
+                let e = e.to_string();
+                if e.contains("certificate verify failed") {
+                    fail(format!(
+                        "TLS: the server's certificate is not trusted for {} ({}); add its CA to the system's \
+                         trust store or point SSL_CERT_FILE at it, or add ?insecure=true to the URL to skip the check",
+                        url.host,
+                        e.rsplit(':').next().unwrap_or(&e).trim()
+                    ))
+                } else {
+                    fail(format!("TLS: {e}"))
+                }
+            })?)
         } else {
             Box::new(tcp)
         };
