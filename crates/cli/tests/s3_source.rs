@@ -4,7 +4,13 @@
 
 mod common;
 
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::moto::{workspace, Moto};
 use common::Repo;
@@ -18,7 +24,7 @@ s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
 def body(i, n):
     return (("%d:" % i) * (n // 4 + 1)).encode()[:n]
 if action == "populate":
-    for i in range(1000):
+    for i in range(int(sys.argv[4]) if len(sys.argv) > 4 else 1000):
         s3.put_object(Bucket=bucket, Key="media/img-%04d.jpg" % i, Body=body(i, 100 + i * 7),
                       ContentType="image/jpeg", Metadata={"owner": "user-%d" % (i % 17)})
     s3.put_object(Bucket=bucket, Key="media/résumé – ünïcödé.pdf", Body=b"%PDF unicode", ContentType="application/pdf")
@@ -148,4 +154,271 @@ fn a_bucket_is_backed_up_incrementally_and_restored_as_of_any_snapshot() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no-such-bucket") && err.contains("does not exist"), "{err}");
     assert!(!err.contains("testing"), "{err}");
+}
+
+/// Which fault an HTTP request meets the first time it is seen (a retry of it passes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// `503 SlowDown`, as S3 answers when it throttles.
+    SlowDown,
+    /// The response's body cut off halfway and the connection closed.
+    Cut,
+    /// No answer at all until the client gives up.
+    Stall,
+}
+
+/// An HTTP forwarder in front of moto, one request per connection, that gives the first attempt of
+/// chosen requests a fault. Deterministic: every request for the same method and path gets the same
+/// fault on its first attempt and none after.
+struct FaultyProxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    /// How many of each fault were served: slow-downs, cuts, stalls.
+    served: Arc<[AtomicU64; 3]>,
+}
+
+impl FaultyProxy {
+    fn start(upstream: u16, choose: fn(&str, &str) -> Option<Fault>) -> FaultyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let served: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+        let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let (stop2, served2) = (stop.clone(), served.clone());
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let (served, seen) = (served2.clone(), seen.clone());
+                        std::thread::spawn(move || {
+                            let _ = forward(client, upstream, choose, &served, &seen);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        FaultyProxy { port, stop, served }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn served(&self, fault: Fault) -> u64 {
+        self.served[fault as usize].load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Reads one request from `client`, then answers it with its fault or with upstream's response.
+fn forward(
+    mut client: TcpStream,
+    upstream: u16,
+    choose: fn(&str, &str) -> Option<Fault>,
+    served: &[AtomicU64; 3],
+    seen: &Mutex<HashSet<String>>,
+) -> std::io::Result<()> {
+    client.set_nonblocking(false)?;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = client.read(&mut byte)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&byte[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_string();
+    let mut parts = request_line.split(' ');
+    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let mut length = 0usize;
+    let mut headers = vec![request_line.clone()];
+    for line in lines.filter(|l| !l.is_empty()) {
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if !lower.starts_with("connection:") {
+            headers.push(line.to_string());
+        }
+    }
+    headers.push("Connection: close".into());
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = client.read(&mut byte)?;
+        if n == 0 {
+            return Ok(());
+        }
+        body.extend_from_slice(&byte[..n]);
+    }
+    let first_time = seen.lock().unwrap().insert(format!("{method} {path}"));
+    let fault = if first_time { choose(method, path) } else { None };
+    if let Some(f) = fault {
+        served[f as usize].fetch_add(1, Ordering::SeqCst);
+    }
+    match fault {
+        Some(Fault::SlowDown) => {
+            let xml = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+            write!(
+                client,
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                xml.len()
+            )?;
+            return Ok(());
+        }
+        Some(Fault::Stall) => {
+            std::thread::sleep(Duration::from_secs(4));
+            return Ok(());
+        }
+        _ => {}
+    }
+    let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+    server.write_all(format!("{}\r\n\r\n", headers.join("\r\n")).as_bytes())?;
+    server.write_all(&body)?;
+    let mut response = Vec::new();
+    server.read_to_end(&mut response)?;
+    if fault == Some(Fault::Cut) {
+        let body_at = response.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).unwrap_or(0);
+        let half = body_at + (response.len() - body_at) / 2;
+        client.write_all(&response[..half])?;
+    } else {
+        client.write_all(&response)?;
+    }
+    Ok(())
+}
+
+/// Transient faults on the way to the bucket (throttling on any request, object bodies cut halfway,
+/// object reads that stall) are retried: the backup completes with every object intact, and so does a
+/// restore through the same faults.
+#[test]
+fn transient_bucket_faults_are_retried() {
+    let moto = Moto::start();
+    helper(&moto, &["create", "flaky"]);
+    helper(&moto, &["populate", "flaky", "120"]);
+    let want = helper(&moto, &["dump", "flaky", "media/"]);
+    fn choose(method: &str, path: &str) -> Option<Fault> {
+        let object = path.contains("/media/") || path.contains("/videos/");
+        let n = path.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+        match (method, object) {
+            ("GET", false) if path.contains("list-type") => Some(Fault::SlowDown),
+            ("GET", true) if path.contains("clip-1") => Some(Fault::Cut),
+            ("GET", true) if path.contains("img-0007") || path.contains("img-0100") => Some(Fault::Stall),
+            ("GET", true) if n % 5 == 0 => Some(Fault::Cut),
+            (_, true) if n % 3 == 0 => Some(Fault::SlowDown),
+            _ => None,
+        }
+    }
+    let proxy = FaultyProxy::start(moto.port, choose);
+    let repo = Repo::new();
+    let config = repo.root.join("bunker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[repository]\nurl = \"{}\"\n\n[targets.media]\ntype = \"s3\"\nbucket = \"flaky\"\nprefix = \"media\"\n\
+             endpoint = \"{ep}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n\n\
+             [targets.videos]\ntype = \"s3\"\nbucket = \"flaky\"\nprefix = \"videos\"\n\
+             endpoint = \"{ep}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n",
+            repo.path.display(),
+            ep = proxy.endpoint()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        repo.cmd(args)
+            .env("BUNKER_CONFIG", &config)
+            .env("BUNKER_RETRY_MIN_DELAY_MS", "20")
+            .env("BUNKER_IO_TIMEOUT_SECS", "1")
+            .output()
+            .unwrap()
+    };
+    for target in ["media", "videos"] {
+        let o = run(&["backup", target]);
+        assert!(o.status.success(), "{target}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    for fault in [Fault::SlowDown, Fault::Cut, Fault::Stall] {
+        assert!(proxy.served(fault) > 0, "the proxy served no fault of one kind: nothing was tested");
+    }
+    let snaps = repo.snapshots();
+    let media = snaps.iter().find(|s| s["name"] == "media").unwrap();
+    assert_eq!(media["meta"]["objects"], 121);
+
+    // The restore meets faults on its writes and its read-backs too, and ends equal to the original.
+    helper(&moto, &["create", "again"]);
+    let into = format!("s3://again/media?endpoint={}&region=us-east-1&path-style=true", proxy.endpoint());
+    let o = run(&["restore", "media", "--into", &into]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(helper(&moto, &["dump", "again", "media/"]), want);
+}
+
+/// With moto's signature and IAM checks on, a wrong secret and an unknown key each fail at once (no
+/// retrying a refusal) with one line that says to check the credentials, never showing the secret.
+#[test]
+fn wrong_bucket_credentials_fail_clearly() {
+    // moto checks signatures from its fourth request on: the first three make the user and its key.
+    let moto = Moto::start_with_env(common::moto::free_port(), &[("INITIAL_NO_AUTH_ACTION_COUNT", "3")]);
+    let setup = r#"
+import boto3, json, sys
+ep = sys.argv[1]
+iam = boto3.client("iam", endpoint_url=ep, region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup")
+iam.create_user(UserName="backup")
+key = iam.create_access_key(UserName="backup")["AccessKey"]
+iam.put_user_policy(UserName="backup", PolicyName="s3", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+s3 = boto3.client("s3", endpoint_url=ep, region_name="us-east-1",
+                  aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+s3.create_bucket(Bucket="private")
+for i in range(5):
+    s3.put_object(Bucket="private", Key="doc-%d.txt" % i, Body=b"private %d" % i)
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+    let out =
+        Command::new(workspace().join(".venv/bin/python")).arg("-c").arg(setup).arg(moto.endpoint()).output().unwrap();
+    assert!(out.status.success(), "setup: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (key_id, secret) = text.trim().split_once(' ').unwrap();
+    let repo = Repo::new();
+    let config = repo.root.join("bunker.toml");
+    let target = |name: &str, id: &str, secret: &str| {
+        format!(
+            "[targets.{name}]\ntype = \"s3\"\nbucket = \"private\"\nendpoint = \"{}\"\naccess_key_id = \"{id}\"\nsecret_access_key = \"{secret}\"\n\n",
+            moto.endpoint()
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "[repository]\nurl = \"{}\"\n\n{}{}{}",
+            repo.path.display(),
+            target("good", key_id, secret),
+            target("wrong-secret", key_id, "not-the-secret-XYZ"),
+            target("unknown-key", "AKIAUNKNOWNKEY000000", "not-the-secret-XYZ"),
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| repo.cmd(args).env("BUNKER_CONFIG", &config).output().unwrap();
+    let o = run(&["backup", "good"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for name in ["wrong-secret", "unknown-key"] {
+        let started = std::time::Instant::now();
+        let o = run(&["backup", name]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains("access denied: check the credentials"), "{name}: {err}");
+        assert!(!err.contains("not-the-secret-XYZ") && !err.contains(secret), "{name}: a secret leaked: {err}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{name}: a refusal was retried");
+    }
+    let names: Vec<_> = repo.snapshots().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["good"]);
 }

@@ -83,8 +83,15 @@ impl Moto {
     }
 
     pub fn start_on(port: u16) -> Moto {
+        Self::start_with_env(port, &[])
+    }
+
+    /// A server with extra environment (`INITIAL_NO_AUTH_ACTION_COUNT` turns on moto's signature and
+    /// IAM checks after that many requests).
+    pub fn start_with_env(port: u16, env: &[(&str, &str)]) -> Moto {
         let log = tempfile::NamedTempFile::new().expect("moto log file");
         let child = Command::new(moto_server_bin())
+            .envs(env.iter().copied())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(log.reopen().expect("log"))

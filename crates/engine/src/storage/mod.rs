@@ -187,10 +187,10 @@ impl Storage {
 }
 
 /// bunker's policy for any S3-compatible operator: whole calls time out after `timeout`, a stalled transfer
-/// after 60 s, and transient errors (5xx, throttling, timeouts, resets) are retried up to six times with
+/// after `BUNKER_IO_TIMEOUT_SECS` (60 s), and transient errors (5xx, throttling, timeouts, resets) are retried up to six times with
 /// jittered exponential backoff from `BUNKER_RETRY_MIN_DELAY_MS` (200 ms) to 10 s, each retry logged.
 pub fn resilient(op: Operator, timeout: Duration) -> Operator {
-    op.layer(TimeoutLayer::new().with_timeout(timeout).with_io_timeout(Duration::from_secs(60))).layer(
+    op.layer(TimeoutLayer::new().with_timeout(timeout).with_io_timeout(io_timeout())).layer(
         RetryLayer::new()
             .with_notify(RetryLog)
             .with_jitter()
@@ -198,6 +198,11 @@ pub fn resilient(op: Operator, timeout: Duration) -> Operator {
             .with_max_delay(Duration::from_secs(10))
             .with_max_times(6),
     )
+}
+
+fn io_timeout() -> Duration {
+    let secs = std::env::var("BUNKER_IO_TIMEOUT_SECS").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(60.0);
+    Duration::from_secs_f64(secs.clamp(0.1, 3600.0))
 }
 
 fn retry_min_delay_ms() -> u64 {

@@ -161,7 +161,11 @@ mod tests {
         wire.extend_from_slice(&mark);
         wire.extend_from_slice(b"*1\r\n$4\r\nPING\r\n"); // the replication stream that may follow
         for read_size in [1, 3, 40, 41, 4096] {
-            let got = payload(Framing::Mark { mark: mark.clone(), pending: Vec::new(), start: 0, done: false }, &wire, read_size);
+            let got = payload(
+                Framing::Mark { mark: mark.clone(), pending: Vec::new(), start: 0, done: false },
+                &wire,
+                read_size,
+            );
             assert_eq!(got, rdb, "read size {read_size}");
             let got = payload(Framing::Length { left: rdb.len() as u64 }, &wire, read_size);
             assert_eq!(got, rdb);

@@ -283,10 +283,10 @@ impl ObjectWrite {
     /// Completes the upload: the object becomes visible.
     pub fn commit(mut self) -> Result<(), SourceError> {
         let mut writer = self.writer.take().expect("open writer");
-        self.runtime.block_on(writer.close()).map(|_| ()).map_err(|e| SourceError::Query {
-            target: self.what.clone(),
-            detail: format!("write: {}", describe(&e)),
-        })
+        self.runtime
+            .block_on(writer.close())
+            .map(|_| ())
+            .map_err(|e| SourceError::Query { target: self.what.clone(), detail: format!("write: {}", describe(&e)) })
     }
 
     /// Abandons the upload (multipart parts are discarded); the object is not written.
@@ -306,9 +306,9 @@ impl ObjectWrite {
 impl Write for ObjectWrite {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let writer = self.writer.as_mut().expect("open writer");
-        self.runtime.block_on(writer.write(Bytes::copy_from_slice(buf))).map_err(|e| {
-            std::io::Error::other(format!("{}: write: {}", self.what, describe(&e)))
-        })?;
+        self.runtime
+            .block_on(writer.write(Bytes::copy_from_slice(buf)))
+            .map_err(|e| std::io::Error::other(format!("{}: write: {}", self.what, describe(&e))))?;
         self.hasher.update(buf);
         self.len += buf.len() as u64;
         Ok(buf.len())
