@@ -369,6 +369,10 @@ pub struct ForgetArgs {
     /// Keep every snapshot younger than this, counted back from the newest (e.g. 7d, 2w)
     #[arg(long, value_parser = humantime::parse_duration)]
     pub keep_within: Option<std::time::Duration>,
+    /// Never remove snapshots younger than this, counted back from now (with the stack file's policies:
+    /// its min_age, 7 days by default)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub min_age: Option<std::time::Duration>,
     /// Only snapshots of this target
     #[arg(long)]
     pub name: Option<String>,

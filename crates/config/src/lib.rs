@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 mod error;
 mod interpolate;
 mod repository;
+mod retention;
 mod spans;
 mod target;
 
 pub use error::{Error, Result};
 pub use interpolate::Env;
 pub use repository::{RepositoryConfig, Secret};
+pub use retention::{RetentionConfig, DEFAULT_MIN_AGE};
 pub use target::{is_valid_name, Hooks, TargetConfig, MAX_NAME_LEN};
 
 use spans::{Document, KeyPath};
@@ -32,7 +34,7 @@ pub const ENV_VAR: &str = "BUNKER_CONFIG";
 
 /// Top-level sections that later features will read. They are accepted now, kept raw in [`Config::extra`],
 /// so a config written for a newer bunker still loads in this one.
-pub const TOLERATED_SECTIONS: &[&str] = &["schedules", "retention", "health", "notifications", "groups", "drill"];
+pub const TOLERATED_SECTIONS: &[&str] = &["schedules", "health", "notifications", "groups", "drill"];
 
 /// A parsed `bunker.toml`.
 #[derive(Clone, Default, PartialEq)]
@@ -41,6 +43,8 @@ pub struct Config {
     pub repository: Option<RepositoryConfig>,
     /// The targets, in the order the file names them.
     pub targets: Vec<TargetConfig>,
+    /// `[retention]`: every target's policy unless it overrides keys with its own `retention`.
+    pub retention: Option<RetentionConfig>,
     /// The [`TOLERATED_SECTIONS`] present in the file, interpolated but otherwise unread.
     pub extra: BTreeMap<String, toml::Value>,
 }
@@ -59,6 +63,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("repository", &self.repository)
             .field("targets", &self.targets)
+            .field("retention", &self.retention)
             .field("extra", &self.extra.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -131,19 +136,41 @@ impl Config {
             None => Vec::new(),
         };
         targets.sort_by_key(|t| t.line);
-        Ok(Config { repository, targets, extra: table.into_iter().collect() })
+        let retention = match table.remove("retention") {
+            Some(value) => Some(RetentionConfig::from_value(&value, &doc, &KeyPath::key("retention"))?),
+            None => None,
+        };
+        Ok(Config { repository, targets, retention, extra: table.into_iter().collect() })
     }
 
     /// The target called `name`.
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
         self.targets.iter().find(|t| t.name == name)
     }
+
+    /// The target a snapshot name belongs to: `NAME`, or `NAME/part` for targets that take several
+    /// snapshots (one per database).
+    pub fn target_of_snapshot(&self, snapshot_name: &str) -> Option<&TargetConfig> {
+        let base = snapshot_name.split('/').next().unwrap_or(snapshot_name);
+        self.target(base)
+    }
+
+    /// The retention policy of `target`: `[retention]` with the target's own keys over it; `None` when
+    /// neither says anything.
+    pub fn retention_for(&self, target: &TargetConfig) -> Option<RetentionConfig> {
+        match (&self.retention, &target.retention) {
+            (None, None) => None,
+            (Some(d), None) => Some(d.clone()),
+            (None, Some(t)) => Some(t.clone()),
+            (Some(d), Some(t)) => Some(d.overridden_by(t)),
+        }
+    }
 }
 
 /// Rejects top-level keys other than repository, targets and the [`TOLERATED_SECTIONS`]. Done before
 /// interpolation, so a misspelt section is reported as such rather than through a variable inside it.
 fn check_sections(table: &toml::Table, doc: &Document) -> Result<()> {
-    let known = |key: &str| matches!(key, "repository" | "targets") || TOLERATED_SECTIONS.contains(&key);
+    let known = |key: &str| matches!(key, "repository" | "targets" | "retention") || TOLERATED_SECTIONS.contains(&key);
     match table.keys().find(|key| !known(key)) {
         Some(name) => {
             let line = doc.key_line(&KeyPath::key(name));

@@ -27,6 +27,8 @@ pub struct TargetConfig {
     pub origin: PathBuf,
     /// Commands run around its backups and restores (taken out of `options`: every source has them).
     pub hooks: Hooks,
+    /// Its own `retention = { … }` keys, over `[retention]` (taken out of `options` too).
+    pub retention: Option<crate::RetentionConfig>,
 }
 
 /// `before_backup`, `after_backup`, `before_restore`, `after_restore` and `hook_timeout` of a target.
@@ -152,7 +154,11 @@ impl TargetConfig {
             };
             *slot = Some(text);
         }
-        Ok(TargetConfig { name: name.to_owned(), kind, options, line, origin: origin.to_owned(), hooks })
+        let retention = match options.remove("retention") {
+            Some(value) => Some(crate::RetentionConfig::from_value(&value, doc, &path.child("retention"))?),
+            None => None,
+        };
+        Ok(TargetConfig { name: name.to_owned(), kind, options, line, origin: origin.to_owned(), hooks, retention })
     }
 }
 

@@ -87,7 +87,7 @@ fn interpolation_reaches_every_string_but_no_key() {
 type = "${KIND:-files}"
 nested = { list = [["${A}"], { x = "$${A}" }] }
 
-[retention]
+[health]
 keep = "${A}"
 "#;
     let config = parse(text, &[("A", "val")]).unwrap_err().to_string();
@@ -98,7 +98,7 @@ keep = "${A}"
     assert_eq!(t.kind, "files");
     assert_eq!(t.options["nested"]["list"][0][0].as_str(), Some("val"));
     assert_eq!(t.options["nested"]["list"][1]["x"].as_str(), Some("${A}"));
-    assert_eq!(config.extra["retention"]["keep"].as_str(), Some("val"));
+    assert_eq!(config.extra["health"]["keep"].as_str(), Some("val"));
 }
 
 #[test]
@@ -201,8 +201,8 @@ name = "g"
 "#;
     let config = parse(text, &[]).unwrap();
     let keys: Vec<_> = config.extra.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["drill", "groups", "health", "notifications", "retention", "schedules"]);
-    assert_eq!(config.extra["retention"]["keep_daily"].as_integer(), Some(7));
+    assert_eq!(keys, ["drill", "groups", "health", "notifications", "schedules"]);
+    assert_eq!(config.retention.as_ref().and_then(|r| r.keep_daily), Some(7));
     assert_eq!(config.extra["notifications"]["slack"]["url"].as_str(), Some("none"));
     assert_eq!(config.extra["groups"][0]["name"].as_str(), Some("g"));
     assert!(!format!("{config:?}").contains("none"), "extra values stay out of Debug");
@@ -348,4 +348,34 @@ fn hooks_are_taken_out_of_every_target_and_checked() {
     assert!(e.contains(":3:") && e.contains("after_restore"), "{e}");
     let e = error("[targets.app]\ntype = \"files\"\nhook_timeout = \"soon\"\n", &[]);
     assert!(e.contains(":3:") && e.contains("hook_timeout"), "{e}");
+}
+
+#[test]
+fn retention_defaults_and_per_target_overrides() {
+    let text = "[retention]\nkeep_daily = 7\nkeep_weekly = 4\nkeep_within = \"2d\"\n\n\
+                [targets.db]\ntype = \"postgres\"\nurl = \"postgresql://x\"\nretention = { keep_daily = 30, min_age = \"0s\" }\n\n\
+                [targets.media]\ntype = \"files\"\npaths = [\"/srv\"]\n";
+    let c = parse(text, &[]).unwrap();
+    let db = c.retention_for(c.target("db").unwrap()).unwrap();
+    assert_eq!((db.keep_daily, db.keep_weekly), (Some(30), Some(4)));
+    assert_eq!(db.keep_within, Some(std::time::Duration::from_secs(2 * 86400)));
+    assert_eq!(db.floor(), std::time::Duration::ZERO);
+    let media = c.retention_for(c.target("media").unwrap()).unwrap();
+    assert_eq!(media.keep_daily, Some(7));
+    assert_eq!(media.floor(), DEFAULT_MIN_AGE);
+    assert!(!c.target("db").unwrap().options.contains_key("retention"), "retention left in the source's options");
+    assert_eq!(c.target_of_snapshot("db/app").unwrap().name, "db");
+    assert!(c.target_of_snapshot("other").is_none());
+}
+
+#[test]
+fn retention_errors_name_the_line_and_key() {
+    let e = error("[retention]\nkeep_daily = 7\nkeep_dayly = 3\n", &[]);
+    assert!(e.contains("bunker.toml:3:") && e.contains("retention.keep_dayly") && e.contains("keep_daily"), "{e}");
+    let e = error("[retention]\nkeep_last = 0\n", &[]);
+    assert!(e.contains(":2:") && e.contains("at least 1"), "{e}");
+    let e = error("[targets.x]\ntype = \"files\"\npaths = [\"/\"]\nretention = { min_age = \"a week\" }\n", &[]);
+    assert!(e.contains(":4:") && e.contains("targets.x.retention.min_age") && e.contains("30d"), "{e}");
+    let e = error("retention = 3\n", &[]);
+    assert!(e.contains(":1:") && e.contains("must be a table"), "{e}");
 }

@@ -2,6 +2,10 @@
 //! walked newest first; `keep_last` keeps the N newest; each `keep_<period>` keeps the newest snapshot of
 //! each of the N most recent periods that have one; `keep_within` keeps all snapshots younger than the
 //! duration, measured back from the group's newest snapshot. A snapshot kept by any rule is kept.
+//!
+//! Two guards sit above the rules, because day-based retention running on while backups silently fail
+//! has cost people everything: nothing younger than `min_age` (measured from now) is ever removed, and
+//! the newest complete snapshot of each name (one without warnings) is always kept, as is the newest.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +22,8 @@ pub struct Policy {
     pub keep_monthly: Option<u32>,
     pub keep_yearly: Option<u32>,
     pub keep_within: Option<Duration>,
+    /// The floor: snapshots younger than this, as of `now`, are kept whatever the rules say.
+    pub min_age: Option<Duration>,
 }
 
 impl Policy {
@@ -65,8 +71,9 @@ fn each(_: DateTime<Local>) -> i64 {
     i64::MIN
 }
 
-/// Applies `policy` to `snapshots` (any order); returns one decision per snapshot, newest first per name.
-pub fn apply(policy: &Policy, snapshots: &[Snapshot]) -> Vec<Decision> {
+/// Applies `policy` to `snapshots` (any order) as of `now`; returns one decision per snapshot, newest
+/// first per name.
+pub fn apply(policy: &Policy, snapshots: &[Snapshot], now: DateTime<Utc>) -> Vec<Decision> {
     let mut groups: BTreeMap<&str, Vec<&Snapshot>> = BTreeMap::new();
     for s in snapshots {
         groups.entry(&s.name).or_default().push(s);
@@ -83,9 +90,19 @@ pub fn apply(policy: &Policy, snapshots: &[Snapshot]) -> Vec<Decision> {
             ("monthly", policy.keep_monthly, month, None),
             ("yearly", policy.keep_yearly, year, None),
         ];
-        for s in group {
+        let newest_complete = group.iter().position(|s| s.warnings.is_empty());
+        for (at, s) in group.into_iter().enumerate() {
             let local = s.time.with_timezone(&Local);
             let mut reasons = Vec::new();
+            if at == 0 {
+                reasons.push("newest".into());
+            }
+            if at > 0 && newest_complete == Some(at) {
+                reasons.push("newest complete".into());
+            }
+            if policy.min_age.is_some_and(|floor| s.time > now - floor) {
+                reasons.push("younger than min_age".into());
+            }
             for (label, remaining, bucket, last) in rules.iter_mut() {
                 let Some(n) = remaining else { continue };
                 if *n == 0 {
@@ -145,8 +162,12 @@ mod tests {
         (0..240).map(|i| snap(i as u8, start + Duration::hours(6 * i))).collect()
     }
 
+    fn end_of_series() -> DateTime<Utc> {
+        series().last().unwrap().time
+    }
+
     fn kept(policy: Policy) -> usize {
-        apply(&policy, &series()).iter().filter(|d| d.keep).count()
+        apply(&policy, &series(), end_of_series() + Duration::days(30)).iter().filter(|d| d.keep).count()
     }
 
     #[test]
@@ -160,7 +181,44 @@ mod tests {
         assert!((3..=6).contains(&overlap));
         assert_eq!(kept(Policy { keep_within: Some(Duration::days(2)), ..Default::default() }), 8);
         // The newest snapshot is always the first kept by any count rule.
-        let d = apply(&Policy { keep_daily: Some(1), ..Default::default() }, &series());
+        let d = apply(&Policy { keep_daily: Some(1), ..Default::default() }, &series(), end_of_series());
         assert!(d[0].keep && d[0].time == series().last().unwrap().time);
+    }
+
+    #[test]
+    fn nothing_younger_than_the_floor_goes() {
+        // Backups every 6 h; forget runs 1 day after the last with keep-last 2 and a 7-day floor: the
+        // 6 days of snapshots before "now - 7 days" fall to the rules, the 24 younger ones stay.
+        let now = end_of_series() + Duration::days(1);
+        let policy = Policy { keep_last: Some(2), min_age: Some(Duration::days(7)), ..Default::default() };
+        let d = apply(&policy, &series(), now);
+        let young = series().iter().filter(|s| s.time > now - Duration::days(7)).count();
+        assert_eq!(young, 24);
+        assert_eq!(d.iter().filter(|d| d.keep).count(), young);
+        assert!(d.iter().filter(|d| d.time <= now - Duration::days(7)).all(|d| !d.keep));
+        assert!(d.iter().filter(|d| d.keep).all(|d| d.reasons.iter().any(|r| r == "younger than min_age")));
+        // Without the floor, keep-last alone.
+        let d = apply(&Policy { keep_last: Some(2), ..Default::default() }, &series(), now);
+        assert_eq!(d.iter().filter(|d| d.keep).count(), 2);
+    }
+
+    #[test]
+    fn the_newest_complete_snapshot_is_never_removed() {
+        // Backups silently incomplete for the last 10 days: keep-last 3 would keep only incomplete ones.
+        let mut snaps = series();
+        let n = snaps.len();
+        for s in &mut snaps[n - 40..] {
+            s.warnings = vec!["could not read table x".into()];
+        }
+        let last_good = snaps[n - 41].time;
+        let d =
+            apply(&Policy { keep_last: Some(3), ..Default::default() }, &snaps, end_of_series() + Duration::days(60));
+        let kept: Vec<_> = d.iter().filter(|d| d.keep).collect();
+        assert_eq!(kept.len(), 4);
+        let good = kept.iter().find(|d| d.time == last_good).expect("the newest complete snapshot is kept");
+        assert_eq!(good.reasons, ["newest complete"]);
+        // The newest of all is kept too, whatever the rules (keep-within measured from it keeps it anyway).
+        let d = apply(&Policy { keep_monthly: Some(0), ..Default::default() }, &snaps, end_of_series());
+        assert!(d[0].keep && d[0].reasons.contains(&"newest".to_string()));
     }
 }

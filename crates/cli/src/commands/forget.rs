@@ -7,7 +7,10 @@ use crate::context::Context;
 use crate::exit;
 use crate::output::json;
 
+/// Without `--keep-*` options, each target's policy comes from the stack file (`[retention]` and its
+/// own `retention` keys), with its `min_age` floor; snapshots of targets without one are all kept.
 pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
+    let duration = |d: std::time::Duration| chrono::Duration::from_std(d).expect("duration in range");
     let policy = Policy {
         keep_last: args.keep_last,
         keep_hourly: args.keep_hourly,
@@ -15,16 +18,54 @@ pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
         keep_weekly: args.keep_weekly,
         keep_monthly: args.keep_monthly,
         keep_yearly: args.keep_yearly,
-        keep_within: args.keep_within.map(|d| chrono::Duration::from_std(d).expect("duration in range")),
+        keep_within: args.keep_within.map(duration),
+        min_age: args.min_age.map(duration),
     };
-    if policy.is_empty() {
-        bail!("no retention policy given: pass at least one --keep-* option (forget never removes everything)");
+    let from_flags = !policy.is_empty();
+    let stack = if from_flags { None } else { ctx.config()? };
+    if !from_flags && !stack.is_some_and(|s| s.config.targets.iter().any(|t| s.config.retention_for(t).is_some())) {
+        bail!(
+            "no retention policy given: pass at least one --keep-* option, or add [retention] to the stack file \
+             (forget never removes everything)"
+        );
     }
     let repo = ctx.open()?;
     let lock = ctx.lock(&repo, true, "forget")?;
     let snapshots: Vec<_> =
         repo.load_snapshots()?.into_iter().filter(|s| args.name.as_ref().is_none_or(|n| &s.name == n)).collect();
-    let decisions = apply(&policy, &snapshots);
+    let now = chrono::Utc::now();
+    let decisions = match stack {
+        None => apply(&policy, &snapshots, now),
+        Some(stack) => {
+            let mut decisions = Vec::new();
+            let mut by_name: std::collections::BTreeMap<&str, Vec<bunker_engine::Snapshot>> = Default::default();
+            for s in &snapshots {
+                by_name.entry(s.name.as_str()).or_default().push(s.clone());
+            }
+            for (name, group) in by_name {
+                let configured = stack.config.target_of_snapshot(name).and_then(|t| stack.config.retention_for(t));
+                let policy = match configured {
+                    Some(r) if r.has_rules() => stack_policy(&r, args.min_age),
+                    _ => {
+                        // No policy for this one: everything stays.
+                        let why = if stack.config.target_of_snapshot(name).is_some() {
+                            "no retention policy"
+                        } else {
+                            "not a target of the stack file"
+                        };
+                        decisions.extend(apply(&Policy::default(), &group, now).into_iter().map(|mut d| {
+                            d.keep = true;
+                            d.reasons = vec![why.to_string()];
+                            d
+                        }));
+                        continue;
+                    }
+                };
+                decisions.extend(apply(&policy, &group, now));
+            }
+            decisions
+        }
+    };
     if !args.dry_run {
         lock.verify()?;
         for d in decisions.iter().filter(|d| !d.keep) {
@@ -53,6 +94,21 @@ pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
         return super::prune::run(ctx, crate::cli::PruneArgs { dry_run: false });
     }
     Ok(exit::OK)
+}
+
+/// A stack file policy, its floor being `min_age` (7 days unless set), or `--min-age` over it.
+fn stack_policy(r: &bunker_config::RetentionConfig, min_age: Option<std::time::Duration>) -> Policy {
+    let duration = |d: std::time::Duration| chrono::Duration::from_std(d).expect("duration in range");
+    Policy {
+        keep_last: r.keep_last,
+        keep_hourly: r.keep_hourly,
+        keep_daily: r.keep_daily,
+        keep_weekly: r.keep_weekly,
+        keep_monthly: r.keep_monthly,
+        keep_yearly: r.keep_yearly,
+        keep_within: r.keep_within.map(duration),
+        min_age: Some(duration(min_age.unwrap_or(r.floor()))),
+    }
 }
 
 /// For each physical PostgreSQL target, the archived WAL older than its oldest base backup that stays.
