@@ -72,6 +72,9 @@ pub enum Command {
     Prune(PruneArgs),
     /// Repository size, dedup and compression ratios
     Stats,
+    /// Health of every target (last success and its age, failures, live RPO), the repository's size and
+    /// growth, the last check and drill; exit 0 ok, 1 warning, 2 critical
+    Status,
     /// Manage the passwords (key slots) that open the repository
     #[command(subcommand)]
     Key(KeyCommand),

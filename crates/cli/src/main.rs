@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod context;
 mod exit;
+mod health;
 mod hooks;
 mod output;
 mod runs;

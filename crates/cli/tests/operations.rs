@@ -65,3 +65,54 @@ fn forget_without_any_policy_refuses() {
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("[retention]"));
 }
+
+#[test]
+fn status_judges_each_target_from_the_catalog_and_exits_by_level() {
+    let repo = Repo::new();
+    let flag = repo.root.join("fail");
+    let cfg = stack(
+        &repo,
+        &format!("[targets.web]\ntype = \"command\"\nbackup = \"test ! -e '{}' && echo data\"\n", flag.display()),
+    );
+    let run = |args: &[&str]| repo.cmd(args).env("BUNKER_CONFIG", &cfg).output().unwrap();
+    let status = || {
+        let o = run(&["--json", "status"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| {
+            panic!("status --json: {} {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+        });
+        (o.status.code(), v)
+    };
+
+    // Never backed up: critical.
+    let (code, v) = status();
+    assert_eq!(code, Some(2));
+    assert_eq!(v["targets"][0]["reasons"][0], "no successful backup yet");
+
+    // Backed up: ok, with the time of the success and the repository's size.
+    assert!(run(&["backup", "web"]).status.success());
+    let (code, v) = status();
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["level"], "ok");
+    assert!(v["targets"][0]["last_success_age_secs"].as_f64().unwrap() < 600.0);
+    assert!(v["repository"]["stored_bytes"].as_u64().unwrap() > 0);
+
+    // Two failures since: a warning naming them and the last error.
+    std::fs::write(&flag, "").unwrap();
+    assert!(!run(&["backup", "web"]).status.success());
+    assert!(!run(&["backup", "web"]).status.success());
+    let (code, v) = status();
+    assert_eq!(code, Some(1), "{v}");
+    let t = &v["targets"][0];
+    assert_eq!((t["consecutive_failures"].as_u64(), t["failures_7d"].as_u64()), (Some(2), Some(2)));
+    assert!(t["reasons"][0].as_str().unwrap().contains("2 failed backup(s)"), "{t}");
+    let text = String::from_utf8_lossy(&run(&["status"]).stdout).into_owned();
+    assert!(text.contains("WARNING") && text.contains("web") && text.contains("overall: warning"), "{text}");
+
+    // The catalog lives in the repository: without the local cache, the same judgement.
+    std::fs::remove_dir_all(repo.root.join("cache")).unwrap();
+    let (code, v) = status();
+    assert_eq!(code, Some(1));
+    assert_eq!(v["targets"][0]["consecutive_failures"].as_u64(), Some(2));
+    let history = run(&["--json", "history", "--target", "web"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&history.stdout).unwrap().as_array().unwrap().len(), 3);
+}

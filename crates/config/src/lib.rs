@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 mod error;
+mod health;
 mod interpolate;
 mod repository;
 mod retention;
@@ -19,6 +20,7 @@ mod spans;
 mod target;
 
 pub use error::{Error, Result};
+pub use health::HealthConfig;
 pub use interpolate::Env;
 pub use repository::{RepositoryConfig, Secret};
 pub use retention::{RetentionConfig, DEFAULT_MIN_AGE};
@@ -34,7 +36,7 @@ pub const ENV_VAR: &str = "BUNKER_CONFIG";
 
 /// Top-level sections that later features will read. They are accepted now, kept raw in [`Config::extra`],
 /// so a config written for a newer bunker still loads in this one.
-pub const TOLERATED_SECTIONS: &[&str] = &["schedules", "health", "notifications", "groups", "drill"];
+pub const TOLERATED_SECTIONS: &[&str] = &["schedules", "notifications", "groups", "drill"];
 
 /// A parsed `bunker.toml`.
 #[derive(Clone, Default, PartialEq)]
@@ -45,6 +47,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// `[retention]`: every target's policy unless it overrides keys with its own `retention`.
     pub retention: Option<RetentionConfig>,
+    /// `[health]`: its thresholds, or the defaults.
+    pub health: HealthConfig,
     /// The [`TOLERATED_SECTIONS`] present in the file, interpolated but otherwise unread.
     pub extra: BTreeMap<String, toml::Value>,
 }
@@ -140,7 +144,11 @@ impl Config {
             Some(value) => Some(RetentionConfig::from_value(&value, &doc, &KeyPath::key("retention"))?),
             None => None,
         };
-        Ok(Config { repository, targets, retention, extra: table.into_iter().collect() })
+        let health = match table.remove("health") {
+            Some(value) => HealthConfig::from_value(&value, &doc)?,
+            None => HealthConfig::default(),
+        };
+        Ok(Config { repository, targets, retention, health, extra: table.into_iter().collect() })
     }
 
     /// The target called `name`.
@@ -170,7 +178,9 @@ impl Config {
 /// Rejects top-level keys other than repository, targets and the [`TOLERATED_SECTIONS`]. Done before
 /// interpolation, so a misspelt section is reported as such rather than through a variable inside it.
 fn check_sections(table: &toml::Table, doc: &Document) -> Result<()> {
-    let known = |key: &str| matches!(key, "repository" | "targets" | "retention") || TOLERATED_SECTIONS.contains(&key);
+    let known = |key: &str| {
+        matches!(key, "repository" | "targets" | "retention" | "health") || TOLERATED_SECTIONS.contains(&key)
+    };
     match table.keys().find(|key| !known(key)) {
         Some(name) => {
             let line = doc.key_line(&KeyPath::key(name));

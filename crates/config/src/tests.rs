@@ -87,7 +87,7 @@ fn interpolation_reaches_every_string_but_no_key() {
 type = "${KIND:-files}"
 nested = { list = [["${A}"], { x = "$${A}" }] }
 
-[health]
+[notifications]
 keep = "${A}"
 "#;
     let config = parse(text, &[("A", "val")]).unwrap_err().to_string();
@@ -98,7 +98,7 @@ keep = "${A}"
     assert_eq!(t.kind, "files");
     assert_eq!(t.options["nested"]["list"][0][0].as_str(), Some("val"));
     assert_eq!(t.options["nested"]["list"][1]["x"].as_str(), Some("${A}"));
-    assert_eq!(config.extra["health"]["keep"].as_str(), Some("val"));
+    assert_eq!(config.extra["notifications"]["keep"].as_str(), Some("val"));
 }
 
 #[test]
@@ -201,7 +201,7 @@ name = "g"
 "#;
     let config = parse(text, &[]).unwrap();
     let keys: Vec<_> = config.extra.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["drill", "groups", "health", "notifications", "schedules"]);
+    assert_eq!(keys, ["drill", "groups", "notifications", "schedules"]);
     assert_eq!(config.retention.as_ref().and_then(|r| r.keep_daily), Some(7));
     assert_eq!(config.extra["notifications"]["slack"]["url"].as_str(), Some("none"));
     assert_eq!(config.extra["groups"][0]["name"].as_str(), Some("g"));
@@ -378,4 +378,15 @@ fn retention_errors_name_the_line_and_key() {
     assert!(e.contains(":4:") && e.contains("targets.x.retention.min_age") && e.contains("30d"), "{e}");
     let e = error("retention = 3\n", &[]);
     assert!(e.contains(":1:") && e.contains("must be a table"), "{e}");
+}
+
+#[test]
+fn health_thresholds_default_and_parse() {
+    assert_eq!(parse("", &[]).unwrap().health, HealthConfig::default());
+    let c = parse("[health]\nwarning_after = \"2h\"\ncritical_after = \"6h\"\n", &[]).unwrap();
+    assert_eq!(c.health.warning_after, std::time::Duration::from_secs(7200));
+    let e = error("[health]\nwarning_after = 5\n", &[]);
+    assert!(e.contains(":2:") && e.contains("health.warning_after"), "{e}");
+    let e = error("[health]\nwarning_after = \"9h\"\ncritical_after = \"1h\"\n", &[]);
+    assert!(e.contains("at least"), "{e}");
 }

@@ -16,6 +16,7 @@ mod restore;
 mod s3;
 mod snapshots;
 mod stats;
+mod status;
 mod unlock;
 mod verify;
 mod wal;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Stats => stats::run(&ctx),
+        Command::Status => status::run(&ctx),
         Command::Key(k) => key::run(&ctx, k),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::WalPush(a) => wal::push(&ctx, a),
