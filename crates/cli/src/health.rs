@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn the_wal_archive_age_judges_physical_targets() {
-        let runs = vec![run("backup", RunStatus::Success, at(0))];
+        let runs = [run("backup", RunStatus::Success, at(0))];
         let refs: Vec<&RunRecord> = runs.iter().collect();
         let t = HealthConfig::default();
         let with = |age: Option<u64>| evaluate_target("db", &refs, at(1), &t, Some(age.map(Duration::from_secs))).level;
