@@ -72,6 +72,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Repository size, dedup and compression ratios
     Stats,
+    /// Recovery points: the snapshots `backup --all` or `--group` took together
+    Points,
     /// Health of every target (last success and its age, failures, live RPO), the repository's size and
     /// growth, the last check and drill; exit 0 ok, 1 warning, 2 critical
     Status,
@@ -143,11 +145,17 @@ pub struct InitArgs {
     pub pack_size_mib: u32,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct BackupArgs {
     /// A target of the stack file (bunker.toml) to back up
-    #[arg(conflicts_with_all = ["stdin", "path", "name"], required_unless_present_any = ["stdin", "path"])]
+    #[arg(conflicts_with_all = ["stdin", "path", "name"], required_unless_present_any = ["stdin", "path", "all", "group"])]
     pub target: Option<String>,
+    /// Every target of the stack file, as one recovery point (one ID and time shared by its snapshots)
+    #[arg(long, conflicts_with_all = ["target", "stdin", "path", "name", "group"])]
+    pub all: bool,
+    /// The targets of this group of the stack file ([groups] NAME = [targets]), as one recovery point
+    #[arg(long, conflicts_with_all = ["target", "stdin", "path", "name"])]
+    pub group: Option<String>,
     /// Read the data to back up from standard input
     #[arg(long, conflicts_with = "path", requires = "name")]
     pub stdin: bool,

@@ -116,3 +116,50 @@ fn status_judges_each_target_from_the_catalog_and_exits_by_level() {
     let history = run(&["--json", "history", "--target", "web"]);
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&history.stdout).unwrap().as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn backup_all_takes_one_recovery_point_and_points_lists_it() {
+    let repo = Repo::new();
+    let flag = repo.root.join("fail");
+    let data = repo.root.join("etc");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("app.conf"), "x = 1\n").unwrap();
+    let cfg = stack(
+        &repo,
+        &format!(
+            "[groups]\nnightly = [\"search\", \"config\"]\n\n\
+             [targets.search]\ntype = \"command\"\nbackup = \"echo index\"\n\n\
+             [targets.config]\ntype = \"files\"\npaths = [\"{}\"]\n\n\
+             [targets.queue]\ntype = \"command\"\nbackup = \"test ! -e '{}' && echo jobs\"\n",
+            data.display(),
+            flag.display()
+        ),
+    );
+    let run = |args: &[&str]| repo.cmd(args).env("BUNKER_CONFIG", &cfg).output().unwrap();
+    let o = run(&["--json", "backup", "--all"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let point: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = point["point"].as_str().unwrap().to_string();
+    assert_eq!(point["snapshots"].as_array().unwrap().len(), 3);
+    let tagged = repo.snapshots().iter().filter(|s| s["tags"].to_string().contains(&format!("point:{id}"))).count();
+    assert_eq!(tagged, 3, "every snapshot of the point carries its tag");
+
+    // A group, with one target failing in --all: the others still land, the point is incomplete.
+    assert!(run(&["backup", "--group", "nightly"]).status.success());
+    std::fs::write(&flag, "").unwrap();
+    let o = run(&["backup", "--all"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("2 of 3 targets saved; failed: queue"));
+    let o = run(&["--json", "points"]);
+    let points: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(points.len(), 3);
+    assert_eq!(points[0]["point"], id.as_str());
+    assert_eq!((points[0]["complete"].as_bool(), points[1]["complete"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(points[1]["targets"], serde_json::json!(["search", "config"]));
+    assert_eq!(points[2]["complete"], false);
+    assert_eq!(points[2]["missing"], serde_json::json!(["queue"]));
+
+    let o = run(&["backup", "--group", "weekly"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no group \"weekly\" (its groups: nightly)"));
+}

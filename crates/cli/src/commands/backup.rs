@@ -17,61 +17,18 @@ use crate::output::{json, size, Progress};
 use crate::runs::Run;
 
 pub fn run(ctx: &Context, args: BackupArgs) -> Result<i32> {
+    if args.all || args.group.is_some() {
+        return super::points::back_up_point(ctx, &args);
+    }
     let repo = ctx.open()?;
     let lock = ctx.lock(&repo, false, "backup")?;
-    let name = args.target.clone().or_else(|| args.name.clone()).expect("clap requires a target or --name");
-    let plans = {
-        let mut run = Run::start("backup");
-        run.target(&name);
-        match plan(ctx, &args) {
-            Ok(plans) => plans,
-            Err(e) => {
-                run.finish(&repo, Err(&e));
-                return Err(e);
-            }
-        }
-    };
-    let hooks = match &args.target {
-        Some(t) => ctx.config()?.and_then(|c| c.config.target(t)).map(|t| t.hooks.clone()),
-        None => None,
-    };
-    let before = HookEnv { target: &name, snapshot: None, status: None, extra: Vec::new() };
-    if let Some(h) = &hooks {
-        if let Err(e) = hooks::run(h, Phase::BeforeBackup, &before) {
-            let mut run = Run::start("backup");
-            run.target(&name);
-            run.finish(&repo, Err(&e));
-            // Its after hook still runs, to undo what the before hook may have half done.
-            after_hook(&repo, hooks.as_ref(), &name, "failed", "");
-            return Err(e);
-        }
-    }
-    // Each snapshot is its own run: one database failing does not stop the others of the target.
-    let several = plans.len() > 1;
-    let mut saved = Vec::new();
-    let mut failures = Vec::new();
-    for planned in plans {
-        let mut run = Run::start("backup");
-        run.target(&planned.snapshot_name);
-        let name = planned.snapshot_name.clone();
-        let outcome = back_up(ctx, &repo, &lock, planned, &args.tags, &mut run);
-        run.finish(&repo, outcome.as_ref().map(|s| if s.warnings.is_empty() { exit::OK } else { exit::INCOMPLETE }));
-        match outcome {
-            Ok(snap) => saved.push(snap),
-            Err(e) if !several => {
-                after_hook(&repo, hooks.as_ref(), &name, "failed", "");
-                return Err(e);
-            }
-            Err(e) => {
-                let interrupted = exit::code_for(&e) == exit::INTERRUPTED;
-                eprintln!("bunker: error: backup of {name} failed: {}", exit::one_line(&e));
-                failures.push(exit::code_for(&e));
-                if interrupted {
-                    break;
-                }
-            }
-        }
-    }
+    let (saved, code) = back_up_target(ctx, &repo, &lock, &args)?;
+    print_saved(ctx, &saved);
+    Ok(code)
+}
+
+/// Prints what a backup saved: one JSON object for one snapshot, a list for several.
+pub fn print_saved(ctx: &Context, saved: &[Snapshot]) {
     if ctx.global.json {
         let rows: Vec<_> = saved
             .iter()
@@ -86,7 +43,7 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<i32> {
             json(&rows);
         }
     } else {
-        for snap in &saved {
+        for snap in saved {
             let s = &snap.stats;
             println!(
                 "snapshot {} of {} saved: {} read, {} new ({} stored) in {:.1}s{}",
@@ -104,18 +61,77 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<i32> {
             );
         }
     }
-    let ids: Vec<String> = saved.iter().map(|s| s.id().to_hex()).collect();
-    let after_ok = after_hook(
-        &repo,
-        hooks.as_ref(),
-        &name,
-        if failures.is_empty() { "success" } else { "failed" },
-        &ids.join(" "),
-    );
-    if let Some(code) = failures.iter().find(|c| **c == exit::INTERRUPTED).or(failures.first()) {
-        return Ok(*code);
+}
+
+/// Backs up one target (or --stdin/--path input) with its hooks, each snapshot its own catalog run;
+/// returns what was saved and the exit code.
+pub fn back_up_target(
+    ctx: &Context,
+    repo: &Repository,
+    lock: &LockGuard,
+    args: &BackupArgs,
+) -> Result<(Vec<Snapshot>, i32)> {
+    let name = args.target.clone().or_else(|| args.name.clone()).expect("clap requires a target or --name");
+    let plans = {
+        let mut run = Run::start("backup");
+        run.target(&name);
+        match plan(ctx, args) {
+            Ok(plans) => plans,
+            Err(e) => {
+                run.finish(repo, Err(&e));
+                return Err(e);
+            }
+        }
+    };
+    let hooks = match &args.target {
+        Some(t) => ctx.config()?.and_then(|c| c.config.target(t)).map(|t| t.hooks.clone()),
+        None => None,
+    };
+    let before = HookEnv { target: &name, snapshot: None, status: None, extra: Vec::new() };
+    if let Some(h) = &hooks {
+        if let Err(e) = hooks::run(h, Phase::BeforeBackup, &before) {
+            let mut run = Run::start("backup");
+            run.target(&name);
+            run.finish(repo, Err(&e));
+            // Its after hook still runs, to undo what the before hook may have half done.
+            after_hook(repo, hooks.as_ref(), &name, "failed", "");
+            return Err(e);
+        }
     }
-    Ok(if !after_ok || saved.iter().any(|s| !s.warnings.is_empty()) { exit::INCOMPLETE } else { exit::OK })
+    // Each snapshot is its own run: one database failing does not stop the others of the target.
+    let several = plans.len() > 1;
+    let mut saved = Vec::new();
+    let mut failures = Vec::new();
+    for planned in plans {
+        let mut run = Run::start("backup");
+        run.target(&planned.snapshot_name);
+        let name = planned.snapshot_name.clone();
+        let outcome = back_up(ctx, repo, lock, planned, &args.tags, &mut run);
+        run.finish(repo, outcome.as_ref().map(|s| if s.warnings.is_empty() { exit::OK } else { exit::INCOMPLETE }));
+        match outcome {
+            Ok(snap) => saved.push(snap),
+            Err(e) if !several => {
+                after_hook(repo, hooks.as_ref(), &name, "failed", "");
+                return Err(e);
+            }
+            Err(e) => {
+                let interrupted = exit::code_for(&e) == exit::INTERRUPTED;
+                eprintln!("bunker: error: backup of {name} failed: {}", exit::one_line(&e));
+                failures.push(exit::code_for(&e));
+                if interrupted {
+                    break;
+                }
+            }
+        }
+    }
+    let ids: Vec<String> = saved.iter().map(|s| s.id().to_hex()).collect();
+    let after_ok =
+        after_hook(repo, hooks.as_ref(), &name, if failures.is_empty() { "success" } else { "failed" }, &ids.join(" "));
+    if let Some(code) = failures.iter().find(|c| **c == exit::INTERRUPTED).or(failures.first()) {
+        return Ok((saved, *code));
+    }
+    let code = if !after_ok || saved.iter().any(|s| !s.warnings.is_empty()) { exit::INCOMPLETE } else { exit::OK };
+    Ok((saved, code))
 }
 
 /// Runs the after_backup hook; a failure is reported and recorded (as a run of operation `hook`), and

@@ -10,6 +10,7 @@ mod init;
 mod key;
 mod pg;
 mod pitr;
+mod points;
 mod prune;
 mod redis;
 mod restore;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Stats => stats::run(&ctx),
         Command::Status => status::run(&ctx),
+        Command::Points => points::list(&ctx),
         Command::Key(k) => key::run(&ctx, k),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::WalPush(a) => wal::push(&ctx, a),

@@ -1,0 +1,182 @@
+//! Recovery points: `backup --all` / `--group G` backs up several targets as one point, whose ID (its
+//! start time, plus four random hex digits) every snapshot of it carries as the tag `point:ID`, and
+//! whose run in the catalog (operation `point`) lists the targets it meant to take, the snapshots it
+//! took and the targets that failed. `bunker points` lists them.
+
+use anyhow::{bail, Result};
+
+use crate::cli::BackupArgs;
+use crate::context::Context;
+use crate::exit;
+use crate::output::json;
+use crate::runs::Run;
+
+pub const TAG_PREFIX: &str = "point:";
+
+/// A new point's ID: `20261121T223000Z-3fa2`, sortable and readable; its tail (from the sub-second time
+/// and the process) tells apart points started in the same second.
+fn new_point_id(now: chrono::DateTime<chrono::Utc>) -> String {
+    let tail = (now.timestamp_subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!("{}-{tail:04x}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// The targets of `--all` or `--group NAME`, in the stack file's order.
+fn targets(ctx: &Context, args: &BackupArgs) -> Result<Vec<String>> {
+    let Some(loaded) = ctx.config()? else {
+        bail!("no stack file: --all and --group back up its targets; give --config PATH or set BUNKER_CONFIG")
+    };
+    let all: Vec<String> = loaded.config.targets.iter().map(|t| t.name.clone()).collect();
+    let Some(group) = &args.group else {
+        if all.is_empty() {
+            bail!("{} has no targets to back up", loaded.path.display());
+        }
+        return Ok(all);
+    };
+    let groups = loaded.config.extra.get("groups").and_then(|g| g.as_table());
+    let Some(members) = groups.and_then(|g| g.get(group)) else {
+        let known: Vec<&str> = groups.map(|g| g.keys().map(String::as_str).collect()).unwrap_or_default();
+        bail!(
+            "{} has no group {group:?} (its groups: {}); add it under [groups] as {group} = [\"target\", …]",
+            loaded.path.display(),
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        );
+    };
+    let Some(list) = members.as_array() else { bail!("[groups] {group} must be a list of target names") };
+    let mut out = Vec::new();
+    for m in list {
+        let Some(name) = m.as_str() else { bail!("[groups] {group} must be a list of target names") };
+        if !all.iter().any(|t| t == name) {
+            bail!("[groups] {group} names {name:?}, which is no target of {}", loaded.path.display());
+        }
+        out.push(name.to_string());
+    }
+    if out.is_empty() {
+        bail!("[groups] {group} is empty");
+    }
+    Ok(out)
+}
+
+/// `backup --all` / `--group`: every target in turn as one recovery point. A target that fails does not
+/// stop the others; the exit code is the worst of them.
+pub fn back_up_point(ctx: &Context, args: &BackupArgs) -> Result<i32> {
+    let targets = targets(ctx, args)?;
+    let repo = ctx.open()?;
+    let lock = ctx.lock(&repo, false, "backup")?;
+    let started = chrono::Utc::now();
+    let point = new_point_id(started);
+    let mut run = Run::start("point");
+    run.detail("point", point.clone().into());
+    run.detail("targets", targets.clone().into());
+    let mut saved = Vec::new();
+    let mut failed = Vec::new();
+    let mut code = exit::OK;
+    for target in &targets {
+        let mut tags = args.tags.clone();
+        tags.push(format!("{TAG_PREFIX}{point}"));
+        let one = BackupArgs { target: Some(target.clone()), tags, ..Default::default() };
+        match super::backup::back_up_target(ctx, &repo, &lock, &one) {
+            Ok((snaps, c)) => {
+                if c != exit::OK && c != exit::INCOMPLETE {
+                    failed.push(target.clone());
+                }
+                code = worse(code, c);
+                saved.extend(snaps);
+            }
+            Err(e) => {
+                eprintln!("bunker: error: backup of {target} failed: {}", exit::one_line(&e));
+                failed.push(target.clone());
+                code = worse(code, exit::code_for(&e));
+                if exit::code_for(&e) == exit::INTERRUPTED {
+                    break;
+                }
+            }
+        }
+    }
+    let ids: Vec<String> = saved.iter().map(|s| s.id().to_hex()).collect();
+    run.detail("snapshots", ids.into());
+    run.detail("failed", failed.clone().into());
+    if !failed.is_empty() {
+        run.problem(format!("{} of {} targets failed: {}", failed.len(), targets.len(), failed.join(", ")));
+    }
+    let bytes_read = saved.iter().map(|s| s.stats.bytes_read).sum();
+    run.bytes(bytes_read, saved.iter().map(|s| s.stats.bytes_stored).sum());
+    run.finish(&repo, Ok(code));
+    if ctx.global.json {
+        let snaps: Vec<_> =
+            saved.iter().map(|s| serde_json::json!({"id": s.id().to_hex(), "name": s.name, "time": s.time})).collect();
+        json(
+            &serde_json::json!({ "point": point, "time": started, "targets": targets, "snapshots": snaps, "failed": failed }),
+        );
+    } else {
+        super::backup::print_saved(ctx, &saved);
+        println!(
+            "recovery point {point}: {} of {} targets saved{}",
+            targets.len() - failed.len(),
+            targets.len(),
+            if failed.is_empty() { String::new() } else { format!("; failed: {}", failed.join(", ")) }
+        );
+    }
+    Ok(code)
+}
+
+/// The worse of two exit codes: any failure over incomplete over success.
+fn worse(a: i32, b: i32) -> i32 {
+    let rank = |c: i32| match c {
+        exit::OK => 0,
+        exit::INCOMPLETE => 1,
+        _ => 2,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// `bunker points`: each recovery point, newest last: its time, targets, the snapshots of it that
+/// remain, and whether it is complete (every target it meant to take has a snapshot in it).
+pub fn list(ctx: &Context) -> Result<i32> {
+    let repo = ctx.open()?;
+    let snapshots = repo.load_snapshots()?;
+    let runs = repo.load_runs()?;
+    let mut rows = Vec::new();
+    for r in runs.iter().filter(|r| r.operation == "point") {
+        let Some(point) = r.details.get("point").and_then(|p| p.as_str()) else { continue };
+        let tag = format!("{TAG_PREFIX}{point}");
+        let wanted: Vec<String> = r.details["targets"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let members: Vec<_> = snapshots.iter().filter(|s| s.tags.contains(&tag)).collect();
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|t| !members.iter().any(|s| s.name == **t || s.name.starts_with(&format!("{t}/"))))
+            .collect();
+        let complete = missing.is_empty() && members.iter().all(|s| s.warnings.is_empty());
+        rows.push(serde_json::json!({
+            "point": point,
+            "time": r.started,
+            "status": r.status,
+            "complete": complete,
+            "targets": wanted,
+            "missing": missing,
+            "snapshots": members.iter().map(|s| serde_json::json!({"id": s.id().to_hex(), "name": s.name, "time": s.time})).collect::<Vec<_>>(),
+        }));
+    }
+    if ctx.global.json {
+        json(&rows);
+    } else {
+        for row in &rows {
+            let missing = row["missing"].as_array().map(|m| m.len()).unwrap_or(0);
+            println!(
+                "{}  {}  {} snapshots{}",
+                row["point"].as_str().unwrap_or_default(),
+                if row["complete"] == true { "complete  " } else { "INCOMPLETE" },
+                row["snapshots"].as_array().map(|s| s.len()).unwrap_or(0),
+                if missing > 0 { format!(", missing: {}", row["missing"]) } else { String::new() }
+            );
+        }
+        println!("{} recovery points", rows.len());
+    }
+    Ok(exit::OK)
+}
