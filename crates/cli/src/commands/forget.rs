@@ -1,5 +1,5 @@
 use anyhow::{bail, Result};
-use bunker_engine::retention::{apply, Policy};
+use bunker_engine::retention::{apply, Decision, Policy};
 use bunker_engine::FileId;
 
 use crate::cli::ForgetArgs;
@@ -10,7 +10,6 @@ use crate::output::json;
 /// Without `--keep-*` options, each target's policy comes from the stack file (`[retention]` and its
 /// own `retention` keys), with its `min_age` floor; snapshots of targets without one are all kept.
 pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
-    let duration = |d: std::time::Duration| chrono::Duration::from_std(d).expect("duration in range");
     let policy = Policy {
         keep_last: args.keep_last,
         keep_hourly: args.keep_hourly,
@@ -42,7 +41,8 @@ pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
             for s in &snapshots {
                 by_name.entry(s.name.as_str()).or_default().push(s.clone());
             }
-            for (name, group) in by_name {
+            for (name, mut group) in by_name {
+                group.sort_by_key(|s| std::cmp::Reverse(s.time));
                 let configured = stack.config.target_of_snapshot(name).and_then(|t| stack.config.retention_for(t));
                 let policy = match configured {
                     Some(r) if r.has_rules() => stack_policy(&r, args.min_age),
@@ -53,10 +53,12 @@ pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
                         } else {
                             "not a target of the stack file"
                         };
-                        decisions.extend(apply(&Policy::default(), &group, now).into_iter().map(|mut d| {
-                            d.keep = true;
-                            d.reasons = vec![why.to_string()];
-                            d
+                        decisions.extend(group.iter().map(|s| Decision {
+                            snapshot: s.id().to_hex(),
+                            name: s.name.clone(),
+                            time: s.time,
+                            keep: true,
+                            reasons: vec![why.to_string()],
                         }));
                         continue;
                     }
@@ -96,9 +98,12 @@ pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
+fn duration(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).expect("duration in range")
+}
+
 /// A stack file policy, its floor being `min_age` (7 days unless set), or `--min-age` over it.
 fn stack_policy(r: &bunker_config::RetentionConfig, min_age: Option<std::time::Duration>) -> Policy {
-    let duration = |d: std::time::Duration| chrono::Duration::from_std(d).expect("duration in range");
     Policy {
         keep_last: r.keep_last,
         keep_hourly: r.keep_hourly,

@@ -85,15 +85,9 @@ impl Bucket {
         Ok(Bucket { op, runtime: Arc::new(runtime), spec: spec.clone() })
     }
 
-    fn run<T: Send + 'static>(
-        &self,
-        fut: impl std::future::Future<Output = opendal::Result<T>> + Send + 'static,
-    ) -> opendal::Result<T> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv().unwrap_or_else(|_| Err(opendal::Error::new(ErrorKind::Unexpected, "storage task vanished")))
+    /// Runs one opendal call to its end on the bucket's runtime, from a plain thread.
+    fn run<T>(&self, fut: impl std::future::Future<Output = opendal::Result<T>>) -> opendal::Result<T> {
+        self.runtime.block_on(fut)
     }
 
     fn fail(&self, op: &str, key: &str, e: opendal::Error) -> SourceError {
@@ -116,10 +110,8 @@ impl Bucket {
     /// objects overlaps the listing of the rest); stops early when `each` returns false.
     pub fn list_each(&self, mut each: impl FnMut(Listed) -> bool) -> Result<(), SourceError> {
         let op = self.op.clone();
-        let mut lister = self
-            .runtime
-            .block_on(async move { op.lister_with("/").recursive(true).await })
-            .map_err(|e| self.fail("list", "", e))?;
+        let mut lister =
+            self.run(async move { op.lister_with("/").recursive(true).await }).map_err(|e| self.fail("list", "", e))?;
         loop {
             let next = self.runtime.block_on(std::future::poll_fn(|cx| Pin::new(&mut lister).poll_next(cx)));
             let entry = match next {
@@ -192,8 +184,7 @@ impl Bucket {
     pub fn create_write(&self, key: &str, attrs: &Attrs) -> Result<ObjectWrite, SourceError> {
         let (op, k, a) = (self.op.clone(), key.to_string(), attrs.clone());
         let writer = self
-            .runtime
-            .block_on(async move {
+            .run(async move {
                 let mut w = op.writer_with(&k).chunk(8 << 20).concurrent(4);
                 if let Some(ct) = &a.content_type {
                     w = w.content_type(ct);
