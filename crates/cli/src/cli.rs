@@ -77,6 +77,17 @@ pub enum Command {
     /// Health of every target (last success and its age, failures, live RPO), the repository's size and
     /// growth, the last check and drill; exit 0 ok, 1 warning, 2 critical
     Status,
+    /// Success rate over 30 days, average duration and size, and storage added per day, per target
+    Report(ReportArgs),
+    /// Copy snapshots, the WAL archive and the catalog incrementally to a secondary repository
+    /// ([repositories.NAME] in the stack file), creating it on first use
+    Copy(CopyArgs),
+    /// Run the stack file's [schedules] (backups, forget+prune, rotating data checks, copies, health),
+    /// and with --listen serve /metrics, /healthz and /status
+    Daemon(DaemonArgs),
+    /// The stack file
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Manage the passwords (key slots) that open the repository
     #[command(subcommand)]
     Key(KeyCommand),
@@ -321,6 +332,48 @@ fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         }
     }
     Err(format!("{s:?} is neither a duration (7d, 24h) nor a date (2026-11-01, or RFC 3339)"))
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The period reported on (a duration such as 30d, or a date)
+    #[arg(long, value_parser = parse_since, default_value = "30d")]
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// Only this target
+    #[arg(long)]
+    pub target: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CopyArgs {
+    /// The secondary repository: a [repositories.NAME] of the stack file
+    #[arg(long)]
+    pub to: String,
+    /// Copy only snapshots of this name (default: every snapshot)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Show what would be copied without copying
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Serve /metrics (Prometheus), /healthz and /status on this address, e.g. 127.0.0.1:9187
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// How often the metrics are refreshed from the catalog between jobs
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub refresh: std::time::Duration,
+    /// Do not run schedules missed while the daemon was down
+    #[arg(long)]
+    pub no_catch_up: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Check the stack file and report every error with its line; exit 1 when there is any
+    Check,
 }
 
 #[derive(Args, Debug)]

@@ -7,6 +7,7 @@ mod context;
 mod exit;
 mod health;
 mod hooks;
+mod notify;
 mod output;
 mod runs;
 

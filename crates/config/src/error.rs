@@ -25,7 +25,7 @@ pub enum Error {
     #[error("{}:{line}: {problem} in {key}; write ${{NAME}} or ${{NAME:-DEFAULT}} (NAME: letters, digits, _), or $$ for a literal $", path.display())]
     BadInterpolation { path: PathBuf, line: usize, key: String, problem: &'static str },
 
-    #[error("{}:{line}: unknown section [{name}]; expected repository or targets", path.display())]
+    #[error("{}:{line}: unknown section [{name}]; expected repository, repositories, targets, retention, health, schedules, notifications, groups or drill", path.display())]
     UnknownSection { path: PathBuf, line: usize, name: String },
 
     #[error("{}:{line}: unknown key {key}; expected one of {expected}", path.display())]
@@ -40,11 +40,14 @@ pub enum Error {
     #[error("{}:{line}: {key} is empty; give a value or remove the key", path.display())]
     Empty { path: PathBuf, line: usize, key: String },
 
-    #[error("{}:{line}: [repository] sets both password and password_file; keep only one", path.display())]
-    BothPasswords { path: PathBuf, line: usize },
+    #[error("{}:{line}: [{section}] sets both password and password_file; keep only one", path.display())]
+    BothPasswords { path: PathBuf, line: usize, section: String },
 
     #[error("{}:{line}: invalid target name {name:?}; use letters, digits, '.', '_' or '-', starting with a letter or digit, at most {max} characters", path.display(), max = crate::target::MAX_NAME_LEN)]
     BadTargetName { path: PathBuf, line: usize, name: String },
+
+    #[error("{}:{line}: {key}: {detail}", path.display())]
+    Invalid { path: PathBuf, line: usize, key: String, detail: String },
 
     #[error("{}:{line}: target {target}: {detail}", path.display())]
     TargetOption { path: PathBuf, line: usize, target: String, detail: String },

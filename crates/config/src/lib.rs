@@ -14,16 +14,20 @@ use std::path::{Path, PathBuf};
 mod error;
 mod health;
 mod interpolate;
+mod notifications;
 mod repository;
 mod retention;
+mod schedules;
 mod spans;
 mod target;
 
 pub use error::{Error, Result};
 pub use health::HealthConfig;
 pub use interpolate::Env;
+pub use notifications::NotificationsConfig;
 pub use repository::{RepositoryConfig, Secret};
 pub use retention::{RetentionConfig, DEFAULT_MIN_AGE};
+pub use schedules::{JobKind, Schedule, DEFAULT_CHECK_PARTS};
 pub use target::{is_valid_name, Hooks, TargetConfig, MAX_NAME_LEN};
 
 use spans::{Document, KeyPath};
@@ -36,19 +40,25 @@ pub const ENV_VAR: &str = "BUNKER_CONFIG";
 
 /// Top-level sections that later features will read. They are accepted now, kept raw in [`Config::extra`],
 /// so a config written for a newer bunker still loads in this one.
-pub const TOLERATED_SECTIONS: &[&str] = &["schedules", "notifications", "groups", "drill"];
+pub const TOLERATED_SECTIONS: &[&str] = &["groups", "drill"];
 
 /// A parsed `bunker.toml`.
 #[derive(Clone, Default, PartialEq)]
 pub struct Config {
     /// `[repository]`, if the file has one (otherwise flags or the environment must say where it is).
     pub repository: Option<RepositoryConfig>,
+    /// `[repositories.NAME]`: secondary repositories (`bunker copy --to NAME`), in file order.
+    pub secondaries: Vec<(String, RepositoryConfig)>,
     /// The targets, in the order the file names them.
     pub targets: Vec<TargetConfig>,
     /// `[retention]`: every target's policy unless it overrides keys with its own `retention`.
     pub retention: Option<RetentionConfig>,
     /// `[health]`: its thresholds, or the defaults.
     pub health: HealthConfig,
+    /// `[schedules]`: the daemon's jobs, in file order.
+    pub schedules: Vec<Schedule>,
+    /// `[notifications]`: where failures, recoveries and warnings are sent.
+    pub notifications: NotificationsConfig,
     /// The [`TOLERATED_SECTIONS`] present in the file, interpolated but otherwise unread.
     pub extra: BTreeMap<String, toml::Value>,
 }
@@ -66,8 +76,10 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("repository", &self.repository)
+            .field("secondaries", &self.secondaries)
             .field("targets", &self.targets)
             .field("retention", &self.retention)
+            .field("schedules", &self.schedules.iter().map(|s| &s.name).collect::<Vec<_>>())
             .field("extra", &self.extra.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -127,16 +139,49 @@ impl Config {
 
         let base = origin.parent().unwrap_or(Path::new(""));
         let repository = match table.remove("repository") {
-            Some(toml::Value::Table(section)) => Some(RepositoryConfig::from_table(&section, &doc, base)?),
-            Some(other) => return Err(not_a_table(&doc, "repository", &other)),
+            Some(toml::Value::Table(section)) => {
+                Some(RepositoryConfig::from_table(&section, &doc, base, &KeyPath::key("repository"))?)
+            }
+            Some(other) => return Err(not_a_table(&doc, &KeyPath::key("repository"), &other)),
             None => None,
+        };
+        let secondaries = match table.remove("repositories") {
+            Some(toml::Value::Table(section)) => {
+                let mut secondaries = section
+                    .iter()
+                    .map(|(name, value)| {
+                        let path = KeyPath::key("repositories").child(name);
+                        if !is_valid_name(name) {
+                            let line = doc.key_line(&path);
+                            return Err(Error::Invalid {
+                                path: doc.path.clone(),
+                                line,
+                                key: path.to_string(),
+                                detail: "invalid repository name; use letters, digits, '.', '_' or '-'".into(),
+                            });
+                        }
+                        match value {
+                            toml::Value::Table(t) => Ok((
+                                doc.key_line(&path),
+                                name.clone(),
+                                RepositoryConfig::from_table(t, &doc, base, &path)?,
+                            )),
+                            other => Err(not_a_table(&doc, &path, other)),
+                        }
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                secondaries.sort_by_key(|(line, _, _)| *line);
+                secondaries.into_iter().map(|(_, name, repo)| (name, repo)).collect()
+            }
+            Some(other) => return Err(not_a_table(&doc, &KeyPath::key("repositories"), &other)),
+            None => Vec::new(),
         };
         let mut targets = match table.remove("targets") {
             Some(toml::Value::Table(section)) => section
                 .iter()
                 .map(|(name, value)| TargetConfig::from_entry(name, value, &doc, origin))
                 .collect::<Result<Vec<_>>>()?,
-            Some(other) => return Err(not_a_table(&doc, "targets", &other)),
+            Some(other) => return Err(not_a_table(&doc, &KeyPath::key("targets"), &other)),
             None => Vec::new(),
         };
         targets.sort_by_key(|t| t.line);
@@ -148,7 +193,29 @@ impl Config {
             Some(value) => HealthConfig::from_value(&value, &doc)?,
             None => HealthConfig::default(),
         };
-        Ok(Config { repository, targets, retention, health, extra: table.into_iter().collect() })
+        let schedules = match table.remove("schedules") {
+            Some(value) => schedules::from_value(&value, &doc)?,
+            None => Vec::new(),
+        };
+        let notifications = match table.remove("notifications") {
+            Some(value) => NotificationsConfig::from_value(&value, &doc)?,
+            None => NotificationsConfig::default(),
+        };
+        Ok(Config {
+            repository,
+            secondaries,
+            targets,
+            retention,
+            health,
+            schedules,
+            notifications,
+            extra: table.into_iter().collect(),
+        })
+    }
+
+    /// The secondary repository called `name`.
+    pub fn secondary(&self, name: &str) -> Option<&RepositoryConfig> {
+        self.secondaries.iter().find(|(n, _)| n == name).map(|(_, r)| r)
     }
 
     /// The target called `name`.
@@ -179,7 +246,10 @@ impl Config {
 /// interpolation, so a misspelt section is reported as such rather than through a variable inside it.
 fn check_sections(table: &toml::Table, doc: &Document) -> Result<()> {
     let known = |key: &str| {
-        matches!(key, "repository" | "targets" | "retention" | "health") || TOLERATED_SECTIONS.contains(&key)
+        matches!(
+            key,
+            "repository" | "repositories" | "targets" | "retention" | "health" | "schedules" | "notifications"
+        ) || TOLERATED_SECTIONS.contains(&key)
     };
     match table.keys().find(|key| !known(key)) {
         Some(name) => {
@@ -200,11 +270,11 @@ fn interpolation_error(doc: &Document, path: &KeyPath, error: interpolate::Expan
     }
 }
 
-fn not_a_table(doc: &Document, key: &str, value: &toml::Value) -> Error {
+fn not_a_table(doc: &Document, key: &KeyPath, value: &toml::Value) -> Error {
     Error::WrongType {
         path: doc.path.clone(),
-        line: doc.key_line(&KeyPath::key(key)),
-        key: key.to_owned(),
+        line: doc.key_line(key),
+        key: key.to_string(),
         expected: "a table ([section])",
         found: value.type_str(),
     }

@@ -47,28 +47,32 @@ impl fmt::Display for Secret {
 }
 
 impl RepositoryConfig {
-    /// Builds the section from its (already interpolated) table.
-    pub(crate) fn from_table(table: &Table, doc: &Document, base: &Path) -> Result<Self> {
-        let section = KeyPath::key("repository");
+    /// Builds the section found at `section` (`repository` or `repositories.NAME`) from its (already
+    /// interpolated) table.
+    pub(crate) fn from_table(table: &Table, doc: &Document, base: &Path, section: &KeyPath) -> Result<Self> {
         if let Some(key) = table.keys().find(|k| !matches!(k.as_str(), "url" | "password" | "password_file")) {
             let key_path = section.child(key);
             let line = doc.key_line(&key_path);
             return Err(Error::UnknownKey { path: doc.path.clone(), line, key: key_path.to_string(), expected: KEYS });
         }
-        let string = |key: &str| string_value(table, doc, &section, key);
+        let string = |key: &str| string_value(table, doc, section, key);
 
         let Some(url) = string("url")? else {
             return Err(Error::MissingKey {
                 path: doc.path.clone(),
-                line: doc.key_line(&section),
-                key: "repository.url".into(),
-                hint: "add url = \"PATH|file://PATH|s3://BUCKET/PREFIX\" to [repository]",
+                line: doc.key_line(section),
+                key: section.child("url").to_string(),
+                hint: "add url = \"PATH|file://PATH|s3://BUCKET/PREFIX\" to the section",
             });
         };
         let password = string("password")?;
         let password_file = string("password_file")?;
         if password.is_some() && password_file.is_some() {
-            return Err(Error::BothPasswords { path: doc.path.clone(), line: doc.key_line(&section) });
+            return Err(Error::BothPasswords {
+                path: doc.path.clone(),
+                line: doc.key_line(section),
+                section: section.to_string(),
+            });
         }
         Ok(RepositoryConfig {
             url: resolve_url(&url, base),

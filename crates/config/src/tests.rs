@@ -87,7 +87,7 @@ fn interpolation_reaches_every_string_but_no_key() {
 type = "${KIND:-files}"
 nested = { list = [["${A}"], { x = "$${A}" }] }
 
-[notifications]
+[drill]
 keep = "${A}"
 "#;
     let config = parse(text, &[("A", "val")]).unwrap_err().to_string();
@@ -98,7 +98,7 @@ keep = "${A}"
     assert_eq!(t.kind, "files");
     assert_eq!(t.options["nested"]["list"][0][0].as_str(), Some("val"));
     assert_eq!(t.options["nested"]["list"][1]["x"].as_str(), Some("${A}"));
-    assert_eq!(config.extra["notifications"]["keep"].as_str(), Some("val"));
+    assert_eq!(config.extra["drill"]["keep"].as_str(), Some("val"));
 }
 
 #[test]
@@ -184,16 +184,15 @@ fn syntax_errors_give_line_and_column() {
 fn unknown_sections_are_rejected_but_future_ones_kept() {
     assert_eq!(
         error("[repository]\nurl = \"/r\"\n\n[foo]\nx = 1\n", &[]),
-        "/etc/bunker/bunker.toml:4: unknown section [foo]; expected repository or targets"
+        "/etc/bunker/bunker.toml:4: unknown section [foo]; expected repository, repositories, targets, retention, \
+         health, schedules, notifications, groups or drill"
     );
     assert!(error("stray = 1\n", &[]).starts_with("/etc/bunker/bunker.toml:1: unknown section [stray]"));
     let text = r#"
-[schedules.nightly]
-cron = "0 3 * * *"
 [retention]
 keep_daily = 7
 [health]
-[notifications.slack]
+[drill.slack]
 url = "${HOOK:-none}"
 [[groups]]
 name = "g"
@@ -201,9 +200,9 @@ name = "g"
 "#;
     let config = parse(text, &[]).unwrap();
     let keys: Vec<_> = config.extra.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["drill", "groups", "notifications", "schedules"]);
+    assert_eq!(keys, ["drill", "groups"]);
     assert_eq!(config.retention.as_ref().and_then(|r| r.keep_daily), Some(7));
-    assert_eq!(config.extra["notifications"]["slack"]["url"].as_str(), Some("none"));
+    assert_eq!(config.extra["drill"]["slack"]["url"].as_str(), Some("none"));
     assert_eq!(config.extra["groups"][0]["name"].as_str(), Some("g"));
     assert!(!format!("{config:?}").contains("none"), "extra values stay out of Debug");
 }
@@ -328,7 +327,7 @@ fn discovery_requires_named_files() {
     let err = Config::discover_in(None, None, cwd).unwrap_err().to_string();
     assert_eq!(
         err,
-        format!("{}:1: unknown section [bogus]; expected repository or targets", cwd.join(FILE_NAME).display())
+        format!("{}:1: unknown section [bogus]; expected repository, repositories, targets, retention, health, schedules, notifications, groups or drill", cwd.join(FILE_NAME).display())
     );
 }
 

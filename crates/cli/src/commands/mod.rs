@@ -3,6 +3,9 @@
 
 mod backup;
 mod check;
+mod config;
+mod copy;
+mod daemon;
 mod dump;
 mod forget;
 mod history;
@@ -13,6 +16,7 @@ mod pitr;
 mod points;
 mod prune;
 mod redis;
+mod report;
 mod restore;
 mod s3;
 mod snapshots;
@@ -30,6 +34,7 @@ use crate::context::Context;
 /// Runs a command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     let ctx = Context::new(cli.global);
+    crate::notify::install(ctx.config().ok().flatten().map(|loaded| &loaded.config));
     match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
@@ -44,6 +49,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Stats => stats::run(&ctx),
         Command::Status => status::run(&ctx),
         Command::Points => points::list(&ctx),
+        Command::Report(a) => report::run(&ctx, a),
+        Command::Copy(a) => copy::run(&ctx, a),
+        Command::Daemon(a) => daemon::run(&ctx, a),
+        Command::Config(c) => config::run(&ctx, c),
         Command::Key(k) => key::run(&ctx, k),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::WalPush(a) => wal::push(&ctx, a),
