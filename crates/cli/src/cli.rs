@@ -381,9 +381,10 @@ pub struct CheckArgs {
     /// Read and verify every pack
     #[arg(long, conflicts_with = "read_data_subset")]
     pub read_data: bool,
-    /// Read and verify a random share of packs, e.g. 10%
-    #[arg(long, value_parser = parse_percent)]
-    pub read_data_subset: Option<f64>,
+    /// Read and verify a random share of packs (10%), or part n of N fixed parts (2/7: checking 1/7 to
+    /// 7/7 in turn reads every pack once)
+    #[arg(long, value_parser = parse_subset)]
+    pub read_data_subset: Option<DataSubset>,
 }
 
 fn parse_chunk_sizes(s: &str) -> Result<[u32; 3], String> {
@@ -400,6 +401,25 @@ fn parse_chunk_sizes(s: &str) -> Result<[u32; 3], String> {
         })
         .collect::<Result<_, _>>()?;
     sizes.try_into().map_err(|_| format!("{s:?}: give three sizes MIN,AVG,MAX"))
+}
+
+/// `check --read-data-subset`: a percentage, or part n of N.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DataSubset {
+    Percent(f64),
+    Part { n: u32, of: u32 },
+}
+
+fn parse_subset(s: &str) -> Result<DataSubset, String> {
+    if let Some((n, of)) = s.split_once('/') {
+        let bad = || format!("{s:?} is not a part like 2/7 (n from 1 to N)");
+        let (n, of): (u32, u32) = (n.trim().parse().map_err(|_| bad())?, of.trim().parse().map_err(|_| bad())?);
+        if n == 0 || of == 0 || n > of {
+            return Err(bad());
+        }
+        return Ok(DataSubset::Part { n, of });
+    }
+    parse_percent(s).map(DataSubset::Percent)
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {

@@ -75,11 +75,18 @@ impl Context {
     }
 
     pub fn open(&self) -> Result<Repository> {
+        Ok(self.open_keeping_password()?.0)
+    }
+
+    /// Opens the repository and hands back the password that opened it, for a process that starts others
+    /// (the daemon's jobs) which must not ask again.
+    pub fn open_keeping_password(&self) -> Result<(Repository, String)> {
         let storage = self.storage()?;
         // Refuse a missing repository or unknown format before asking for a password.
         Repository::read_config(&storage)?;
         let (password, stored) = self.stored_or_given_password("repository password: ", false)?;
-        Ok(Repository::open_with(storage, &password, stored)?)
+        let repo = Repository::open_with(storage, &password, stored)?;
+        Ok((repo, password))
     }
 
     pub fn lock(&self, repo: &Repository, exclusive: bool, operation: &str) -> Result<LockGuard> {

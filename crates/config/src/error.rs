@@ -52,3 +52,24 @@ pub enum Error {
     #[error("{}:{line}: target {target}: {detail}", path.display())]
     TargetOption { path: PathBuf, line: usize, target: String, detail: String },
 }
+
+impl Error {
+    /// The line the error points at (0 for errors about no line in particular), to sort by.
+    pub fn line(&self) -> usize {
+        match self {
+            Error::Missing { .. } | Error::Read { .. } | Error::CurrentDir(_) => 0,
+            Error::Syntax { line, .. }
+            | Error::UnsetVariable { line, .. }
+            | Error::BadInterpolation { line, .. }
+            | Error::UnknownSection { line, .. }
+            | Error::UnknownKey { line, .. }
+            | Error::MissingKey { line, .. }
+            | Error::WrongType { line, .. }
+            | Error::Empty { line, .. }
+            | Error::BothPasswords { line, .. }
+            | Error::BadTargetName { line, .. }
+            | Error::Invalid { line, .. }
+            | Error::TargetOption { line, .. } => *line,
+        }
+    }
+}

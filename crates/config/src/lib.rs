@@ -127,81 +127,122 @@ impl Config {
         Self::parse_with_env(text, origin, &|name| std::env::var(name).ok())
     }
 
-    /// [`Config::parse`] with variables looked up through `env` (`None`: unset).
+    /// [`Config::parse`] with variables looked up through `env` (`None`: unset). Fails with the first
+    /// error in file order.
     pub fn parse_with_env(text: &str, origin: &Path, env: Env) -> Result<Config> {
-        let doc = Document::parse(text, origin)?;
-        let mut table = doc.table()?;
-        check_sections(&table, &doc)?;
+        let (config, mut errors) = Self::build(text, origin, env);
+        match config {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => {
+                errors.sort_by_key(Error::line);
+                Err(errors.remove(0))
+            }
+        }
+    }
+
+    /// Every error of a config's text, in file order (`bunker config check`): each section, target,
+    /// secondary repository and job is read on its own, so one mistake does not hide the next; then the
+    /// names sections use of each other (groups, schedules) are checked. Empty when the file is good.
+    pub fn check_with_env(text: &str, origin: &Path, env: Env) -> Vec<Error> {
+        let (config, mut errors) = Self::build(text, origin, env);
+        if let Some(config) = config {
+            if let Ok(doc) = Document::parse(text, origin) {
+                errors.extend(config.cross_references(&doc));
+            }
+        }
+        errors.sort_by_key(Error::line);
+        errors
+    }
+
+    /// Reads everything it can; returns the config when the file parsed as TOML at all, and every error.
+    fn build(text: &str, origin: &Path, env: Env) -> (Option<Config>, Vec<Error>) {
+        let mut errors = Vec::new();
+        let doc = match Document::parse(text, origin) {
+            Ok(doc) => doc,
+            Err(e) => return (None, vec![e]),
+        };
+        let mut table = match doc.table() {
+            Ok(t) => t,
+            Err(e) => return (None, vec![e]),
+        };
+        errors.extend(check_sections(&table, &doc));
+        table.retain(|key, _| is_known_section(key));
         for (key, value) in table.iter_mut() {
             let mut path = KeyPath::key(key);
-            interpolate::value(value, &mut path, env).map_err(|(path, e)| interpolation_error(&doc, &path, e))?;
+            if let Err((path, e)) = interpolate::value(value, &mut path, env) {
+                errors.push(interpolation_error(&doc, &path, e));
+            }
         }
 
         let base = origin.parent().unwrap_or(Path::new(""));
         let repository = match table.remove("repository") {
             Some(toml::Value::Table(section)) => {
-                Some(RepositoryConfig::from_table(&section, &doc, base, &KeyPath::key("repository"))?)
+                keep(&mut errors, RepositoryConfig::from_table(&section, &doc, base, &KeyPath::key("repository")))
             }
-            Some(other) => return Err(not_a_table(&doc, &KeyPath::key("repository"), &other)),
+            Some(other) => keep(&mut errors, Err(not_a_table(&doc, &KeyPath::key("repository"), &other))),
             None => None,
         };
-        let secondaries = match table.remove("repositories") {
+        let mut secondaries = Vec::new();
+        match table.remove("repositories") {
             Some(toml::Value::Table(section)) => {
-                let mut secondaries = section
-                    .iter()
-                    .map(|(name, value)| {
-                        let path = KeyPath::key("repositories").child(name);
-                        if !is_valid_name(name) {
-                            let line = doc.key_line(&path);
-                            return Err(Error::Invalid {
-                                path: doc.path.clone(),
-                                line,
-                                key: path.to_string(),
-                                detail: "invalid repository name; use letters, digits, '.', '_' or '-'".into(),
-                            });
-                        }
+                for (name, value) in &section {
+                    let path = KeyPath::key("repositories").child(name);
+                    let line = doc.key_line(&path);
+                    let parsed = if !is_valid_name(name) {
+                        Err(Error::Invalid {
+                            path: doc.path.clone(),
+                            line,
+                            key: path.to_string(),
+                            detail: "invalid repository name; use letters, digits, '.', '_' or '-'".into(),
+                        })
+                    } else {
                         match value {
-                            toml::Value::Table(t) => Ok((
-                                doc.key_line(&path),
-                                name.clone(),
-                                RepositoryConfig::from_table(t, &doc, base, &path)?,
-                            )),
+                            toml::Value::Table(t) => RepositoryConfig::from_table(t, &doc, base, &path),
                             other => Err(not_a_table(&doc, &path, other)),
                         }
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                secondaries.sort_by_key(|(line, _, _)| *line);
-                secondaries.into_iter().map(|(_, name, repo)| (name, repo)).collect()
+                    };
+                    if let Some(repo) = keep(&mut errors, parsed) {
+                        secondaries.push((line, name.clone(), repo));
+                    }
+                }
             }
-            Some(other) => return Err(not_a_table(&doc, &KeyPath::key("repositories"), &other)),
-            None => Vec::new(),
-        };
-        let mut targets = match table.remove("targets") {
-            Some(toml::Value::Table(section)) => section
-                .iter()
-                .map(|(name, value)| TargetConfig::from_entry(name, value, &doc, origin))
-                .collect::<Result<Vec<_>>>()?,
-            Some(other) => return Err(not_a_table(&doc, &KeyPath::key("targets"), &other)),
-            None => Vec::new(),
-        };
+            Some(other) => {
+                keep(&mut errors, Err::<(), _>(not_a_table(&doc, &KeyPath::key("repositories"), &other)));
+            }
+            None => {}
+        }
+        secondaries.sort_by_key(|(line, _, _)| *line);
+        let secondaries = secondaries.into_iter().map(|(_, name, repo)| (name, repo)).collect();
+        let mut targets = Vec::new();
+        match table.remove("targets") {
+            Some(toml::Value::Table(section)) => {
+                for (name, value) in &section {
+                    targets.extend(keep(&mut errors, TargetConfig::from_entry(name, value, &doc, origin)));
+                }
+            }
+            Some(other) => {
+                keep(&mut errors, Err::<(), _>(not_a_table(&doc, &KeyPath::key("targets"), &other)));
+            }
+            None => {}
+        }
         targets.sort_by_key(|t| t.line);
         let retention = match table.remove("retention") {
-            Some(value) => Some(RetentionConfig::from_value(&value, &doc, &KeyPath::key("retention"))?),
+            Some(value) => keep(&mut errors, RetentionConfig::from_value(&value, &doc, &KeyPath::key("retention"))),
             None => None,
         };
         let health = match table.remove("health") {
-            Some(value) => HealthConfig::from_value(&value, &doc)?,
+            Some(value) => keep(&mut errors, HealthConfig::from_value(&value, &doc)).unwrap_or_default(),
             None => HealthConfig::default(),
         };
         let schedules = match table.remove("schedules") {
-            Some(value) => schedules::from_value(&value, &doc)?,
+            Some(value) => schedules::from_value(&value, &doc, &mut errors),
             None => Vec::new(),
         };
         let notifications = match table.remove("notifications") {
-            Some(value) => NotificationsConfig::from_value(&value, &doc)?,
+            Some(value) => keep(&mut errors, NotificationsConfig::from_value(&value, &doc)).unwrap_or_default(),
             None => NotificationsConfig::default(),
         };
-        Ok(Config {
+        let config = Config {
             repository,
             secondaries,
             targets,
@@ -210,7 +251,58 @@ impl Config {
             schedules,
             notifications,
             extra: table.into_iter().collect(),
-        })
+        };
+        (Some(config), errors)
+    }
+
+    /// Names one section uses of another: groups name targets, backup jobs name groups, copy jobs name
+    /// secondary repositories.
+    fn cross_references(&self, doc: &Document) -> Vec<Error> {
+        let mut errors = Vec::new();
+        let groups = self.extra.get("groups").and_then(|g| g.as_table());
+        if let Some(groups) = groups {
+            for (group, members) in groups {
+                let path = KeyPath::key("groups").child(group);
+                let line = doc.value_line(&path);
+                let invalid =
+                    |detail: String| Error::Invalid { path: doc.path.clone(), line, key: path.to_string(), detail };
+                match members.as_array() {
+                    Some(list) if !list.is_empty() => {
+                        for m in list {
+                            match m.as_str() {
+                                Some(name) if self.target(name).is_some() => {}
+                                Some(name) => errors.push(invalid(format!("names {name:?}, which is no target"))),
+                                None => errors.push(invalid("must be a list of target names".into())),
+                            }
+                        }
+                    }
+                    _ => errors.push(invalid("must be a non-empty list of target names".into())),
+                }
+            }
+        }
+        for job in &self.schedules {
+            let path = KeyPath::key("schedules").child(&job.name);
+            let invalid = |detail: String| Error::Invalid {
+                path: doc.path.clone(),
+                line: job.line,
+                key: path.to_string(),
+                detail,
+            };
+            if let Some(group) = &job.group {
+                if !groups.is_some_and(|g| g.contains_key(group)) {
+                    errors.push(invalid(format!("group {group:?} is not in [groups]")));
+                }
+            }
+            if let Some(to) = &job.to {
+                if self.secondary(to).is_none() {
+                    errors.push(invalid(format!("{to:?} is no [repositories.NAME] of this file")));
+                }
+            }
+            if job.kind == JobKind::Copy && job.to.is_none() && self.secondaries.is_empty() {
+                errors.push(invalid("there is no [repositories.NAME] to copy to".into()));
+            }
+        }
+        errors
     }
 
     /// The secondary repository called `name`.
@@ -242,22 +334,28 @@ impl Config {
     }
 }
 
-/// Rejects top-level keys other than repository, targets and the [`TOLERATED_SECTIONS`]. Done before
-/// interpolation, so a misspelt section is reported as such rather than through a variable inside it.
-fn check_sections(table: &toml::Table, doc: &Document) -> Result<()> {
-    let known = |key: &str| {
-        matches!(
-            key,
-            "repository" | "repositories" | "targets" | "retention" | "health" | "schedules" | "notifications"
-        ) || TOLERATED_SECTIONS.contains(&key)
-    };
-    match table.keys().find(|key| !known(key)) {
-        Some(name) => {
-            let line = doc.key_line(&KeyPath::key(name));
-            Err(Error::UnknownSection { path: doc.path.clone(), line, name: name.clone() })
-        }
-        None => Ok(()),
-    }
+/// `r`'s value, or `None` with its error kept.
+fn keep<T>(errors: &mut Vec<Error>, r: Result<T>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
+fn is_known_section(key: &str) -> bool {
+    matches!(key, "repository" | "repositories" | "targets" | "retention" | "health" | "schedules" | "notifications")
+        || TOLERATED_SECTIONS.contains(&key)
+}
+
+/// Every top-level key other than the known sections. Done before interpolation, so a misspelt section
+/// is reported as such rather than through a variable inside it.
+fn check_sections(table: &toml::Table, doc: &Document) -> Vec<Error> {
+    table
+        .keys()
+        .filter(|key| !is_known_section(key))
+        .map(|name| Error::UnknownSection {
+            path: doc.path.clone(),
+            line: doc.key_line(&KeyPath::key(name)),
+            name: name.clone(),
+        })
+        .collect()
 }
 
 fn interpolation_error(doc: &Document, path: &KeyPath, error: interpolate::ExpandError) -> Error {

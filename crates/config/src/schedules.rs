@@ -15,7 +15,7 @@
 //!
 //! [schedules.cache-hourly]
 //! run = "backup"
-//! group = "cache"                      # or targets = ["cache"]
+//! group = "cache"                      # a [groups] entry; default every target
 //! cron = "0 * * * *"
 //! ```
 
@@ -31,7 +31,7 @@ use crate::spans::{Document, KeyPath};
 /// What a scheduled job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
-    /// `backup --all`, or of a group or a list of targets, as one recovery point.
+    /// `backup --all`, or `--group`, as one recovery point.
     Backup,
     /// `forget` by each target's retention policy, then `prune`.
     Forget,
@@ -81,8 +81,6 @@ pub struct Schedule {
     pub jitter: Duration,
     /// Backup: the group to back up (default: every target).
     pub group: Option<String>,
-    /// Backup: these targets (default: every target).
-    pub targets: Vec<String>,
     /// Copy: the secondary repository (default: every one).
     pub to: Option<String>,
     /// Check: the number of parts the rotating data check cycles through (default 7).
@@ -93,27 +91,17 @@ pub struct Schedule {
 
 impl PartialEq for Schedule {
     fn eq(&self, other: &Self) -> bool {
-        (
-            &self.name,
-            self.kind,
-            &self.cron,
-            self.timezone,
-            self.jitter,
-            &self.group,
-            &self.targets,
-            &self.to,
-            self.parts,
-        ) == (
-            &other.name,
-            other.kind,
-            &other.cron,
-            other.timezone,
-            other.jitter,
-            &other.group,
-            &other.targets,
-            &other.to,
-            other.parts,
-        )
+        (&self.name, self.kind, &self.cron, self.timezone, self.jitter, &self.group, &self.to, self.parts)
+            == (
+                &other.name,
+                other.kind,
+                &other.cron,
+                other.timezone,
+                other.jitter,
+                &other.group,
+                &other.to,
+                other.parts,
+            )
     }
 }
 
@@ -134,19 +122,30 @@ impl Schedule {
 /// Default number of parts of the rotating data check: a week of daily checks reads everything once.
 pub const DEFAULT_CHECK_PARTS: u32 = 7;
 
-const JOB_KEYS: &str = "run, cron, timezone, jitter, group, targets, to, parts";
+const JOB_KEYS: &str = "run, cron, timezone, jitter, group, to, parts";
 
-pub(crate) fn from_value(value: &Value, doc: &Document) -> Result<Vec<Schedule>> {
+/// Reads `[schedules]`; each job is read on its own, its errors pushed to `errors` (a job with an error
+/// is left out).
+pub(crate) fn from_value(value: &Value, doc: &Document, errors: &mut Vec<Error>) -> Vec<Schedule> {
     let section = KeyPath::key("schedules");
     let Value::Table(table) = value else {
-        return Err(wrong_type(doc, &section, "a table ([schedules])", value));
+        errors.push(wrong_type(doc, &section, "a table ([schedules])", value));
+        return Vec::new();
     };
-    let timezone = match table.get("timezone") {
-        Some(v) => timezone(v, doc, &section.child("timezone"))?,
+    let timezone = match table.get("timezone").map(|v| timezone(v, doc, &section.child("timezone"))) {
+        Some(Ok(tz)) => tz,
+        Some(Err(e)) => {
+            errors.push(e);
+            Tz::UTC
+        }
         None => Tz::UTC,
     };
-    let jitter = match table.get("jitter") {
-        Some(v) => duration(v, doc, &section.child("jitter"))?,
+    let jitter = match table.get("jitter").map(|v| duration(v, doc, &section.child("jitter"))) {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            errors.push(e);
+            Duration::ZERO
+        }
         None => Duration::ZERO,
     };
     let mut jobs = Vec::new();
@@ -154,41 +153,53 @@ pub(crate) fn from_value(value: &Value, doc: &Document) -> Result<Vec<Schedule>>
         if matches!(name.as_str(), "timezone" | "jitter") {
             continue;
         }
-        let path = section.child(name);
-        let line = doc.key_line(&path);
-        let job = match value {
-            Value::String(cron) => {
-                let kind = JobKind::parse(name).ok_or_else(|| Error::Invalid {
-                    path: doc.path.clone(),
-                    line,
-                    key: path.to_string(),
-                    detail: format!(
-                        "a job given by its pattern alone must be named after its kind ({}); \
-                         otherwise write a table with run = \"KIND\" and cron = \"…\"",
-                        JobKind::NAMES
-                    ),
-                })?;
-                Schedule {
-                    name: name.clone(),
-                    kind,
-                    pattern: pattern(cron, doc, &path)?,
-                    cron: cron.clone(),
-                    timezone,
-                    jitter,
-                    group: None,
-                    targets: Vec::new(),
-                    to: None,
-                    parts: DEFAULT_CHECK_PARTS,
-                    line,
-                }
-            }
-            Value::Table(job) => job_table(name, job, doc, &path, timezone, jitter)?,
-            other => return Err(wrong_type(doc, &path, "a cron pattern or a table with run and cron", other)),
-        };
-        jobs.push(job);
+        match job(name, value, doc, &section, timezone, jitter) {
+            Ok(job) => jobs.push(job),
+            Err(e) => errors.push(e),
+        }
     }
     jobs.sort_by_key(|j| j.line);
-    Ok(jobs)
+    jobs
+}
+
+fn job(
+    name: &str,
+    value: &Value,
+    doc: &Document,
+    section: &KeyPath,
+    timezone: Tz,
+    jitter: Duration,
+) -> Result<Schedule> {
+    let path = section.child(name);
+    let line = doc.key_line(&path);
+    Ok(match value {
+        Value::String(cron) => {
+            let kind = JobKind::parse(name).ok_or_else(|| Error::Invalid {
+                path: doc.path.clone(),
+                line,
+                key: path.to_string(),
+                detail: format!(
+                    "a job given by its pattern alone must be named after its kind ({}); \
+                         otherwise write a table with run = \"KIND\" and cron = \"…\"",
+                    JobKind::NAMES
+                ),
+            })?;
+            Schedule {
+                name: name.to_string(),
+                kind,
+                pattern: pattern(cron, doc, &path)?,
+                cron: cron.clone(),
+                timezone,
+                jitter,
+                group: None,
+                to: None,
+                parts: DEFAULT_CHECK_PARTS,
+                line,
+            }
+        }
+        Value::Table(job) => job_table(name, job, doc, &path, timezone, jitter)?,
+        other => return Err(wrong_type(doc, &path, "a cron pattern or a table with run and cron", other)),
+    })
 }
 
 fn job_table(
@@ -236,17 +247,6 @@ fn job_table(
             hint: "add cron = \"MIN HOUR DOM MON DOW\" (e.g. \"0 1 * * *\")",
         });
     };
-    let targets = match table.get("targets") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s.clone()),
-                other => Err(wrong_type(doc, &path.child("targets"), "a list of target names", other)),
-            })
-            .collect::<Result<_>>()?,
-        Some(other) => return Err(wrong_type(doc, &path.child("targets"), "a list of target names", other)),
-    };
     let group = string("group")?;
     let to = string("to")?;
     let parts = match table.get("parts") {
@@ -266,17 +266,8 @@ fn job_table(
         Ok(())
     };
     misplaced("group", JobKind::Backup)?;
-    misplaced("targets", JobKind::Backup)?;
     misplaced("to", JobKind::Copy)?;
     misplaced("parts", JobKind::Check)?;
-    if group.is_some() && !targets.is_empty() {
-        return Err(Error::Invalid {
-            path: doc.path.clone(),
-            line,
-            key: path.to_string(),
-            detail: "give either group or targets, not both".into(),
-        });
-    }
     Ok(Schedule {
         name: name.to_string(),
         kind,
@@ -291,7 +282,6 @@ fn job_table(
             None => jitter,
         },
         group,
-        targets,
         to,
         parts,
         line,

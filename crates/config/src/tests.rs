@@ -389,3 +389,50 @@ fn health_thresholds_default_and_parse() {
     let e = error("[health]\nwarning_after = \"9h\"\ncritical_after = \"1h\"\n", &[]);
     assert!(e.contains("at least"), "{e}");
 }
+
+#[test]
+fn check_reports_every_error_in_file_order() {
+    let text = r#"[repository]
+url = "/r"
+colour = "blue"
+
+[targets.ok]
+type = "files"
+
+[targets."bad name"]
+type = "files"
+
+[targets.untyped]
+paths = []
+
+[groups]
+web = ["ok", "ghost"]
+
+[schedules]
+backup = "0 25 * * *"
+check = "0 5 * * 0"
+[schedules.hourly]
+run = "backup"
+group = "nope"
+cron = "0 * * * *"
+[schedules.offsite]
+run = "copy"
+cron = "0 2 * * *"
+
+[bogus]
+"#;
+    let errors: Vec<String> = Config::check_with_env(text, Path::new("/etc/bunker/bunker.toml"), &|_| None)
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let lines: Vec<&str> = errors.iter().map(|e| e.split(':').nth(1).unwrap()).collect();
+    assert_eq!(lines, ["3", "8", "11", "15", "18", "20", "24", "28"], "{errors:#?}");
+    assert!(errors[0].contains("unknown key repository.colour"));
+    assert!(errors[3].contains("groups.web") && errors[3].contains("\"ghost\""));
+    assert!(errors[4].contains("schedules.backup"));
+    assert!(errors[5].contains("group \"nope\""));
+    assert!(errors[6].contains("no [repositories.NAME]"));
+    assert!(errors[7].contains("unknown section [bogus]"));
+    let good = "[repository]\nurl = \"/r\"\n[targets.a]\ntype = \"files\"\n[schedules]\nbackup = \"0 1 * * *\"\n";
+    assert!(Config::check_with_env(good, Path::new("/b.toml"), &|_| None).is_empty());
+}

@@ -18,6 +18,18 @@ pub enum ReadData {
     All,
     /// A percentage of packs, chosen at random.
     Subset(f64),
+    /// Part `n` (1-based) of `of` fixed parts, by pack ID: checking parts 1 to `of` in turn reads every
+    /// pack once (the daemon's rotating check).
+    Part {
+        n: u32,
+        of: u32,
+    },
+}
+
+/// Whether `pack` falls in part `n` of `of` (by the first four bytes of its ID, which are uniform).
+pub fn in_part(pack: &FileId, n: u32, of: u32) -> bool {
+    let head = u32::from_be_bytes([pack.0[0], pack.0[1], pack.0[2], pack.0[3]]);
+    of > 0 && head % of == (n.max(1) - 1) % of
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -119,6 +131,7 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
         ReadData::None => Vec::new(),
         ReadData::All => by_pack.iter().collect(),
         ReadData::Subset(pct) => by_pack.iter().filter(|_| rand::random::<f64>() * 100.0 < pct).collect(),
+        ReadData::Part { n, of } => by_pack.iter().filter(|(pack, _)| in_part(pack, n, of)).collect(),
     };
     for (pack, blobs) in chosen {
         crate::interrupt::check()?;
@@ -157,4 +170,19 @@ fn verify_pack(
         open_blob(repo.crypto(), b, sealed).map_err(|e| format!("pack {pack}: {e}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_every_pack_once() {
+        let of = 7;
+        for i in 0u32..500 {
+            let id = FileId(*blake3::hash(&i.to_le_bytes()).as_bytes());
+            let hits: Vec<u32> = (1..=of).filter(|&n| in_part(&id, n, of)).collect();
+            assert_eq!(hits.len(), 1, "pack {i} is in exactly one part");
+        }
+    }
 }

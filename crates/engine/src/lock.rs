@@ -21,6 +21,9 @@ use crate::storage::Storage;
 pub const REFRESH: Duration = Duration::from_secs(5 * 60);
 pub const EXPIRY: Duration = Duration::from_secs(30 * 60);
 const EXCLUSIVE_PATH: &str = "locks/exclusive";
+/// Prefix of locks that only keep a second copy of a long-running process away (`locks/singleton-daemon`):
+/// they conflict with nothing else, so the daemon's own backups and prunes can lock as usual.
+const SINGLETON_PREFIX: &str = "locks/singleton-";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -188,6 +191,35 @@ pub fn acquire(storage: &Storage, exclusive: bool, operation: &str, retry_for: D
     }
 }
 
+/// Takes the repository's one `locks/singleton-NAME` (e.g. `daemon`): refused while another live
+/// process holds it, whatever the rest of the repository's locks. Stale holders are replaced as for the
+/// exclusive lock.
+pub fn acquire_singleton(storage: &Storage, name: &str, operation: &str) -> Result<LockGuard> {
+    let info = LockInfo::new(true, operation);
+    let bytes = serde_json::to_vec(&info).expect("lock serialises");
+    let path = format!("{SINGLETON_PREFIX}{name}");
+    if !create_exclusive(storage, &path, &bytes, &info.token)? {
+        match read_lock(storage, &path)? {
+            Some(other) if !other.is_stale() => {
+                return Err(Error::Locked { mode: " as a singleton", holder: other.describe() });
+            }
+            _ => {
+                tracing::info!("removing stale lock {path}");
+                storage.delete(&path)?;
+                let settled = create_exclusive(storage, &path, &bytes, &info.token)? && {
+                    std::thread::sleep(Duration::from_millis(500));
+                    read_lock(storage, &path)?.is_some_and(|mine| mine.token == info.token)
+                };
+                if !settled {
+                    let holder = read_lock(storage, &path)?.map(|o| o.describe()).unwrap_or_default();
+                    return Err(Error::Locked { mode: " as a singleton", holder });
+                }
+            }
+        }
+    }
+    Ok(start_refresher(storage.clone(), path, info))
+}
+
 /// One attempt: `Ok(Err(holder))` when a live conflicting lock exists.
 fn try_acquire(storage: &Storage, exclusive: bool, operation: &str) -> Result<Result<LockGuard, String>> {
     let info = LockInfo::new(exclusive, operation);
@@ -223,7 +255,7 @@ fn try_acquire(storage: &Storage, exclusive: bool, operation: &str) -> Result<Re
     }
     // Look for a conflicting live lock written by someone else.
     for (other_path, other) in list_locks(storage)? {
-        if other_path == path {
+        if other_path == path || other_path.starts_with(SINGLETON_PREFIX) {
             continue;
         }
         let conflicts = exclusive || other_path == EXCLUSIVE_PATH;

@@ -16,7 +16,21 @@ use crate::hooks::{self, HookEnv, Phase};
 use crate::output::{json, size, Progress};
 use crate::runs::Run;
 
+/// `bunker backup`. Run from cron or a Kubernetes CronJob (not by the daemon, which pings for its own
+/// jobs), a backup of the stack's targets sends the `backup` healthchecks pings: start, then its exit code.
 pub fn run(ctx: &Context, args: BackupArgs) -> Result<i32> {
+    let pings = std::env::var_os(crate::daemon::JOB_ENV).is_none() && !args.stdin && args.path.is_empty();
+    if pings {
+        crate::notify::ping_start("backup");
+    }
+    let outcome = back_up_args(ctx, args);
+    if pings {
+        crate::notify::ping_finish("backup", outcome.as_ref().map(|c| *c).unwrap_or_else(exit::code_for));
+    }
+    outcome
+}
+
+fn back_up_args(ctx: &Context, args: BackupArgs) -> Result<i32> {
     if args.all || args.group.is_some() {
         return super::points::back_up_point(ctx, &args);
     }

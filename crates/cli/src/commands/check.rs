@@ -1,20 +1,44 @@
 use anyhow::Result;
 use bunker_engine::check::{check, ReadData};
 
-use crate::cli::CheckArgs;
+use crate::cli::{CheckArgs, DataSubset};
 use crate::context::Context;
 use crate::exit;
 use crate::output::json;
+use crate::runs::Run;
 
+/// `bunker check`: the repository's structure and, with `--read-data[-subset]`, its bytes. Recorded in
+/// the catalog (operation `check`, with the part read), which `status` and the daemon's rotation read.
 pub fn run(ctx: &Context, args: CheckArgs) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = ctx.lock(&repo, false, "check")?;
+    let mut run = Run::start("check");
+    let outcome = check_and_print(ctx, &repo, &args, &mut run);
+    run.finish(&repo, outcome.as_ref().copied());
+    outcome
+}
+
+fn check_and_print(ctx: &Context, repo: &bunker_engine::Repository, args: &CheckArgs, run: &mut Run) -> Result<i32> {
+    let _lock = ctx.lock(repo, false, "check")?;
     let mode = match (args.read_data, args.read_data_subset) {
         (true, _) => ReadData::All,
-        (false, Some(p)) => ReadData::Subset(p),
+        (false, Some(DataSubset::Percent(p))) => ReadData::Subset(p),
+        (false, Some(DataSubset::Part { n, of })) => ReadData::Part { n, of },
         _ => ReadData::None,
     };
-    let report = check(&repo, mode)?;
+    run.detail(
+        "read_data",
+        serde_json::json!(match mode {
+            ReadData::None => "none".to_string(),
+            ReadData::All => "all".to_string(),
+            ReadData::Subset(p) => format!("{p}%"),
+            ReadData::Part { n, of } => format!("{n}/{of}"),
+        }),
+    );
+    let report = check(repo, mode)?;
+    run.detail("packs_read", report.packs_read.into());
+    if !report.is_ok() {
+        run.problem(format!("{} errors: {}", report.errors.len(), report.errors.first().cloned().unwrap_or_default()));
+    }
     if ctx.global.json {
         json(&report);
     } else {

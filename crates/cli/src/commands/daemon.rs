@@ -1,10 +1,10 @@
-//! `bunker daemon` (being written).
+//! `bunker daemon`: the loop lives in [`crate::daemon`].
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::cli::DaemonArgs;
 use crate::context::Context;
 
-pub fn run(_ctx: &Context, _args: DaemonArgs) -> Result<i32> {
-    bail!("bunker daemon is not built yet")
+pub fn run(ctx: &Context, args: DaemonArgs) -> Result<i32> {
+    crate::daemon::run(ctx, args)
 }

@@ -6,6 +6,7 @@ use crate::cli::ForgetArgs;
 use crate::context::Context;
 use crate::exit;
 use crate::output::json;
+use crate::runs::Run;
 
 /// Without `--keep-*` options, each target's policy comes from the stack file (`[retention]` and its
 /// own `retention` keys), with its `min_age` floor; snapshots of targets without one are all kept.
@@ -29,12 +30,30 @@ pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
         );
     }
     let repo = ctx.open()?;
-    let lock = ctx.lock(&repo, true, "forget")?;
+    let mut run = Run::start("forget");
+    let outcome = forget(ctx, &repo, &args, &policy, stack, &mut run);
+    run.finish(&repo, outcome.as_ref().copied());
+    let code = outcome?;
+    if code == exit::OK && args.prune && !args.dry_run {
+        return super::prune::run(ctx, crate::cli::PruneArgs { dry_run: false });
+    }
+    Ok(code)
+}
+
+fn forget(
+    ctx: &Context,
+    repo: &bunker_engine::Repository,
+    args: &ForgetArgs,
+    policy: &Policy,
+    stack: Option<&bunker_config::LoadedConfig>,
+    run: &mut Run,
+) -> Result<i32> {
+    let lock = ctx.lock(repo, true, "forget")?;
     let snapshots: Vec<_> =
         repo.load_snapshots()?.into_iter().filter(|s| args.name.as_ref().is_none_or(|n| &s.name == n)).collect();
     let now = chrono::Utc::now();
     let decisions = match stack {
-        None => apply(&policy, &snapshots, now),
+        None => apply(policy, &snapshots, now),
         Some(stack) => {
             let mut decisions = Vec::new();
             let mut by_name: std::collections::BTreeMap<&str, Vec<bunker_engine::Snapshot>> = Default::default();
@@ -75,7 +94,10 @@ pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
         }
     }
     let removed = decisions.iter().filter(|d| !d.keep).count();
-    let wal_expired = expire_wal(&repo, &snapshots, &decisions, args.dry_run)?;
+    run.detail("dry_run", args.dry_run.into());
+    run.detail("removed", removed.into());
+    run.detail("kept", (decisions.len() - removed).into());
+    let wal_expired = expire_wal(repo, &snapshots, &decisions, args.dry_run)?;
     if ctx.global.json {
         json(&serde_json::json!({ "dry_run": args.dry_run, "decisions": decisions, "wal_expired": wal_expired }));
     } else {
@@ -90,10 +112,6 @@ pub fn run(ctx: &Context, args: ForgetArgs) -> Result<i32> {
                 println!("{verb} {} archived WAL files of {target} older than its oldest base backup", files.len());
             }
         }
-    }
-    if args.prune && !args.dry_run {
-        drop(lock);
-        return super::prune::run(ctx, crate::cli::PruneArgs { dry_run: false });
     }
     Ok(exit::OK)
 }

@@ -21,7 +21,7 @@ mod restore;
 mod s3;
 mod snapshots;
 mod stats;
-mod status;
+pub(crate) mod status;
 mod unlock;
 mod verify;
 mod wal;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod moto;
+pub mod receiver;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

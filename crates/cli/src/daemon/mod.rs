@@ -1,0 +1,356 @@
+//! `bunker daemon`: runs the stack file's `[schedules]` for one repository.
+//!
+//! Each job runs as a child `bunker` process (backup, forget --prune, check, copy), so a job is exactly
+//! what a user would run by hand, records its own catalog runs, and cannot take the daemon down with it;
+//! the daemon then records a `schedule` run (the job's name, its command and exit code), which is what a
+//! restarted daemon reads to find a fire time it missed. Health evaluation (`status` jobs) and metrics
+//! run in-process. One daemon per repository: it holds `locks/singleton-daemon` while it runs.
+//!
+//! Signals: SIGTERM or SIGINT stop the loop; a running job is passed one SIGTERM and given the time it
+//! needs to stop cleanly (it records itself as interrupted), then the daemon records it and exits 0.
+//! A second signal exits at once. SIGHUP reloads the stack file (a broken one is reported and the old
+//! one kept).
+
+pub mod http;
+pub mod metrics;
+pub mod plan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use bunker_config::{Config, JobKind, Schedule};
+use bunker_engine::catalog::RunRecord;
+use bunker_engine::Repository;
+use chrono::{DateTime, Utc};
+
+use crate::cli::DaemonArgs;
+use crate::commands::status::{gather, StatusReport};
+use crate::context::Context;
+use crate::exit;
+use crate::health::Level;
+use crate::runs::Run;
+use plan::{random_jitter, Plan};
+
+/// The catalog operation of the daemon's own record of each job it ran.
+pub const OPERATION: &str = "schedule";
+/// Set in a job's environment: the schedule's name (commands use it to leave pings to the daemon).
+pub const JOB_ENV: &str = "BUNKER_DAEMON_JOB";
+/// How long the loop sleeps between looks at the clock and the signals.
+const TICK: Duration = Duration::from_millis(200);
+
+pub fn run(ctx: &Context, args: DaemonArgs) -> Result<i32> {
+    let Some(loaded) = ctx.config()? else {
+        bail!("the daemon runs the stack file's [schedules]: give --config PATH, set BUNKER_CONFIG, or run where bunker.toml is")
+    };
+    let config_path = loaded.path.clone();
+    let mut config = loaded.config.clone();
+    if config.schedules.is_empty() && args.listen.is_none() {
+        bail!(
+            "{} has no [schedules]; add one (e.g. backup = \"0 1 * * *\"), or give --listen to only serve metrics",
+            config_path.display()
+        );
+    }
+    let (repo, password) = ctx.open_keeping_password()?;
+    let _singleton = bunker_engine::lock::acquire_singleton(repo.storage(), "daemon", "daemon")
+        .context("another bunker daemon runs for this repository")?;
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
+        .context("cannot install the SIGHUP handler")?;
+
+    let published = http::shared();
+    if let Some(addr) = args.listen {
+        let bound = http::serve(addr, published.clone())?;
+        eprintln!("bunker daemon: serving /metrics, /healthz and /status on http://{bound}");
+    }
+    let mut daemon = Daemon {
+        ctx,
+        repo,
+        password,
+        config_path,
+        published,
+        health: BTreeMap::new(),
+        exe: std::env::current_exe().context("cannot find the bunker executable to run jobs with")?,
+    };
+    let runs = daemon.repo.load_runs().unwrap_or_default();
+    let mut plan =
+        Plan::new(&config.schedules, Utc::now(), &last_started(&runs), !args.no_catch_up, &mut random_jitter);
+    for job in &plan.jobs {
+        let next = job.next.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or("never".into());
+        eprintln!(
+            "bunker daemon: {} ({}, \"{}\"): next run {next}",
+            job.schedule.name,
+            job.schedule.kind.as_str(),
+            job.schedule.cron
+        );
+    }
+    daemon.refresh(&config, &plan, Some(runs));
+    let mut refreshed = Instant::now();
+
+    while !bunker_engine::interrupt::requested() {
+        daemon.beat();
+        if hangup.swap(false, Ordering::SeqCst) {
+            match reload(&daemon.config_path) {
+                Ok(new) => {
+                    let runs = daemon.repo.load_runs().unwrap_or_default();
+                    plan = Plan::new(&new.schedules, Utc::now(), &last_started(&runs), false, &mut random_jitter);
+                    config = new;
+                    eprintln!("bunker daemon: reloaded {} ({} jobs)", daemon.config_path.display(), plan.jobs.len());
+                }
+                Err(e) => eprintln!("bunker daemon: kept the running configuration: {}", exit::one_line(&e)),
+            }
+        }
+        let now = Utc::now();
+        if let Some(i) = plan.due(now) {
+            let schedule = plan.jobs[i].schedule.clone();
+            let started = Utc::now();
+            let code = daemon.run_job(&config, &schedule);
+            plan.ran(i, started, Utc::now(), code, &mut random_jitter);
+            daemon.refresh(&config, &plan, None);
+            refreshed = Instant::now();
+            continue;
+        }
+        if refreshed.elapsed() >= args.refresh {
+            daemon.refresh(&config, &plan, None);
+            refreshed = Instant::now();
+        }
+        std::thread::sleep(TICK);
+    }
+    eprintln!("bunker daemon: stopped");
+    Ok(exit::OK)
+}
+
+fn reload(path: &std::path::Path) -> Result<Config> {
+    Ok(Config::discover(Some(path))?.context("the stack file disappeared")?.config)
+}
+
+/// Each job's last start, from the daemon's records in the catalog.
+fn last_started(runs: &[RunRecord]) -> HashMap<String, DateTime<Utc>> {
+    let mut out: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for r in runs.iter().filter(|r| r.operation == OPERATION) {
+        if let Some(job) = r.details.get("job").and_then(|j| j.as_str()) {
+            let slot = out.entry(job.to_string()).or_insert(r.started);
+            *slot = (*slot).max(r.started);
+        }
+    }
+    out
+}
+
+struct Daemon<'a> {
+    ctx: &'a Context,
+    repo: Repository,
+    password: String,
+    config_path: PathBuf,
+    published: http::Shared,
+    /// Each target's level at the last health evaluation: only changes are notified.
+    health: BTreeMap<String, Level>,
+    exe: PathBuf,
+}
+
+impl Daemon<'_> {
+    fn beat(&self) {
+        if let Ok(mut p) = self.published.write() {
+            p.heartbeat = Instant::now();
+        }
+    }
+
+    /// Re-reads the catalog and publishes metrics and status. A repository that cannot be read leaves
+    /// the last published values and is logged.
+    fn refresh(&self, config: &Config, plan: &Plan, runs: Option<Vec<RunRecord>>) -> Option<StatusReport> {
+        let runs = match runs.map(Ok).unwrap_or_else(|| self.repo.load_runs()) {
+            Ok(runs) => runs,
+            Err(e) => {
+                tracing::warn!("could not read the catalog to refresh the metrics: {e}");
+                return None;
+            }
+        };
+        let report = match gather(Some(config), &self.repo, &runs, Utc::now()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!("could not judge health to refresh the metrics: {}", exit::one_line(&e));
+                None
+            }
+        };
+        let text = metrics::render(report.as_ref(), &runs, &plan.jobs);
+        if let Ok(mut p) = self.published.write() {
+            p.metrics = text;
+            if let Some(r) = &report {
+                p.status = serde_json::to_value(r).ok();
+            }
+            p.heartbeat = Instant::now();
+        }
+        report
+    }
+
+    /// Runs one job; returns its exit code.
+    fn run_job(&mut self, config: &Config, schedule: &Schedule) -> i32 {
+        eprintln!("bunker daemon: running {} ({})", schedule.name, schedule.kind.as_str());
+        if schedule.kind == JobKind::Status {
+            return self.evaluate_health(config);
+        }
+        crate::notify::ping_start(&schedule.name);
+        let mut record = Run::start(OPERATION);
+        record.detail("job", schedule.name.clone().into());
+        record.detail("kind", schedule.kind.as_str().into());
+        let commands = match self.commands(config, schedule) {
+            Ok(c) => c,
+            Err(e) => {
+                let code = exit::FAILURE;
+                eprintln!("bunker daemon: {} failed: {}", schedule.name, exit::one_line(&e));
+                record.detail("exit_code", code.into());
+                record.finish(&self.repo, Err(&e));
+                crate::notify::ping_finish(&schedule.name, code);
+                return code;
+            }
+        };
+        let mut worst = exit::OK;
+        let mut ran = Vec::new();
+        for args in commands {
+            ran.push(args.join(" "));
+            let code = self.run_child(&schedule.name, &args);
+            worst = worse(worst, code);
+            if code == exit::INTERRUPTED || bunker_engine::interrupt::requested() {
+                worst = exit::INTERRUPTED;
+                break;
+            }
+        }
+        record.detail("commands", ran.into());
+        record.detail("exit_code", worst.into());
+        if worst != exit::OK {
+            record.problem(format!("{} exited with code {worst}", schedule.name));
+        }
+        record.finish(&self.repo, Ok(worst));
+        crate::notify::ping_finish(&schedule.name, worst);
+        eprintln!("bunker daemon: {} ended with exit code {worst}", schedule.name);
+        worst
+    }
+
+    /// The `bunker` command lines a job runs, in order.
+    fn commands(&self, config: &Config, schedule: &Schedule) -> Result<Vec<Vec<String>>> {
+        let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Ok(match schedule.kind {
+            JobKind::Backup => match &schedule.group {
+                Some(group) => vec![owned(&["backup", "--group", group])],
+                None => vec![owned(&["backup", "--all"])],
+            },
+            JobKind::Forget => vec![owned(&["--retry-lock", "30m", "forget", "--prune"])],
+            JobKind::Check => {
+                let part = self.next_check_part(schedule);
+                vec![owned(&["check", "--read-data-subset", &format!("{part}/{}", schedule.parts)])]
+            }
+            JobKind::Copy => {
+                let names: Vec<String> = match &schedule.to {
+                    Some(to) => vec![to.clone()],
+                    None => config.secondaries.iter().map(|(n, _)| n.clone()).collect(),
+                };
+                if names.is_empty() {
+                    bail!("copy job {}: the stack file has no [repositories.NAME] to copy to", schedule.name);
+                }
+                names.iter().map(|n| owned(&["copy", "--to", n])).collect()
+            }
+            JobKind::Status => Vec::new(),
+        })
+    }
+
+    /// The rotating data check moves on by one part from the part its last run read.
+    fn next_check_part(&self, schedule: &Schedule) -> u32 {
+        let runs = self.repo.load_runs().unwrap_or_default();
+        let last = runs
+            .iter()
+            .filter(|r| {
+                r.operation == OPERATION && r.details.get("job").and_then(|j| j.as_str()) == Some(&schedule.name)
+            })
+            .max_by_key(|r| r.started)
+            .and_then(|r| r.details.get("commands")?.get(0)?.as_str().map(str::to_string))
+            .and_then(|c| c.rsplit(' ').next()?.split_once('/').and_then(|(n, _)| n.parse::<u32>().ok()));
+        match last {
+            Some(n) => n % schedule.parts + 1,
+            None => 1,
+        }
+    }
+
+    /// Runs `bunker ARGS` as a job's child, in its own process group (a terminal's Ctrl-C reaches only
+    /// the daemon, which passes on one SIGTERM), and waits for it while keeping the heartbeat.
+    fn run_child(&self, job: &str, args: &[String]) -> i32 {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(&self.exe);
+        command.arg("--config").arg(&self.config_path);
+        if let Some(repo) = &self.ctx.global.repo {
+            command.env("BUNKER_REPO", repo);
+        }
+        command.args(args).env("BUNKER_PASSWORD", &self.password).env(JOB_ENV, job).process_group(0);
+        let mut child: Child = match command.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("bunker daemon: cannot start {}: {e}", self.exe.display());
+                return exit::FAILURE;
+            }
+        };
+        let mut forwarded = false;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    return status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    eprintln!("bunker daemon: lost track of job {job}: {e}");
+                    return exit::FAILURE;
+                }
+            }
+            if bunker_engine::interrupt::requested() && !forwarded {
+                eprintln!("bunker daemon: asking job {job} to stop");
+                // SAFETY: sending a signal to our own child's PID has no memory effects.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+                forwarded = true;
+            }
+            self.beat();
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// A `status` job: judge every target and notify the ones whose level changed.
+    fn evaluate_health(&mut self, config: &Config) -> i32 {
+        let runs = match self.repo.load_runs() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("bunker daemon: cannot read the catalog to judge health: {e}");
+                return exit::FAILURE;
+            }
+        };
+        let report = match gather(Some(config), &self.repo, &runs, Utc::now()) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("bunker daemon: cannot judge health: {}", exit::one_line(&e));
+                return exit::FAILURE;
+            }
+        };
+        for t in &report.targets {
+            let before = self.health.insert(t.target.clone(), t.level).unwrap_or(Level::Ok);
+            if before != t.level {
+                let level = format!("{:?}", t.level).to_lowercase();
+                crate::notify::health_changed(&t.target, &level, &t.reasons.join("; "));
+            }
+        }
+        report.level.exit_code()
+    }
+}
+
+/// The worse of two exit codes: any failure over incomplete over success.
+fn worse(a: i32, b: i32) -> i32 {
+    let rank = |c: i32| match c {
+        exit::OK => 0,
+        exit::INCOMPLETE => 1,
+        _ => 2,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
