@@ -200,12 +200,19 @@ pub struct DumpArgs {
     pub path: Option<String>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct RestoreArgs {
     /// Snapshot: NAME (its latest), NAME:ID-PREFIX, an ID or unique prefix, or latest
-    pub snapshot: String,
+    #[arg(required_unless_present = "point", conflicts_with = "point")]
+    pub snapshot: Option<String>,
+    /// Restore every target of this recovery point (an ID from `bunker points`, or latest) where its
+    /// stack file says it lives: PostgreSQL dumps into their databases, Redis into its server, S3 into its
+    /// bucket, command outputs into their restore command; files into --to DIR/TARGET, physical
+    /// PostgreSQL into --pgdata DIR (DIR/TARGET with several) recovered to the point's time
+    #[arg(long, conflicts_with_all = ["into", "rdb_file", "exec", "include"])]
+    pub point: Option<String>,
     /// Directory to restore a file tree into (created if missing)
-    #[arg(long, required_unless_present_any = ["into", "pgdata", "rdb_file", "exec"], conflicts_with = "into")]
+    #[arg(long, required_unless_present_any = ["into", "pgdata", "rdb_file", "exec", "point"], conflicts_with = "into")]
     pub to: Option<PathBuf>,
     /// Database to restore a PostgreSQL snapshot into: a libpq URL, or a database name on the
     /// target's server (created if missing); for a Redis snapshot, a redis:// or rediss:// URL; for an S3
@@ -247,7 +254,7 @@ pub struct RestoreArgs {
 }
 
 /// Point-in-time recovery of a physical PostgreSQL target.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct PitrArgs {
     /// Restore a physical PostgreSQL target into this data directory (base backup, then WAL replay)
     #[arg(long, conflicts_with_all = ["to", "into"])]
@@ -290,6 +297,13 @@ pub struct PitrArgs {
     /// The restore_command to write instead of bunker's own wal-fetch invocation
     #[arg(long, requires = "pgdata")]
     pub restore_command: Option<String>,
+}
+
+impl RestoreArgs {
+    /// The snapshot selector (empty with --point, which restores snapshots one by one).
+    pub fn snapshot(&self) -> &str {
+        self.snapshot.as_deref().unwrap_or("")
+    }
 }
 
 #[derive(Args, Debug)]

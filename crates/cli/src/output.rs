@@ -18,7 +18,29 @@ pub fn size(bytes: u64) -> String {
 }
 
 pub fn json<T: serde::Serialize>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serialisable"));
+    let kept = COLLECTED.with(|c| match c.borrow_mut().as_mut() {
+        Some(list) => {
+            list.push(serde_json::to_value(value).expect("serialisable"));
+            true
+        }
+        None => false,
+    });
+    if !kept {
+        println!("{}", serde_json::to_string_pretty(value).expect("serialisable"));
+    }
+}
+
+thread_local! {
+    static COLLECTED: std::cell::RefCell<Option<Vec<serde_json::Value>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with what it would print through [`json`] kept and returned instead, so a command made of
+/// others (`restore --point`) prints one document.
+pub fn collect_json<R>(f: impl FnOnce() -> R) -> (R, Vec<serde_json::Value>) {
+    let outer = COLLECTED.with(|c| c.replace(Some(Vec::new())));
+    let result = f();
+    let collected = COLLECTED.with(|c| c.replace(outer)).unwrap_or_default();
+    (result, collected)
 }
 
 /// A live byte counter on stderr, only when stderr is a terminal.

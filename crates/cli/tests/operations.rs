@@ -163,3 +163,69 @@ fn backup_all_takes_one_recovery_point_and_points_lists_it() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no group \"weekly\" (its groups: nightly)"));
 }
+
+#[test]
+fn restore_point_puts_every_target_back() {
+    let repo = Repo::new();
+    let redis = bunker_scratch::ScratchRedis::start().unwrap();
+    let redis_cli = |args: &[&str]| {
+        let o = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port().to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    redis_cli(&["SET", "session:1", "alice"]);
+    redis_cli(&["SET", "session:2", "bob"]);
+    let data = repo.root.join("etc");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("app.conf"), "x = 1\n").unwrap();
+    let index = repo.root.join("index.json");
+    std::fs::write(&index, "{\"docs\": 3}").unwrap();
+    let restored_index = repo.root.join("restored-index.json");
+    let cfg = stack(
+        &repo,
+        &format!(
+            "[targets.search]\ntype = \"command\"\nbackup = \"cat '{}'\"\nrestore = \"cat > '{}'\"\n\n\
+             [targets.config]\ntype = \"files\"\npaths = [\"{}\"]\n\n\
+             [targets.cache]\ntype = \"redis\"\nurl = \"{}\"\n",
+            index.display(),
+            restored_index.display(),
+            data.display(),
+            redis.url()
+        ),
+    );
+    let run = |args: &[&str]| repo.cmd(args).env("BUNKER_CONFIG", &cfg).output().unwrap();
+    let o = run(&["--json", "backup", "--all"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["point"].as_str().unwrap().to_string();
+    // A later point with other data: restoring the first must bring back the first's.
+    std::fs::write(&index, "{\"docs\": 4}").unwrap();
+    redis_cli(&["SET", "session:3", "carol"]);
+    assert!(run(&["backup", "--all"]).status.success());
+    redis_cli(&["FLUSHALL"]);
+
+    // Files need --to; without it that target fails and the others are still restored.
+    let o = run(&["restore", "--point", &id, "--force"]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("give --to DIR to restore the files target config"));
+    assert_eq!(std::fs::read_to_string(&restored_index).unwrap(), "{\"docs\": 3}");
+    assert_eq!(redis_cli(&["DBSIZE"]), "2");
+
+    let out = repo.root.join("out");
+    let o = run(&["--json", "restore", "--point", &id, "--to", out.to_str().unwrap(), "--force"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["point"], id.as_str());
+    assert_eq!(report["restored"].as_array().unwrap().len(), 3);
+    let conf = std::fs::read_dir(out.join("config")).unwrap().count();
+    assert!(conf > 0, "the files target was restored under --to/config");
+    assert_eq!(redis_cli(&["GET", "session:1"]), "alice");
+    assert_eq!(redis_cli(&["EXISTS", "session:3"]), "0", "the point's data, not the later one");
+
+    let o = run(&["restore", "--point", "20200101T000000Z-0000"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no recovery point"));
+}

@@ -28,10 +28,10 @@ pub fn restore(ctx: &Context, repo: &Repository, args: &RestoreArgs, pgdata: &Pa
         Some("current") => Some(0),
         Some(t) => Some(t.parse::<u32>().map_err(|_| anyhow!("--timeline {t:?} is not latest, current or a number"))?),
     };
-    let (name, pinned) = match args.snapshot.split_once(':') {
+    let (name, pinned) = match args.snapshot().split_once(':') {
         Some((n, "latest")) => (n.to_string(), None),
         Some((n, id)) => (n.to_string(), Some(id.to_string())),
-        None => (args.snapshot.clone(), None),
+        None => (args.snapshot().to_string(), None),
     };
     run.target(&name);
     run.detail("pgdata", serde_json::json!(pgdata));

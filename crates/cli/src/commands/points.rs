@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::cli::BackupArgs;
+use crate::cli::{BackupArgs, RestoreArgs};
 use crate::context::Context;
 use crate::exit;
 use crate::output::json;
@@ -179,4 +179,137 @@ pub fn list(ctx: &Context) -> Result<i32> {
         println!("{} recovery points", rows.len());
     }
     Ok(exit::OK)
+}
+
+/// `restore --point P`: every snapshot of the point, each where its target lives (see `RestoreArgs::point`),
+/// one after the other through the ordinary `restore` (hooks, verification and catalog runs included).
+/// A target that cannot be restored does not stop the others; the exit code is the worst.
+pub fn restore_point(ctx: &Context, args: &RestoreArgs) -> Result<i32> {
+    let wanted = args.point.as_deref().expect("called with --point");
+    let Some(loaded) = ctx.config()? else {
+        bail!("restore --point puts each target back where the stack file says it lives; give --config PATH")
+    };
+    let config = &loaded.config;
+    let repo = ctx.open()?;
+    let runs = repo.load_runs()?;
+    let points: Vec<_> = runs.iter().filter(|r| r.operation == "point").collect();
+    let run = match wanted {
+        "latest" => points.iter().max_by_key(|r| r.started),
+        id => points.iter().find(|r| r.details.get("point").and_then(|p| p.as_str()) == Some(id)),
+    };
+    let Some(run) = run else { bail!("no recovery point {wanted:?}; `bunker points` lists them") };
+    let point = run.details["point"].as_str().unwrap_or_default().to_string();
+    let tag = format!("{TAG_PREFIX}{point}");
+    let snapshots = repo.load_snapshots()?;
+    drop(repo);
+    let mut members: Vec<_> = snapshots.iter().filter(|s| s.tags.contains(&tag)).collect();
+    members.sort_by_key(|s| s.time);
+    if members.is_empty() {
+        bail!("recovery point {point} has no snapshots left (forgotten?)");
+    }
+    // Physical PostgreSQL is recovered to the point's end: by then every snapshot of it was taken.
+    let until = run.ended.to_rfc3339();
+    let physical: Vec<&str> = members
+        .iter()
+        .filter(|s| s.kind == bunker_sources::postgres::physical::KIND)
+        .map(|s| s.name.as_str())
+        .collect();
+    let has_globals = |target: &str| {
+        members
+            .iter()
+            .any(|s| s.kind == bunker_sources::postgres::globals::KIND && s.name.starts_with(&format!("{target}/")))
+    };
+    let mut code = exit::OK;
+    let mut results = Vec::new();
+    for snap in &members {
+        let base = snap.name.split('/').next().unwrap_or(&snap.name);
+        if snap.kind == bunker_sources::postgres::globals::KIND {
+            continue; // applied with each database of its target (--with-globals)
+        }
+        let mut one = RestoreArgs { point: None, snapshot: Some(snap.id().to_hex()), ..args.clone() };
+        one.pitr = crate::cli::PitrArgs { target_action: args.pitr.target_action.clone(), ..Default::default() };
+        one.to = None;
+        let target = config.target(base);
+        let destination: Result<String> = (|| {
+            let Some(target) = target else { bail!("{} is no target of the stack file", snap.name) };
+            match target.kind.as_str() {
+                "postgres" if snap.kind == bunker_sources::postgres::physical::KIND => {
+                    let Some(dir) = &args.pitr.pgdata else {
+                        bail!("give --pgdata DIR to restore the physical PostgreSQL target {base}")
+                    };
+                    let dir = if physical.len() > 1 { dir.join(base) } else { dir.clone() };
+                    one.snapshot = Some(format!("{}:{}", snap.name, snap.id().to_hex()));
+                    one.pitr.pgdata = Some(dir.clone());
+                    one.pitr.to_time = Some(until.clone());
+                    Ok(format!("{} recovered to {until}", dir.display()))
+                }
+                "postgres" => {
+                    let meta: bunker_sources::postgres::logical::LogicalMeta =
+                        serde_json::from_value(snap.meta.clone())?;
+                    one.into = Some(meta.database.clone());
+                    one.with_globals = has_globals(base);
+                    Ok(format!("database {}", meta.database))
+                }
+                "redis" => {
+                    let Some(url) = target.options.get("url").and_then(|u| u.as_str()) else {
+                        bail!("target {base} has no url")
+                    };
+                    one.into = Some(url.to_string());
+                    Ok("its Redis server".to_string())
+                }
+                "s3" => {
+                    let (spec, _) = bunker_sources::s3::spec(target)?;
+                    let mut url = format!("s3://{}/{}?region={}", spec.bucket, spec.prefix, spec.region);
+                    if let Some(endpoint) = &spec.endpoint {
+                        url.push_str(&format!("&endpoint={endpoint}&path-style={}", spec.path_style));
+                    }
+                    one.into = Some(url);
+                    Ok(spec.display())
+                }
+                "files" => {
+                    let Some(dir) = &args.to else {
+                        bail!("give --to DIR to restore the files target {base} into DIR/{base}")
+                    };
+                    one.to = Some(dir.join(&snap.name));
+                    Ok(dir.join(&snap.name).display().to_string())
+                }
+                "command" => {
+                    one.exec = Some(None);
+                    Ok("its restore command".to_string())
+                }
+                other => bail!("restoring {other} targets of a point is not supported"),
+            }
+        })();
+        let (outcome, printed) = crate::output::collect_json(|| {
+            destination.and_then(|dest| {
+                eprintln!("bunker: restoring {} ({}) into {dest}", snap.name, snap.short_id());
+                super::restore::run(ctx, one)
+            })
+        });
+        let c = match &outcome {
+            Ok(c) => *c,
+            Err(e) => {
+                eprintln!("bunker: error: restore of {} failed: {}", snap.name, exit::one_line(e));
+                exit::code_for(e)
+            }
+        };
+        results.push(serde_json::json!({
+            "snapshot": snap.id().to_hex(),
+            "name": snap.name,
+            "exit_code": c,
+            "error": outcome.as_ref().err().map(exit::one_line),
+            "result": printed.into_iter().next_back(),
+        }));
+        code = worse(code, c);
+        if c == exit::INTERRUPTED {
+            break;
+        }
+    }
+    let failed = results.iter().filter(|r| r["exit_code"] != 0).count();
+    if ctx.global.json {
+        json(&serde_json::json!({ "point": point, "time": run.started, "until": until, "restored": results }));
+    } else {
+        println!("recovery point {point}: {} of {} snapshots restored", results.len() - failed, results.len());
+    }
+    Ok(code)
 }

@@ -13,12 +13,15 @@ use crate::output::{json, size};
 use crate::runs::Run;
 
 pub fn run(ctx: &Context, args: RestoreArgs) -> Result<i32> {
+    if args.point.is_some() {
+        return super::points::restore_point(ctx, &args);
+    }
     let repo = ctx.open()?;
     // The target's hooks, when the snapshot is named after a target of the stack file.
-    let target = args.snapshot.split([':', '/']).next().unwrap_or(&args.snapshot).to_string();
+    let target = args.snapshot().split([':', '/']).next().unwrap_or(args.snapshot()).to_string();
     let hooks = ctx.config()?.and_then(|c| c.config.target(&target)).map(|t| t.hooks.clone());
     let Some(hooks) = hooks else { return restore(ctx, &repo, &args) };
-    let env = |status| HookEnv { target: &target, snapshot: Some(&args.snapshot), status, extra: Vec::new() };
+    let env = |status| HookEnv { target: &target, snapshot: Some(args.snapshot()), status, extra: Vec::new() };
     if let Err(e) = hooks::run(&hooks, Phase::BeforeRestore, &env(None)) {
         let mut run = Run::start("restore");
         run.target(&target);
@@ -43,7 +46,7 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<i32> {
 
 fn restore(ctx: &Context, repo: &Repository, args: &RestoreArgs) -> Result<i32> {
     let mut run = Run::start("restore");
-    run.target(&args.snapshot);
+    run.target(args.snapshot());
     if let Some(path) = &args.rdb_file {
         let outcome = super::redis::write_rdb(ctx, repo, args, path, &mut run);
         run.finish(repo, outcome.as_ref().copied());
@@ -74,7 +77,7 @@ fn restore_exec(
 ) -> Result<i32> {
     let _lock = ctx.lock(repo, false, "restore")?;
     let snapshots = repo.load_snapshots()?;
-    let snap = select(&snapshots, &args.snapshot)?;
+    let snap = select(&snapshots, args.snapshot())?;
     run.target(&snap.name);
     run.snapshot(&snap.id());
     let command = match given {
@@ -119,7 +122,7 @@ fn restore_exec(
 fn restore_database(ctx: &Context, repo: &Repository, args: &RestoreArgs, into: &str, run: &mut Run) -> Result<i32> {
     let _lock = ctx.lock(repo, false, "restore")?;
     let snapshots = repo.load_snapshots()?;
-    let snap = select(&snapshots, &args.snapshot)?;
+    let snap = select(&snapshots, args.snapshot())?;
     run.target(&snap.name);
     run.snapshot(&snap.id());
     if snap.kind.starts_with("redis-") {
@@ -201,14 +204,14 @@ fn restore_files(
     bunker_engine::restorer::ensure_empty_or_absent(to, args.force)?;
     let _lock = ctx.lock(repo, false, "restore")?;
     let snapshots = repo.load_snapshots()?;
-    let snap = select(&snapshots, &args.snapshot)?;
+    let snap = select(&snapshots, args.snapshot())?;
     run.target(&snap.name);
     run.snapshot(&snap.id());
     let Root::Tree { tree } = &snap.root else {
         bail!(
             "snapshot {} is a stream; write it out with `bunker dump {} > FILE`, or restore a PostgreSQL dump with --into",
             snap.short_id(),
-            args.snapshot
+            args.snapshot()
         );
     };
     let (index, _) = repo.load_index()?;
