@@ -533,3 +533,33 @@ fn a_base_backup_streamed_over_the_replication_protocol_restores_like_a_local_on
     assert_eq!(sql(&bins, &d, port, "SELECT count(*) FROM t"), "10000");
     g.stop();
 }
+
+#[test]
+fn restore_point_recovers_a_physical_target_to_the_points_end() {
+    let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
+    let site = Site::new();
+    site.ok(&["init"]);
+    let pg = ScratchPostgres::start_with(&bins, &["archive_mode = on", &site.archive_command()]).unwrap();
+    site.write_config(Some(pg.port()));
+    pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, batch text NOT NULL)").unwrap();
+    pg.psql("postgres", "INSERT INTO t (batch) SELECT 'A' FROM generate_series(1, 1000)").unwrap();
+    let point: serde_json::Value = serde_json::from_str(&site.ok(&["--json", "backup", "--all"])).unwrap();
+    let id = point["point"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1100));
+    pg.psql("postgres", "INSERT INTO t (batch) SELECT 'B' FROM generate_series(1, 1000)").unwrap();
+    switch_and_wait(&pg);
+
+    let d = site.root.join("at-point");
+    let port = free_port().unwrap();
+    let out = site
+        .cmd_as_self(
+            &["restore", "--point", &id, "--pgdata", d.to_str().unwrap(), "--start", "--port", &port.to_string()],
+            "cache-self",
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let g = Started(d.clone(), bins.clone(), false);
+    assert_eq!(batches(&bins, &d, port), "A", "recovered to the point's end, before batch B");
+    g.stop();
+}

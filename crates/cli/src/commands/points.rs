@@ -227,7 +227,16 @@ pub fn restore_point(ctx: &Context, args: &RestoreArgs) -> Result<i32> {
             continue; // applied with each database of its target (--with-globals)
         }
         let mut one = RestoreArgs { point: None, snapshot: Some(snap.id().to_hex()), ..args.clone() };
-        one.pitr = crate::cli::PitrArgs { target_action: args.pitr.target_action.clone(), ..Default::default() };
+        // The recovery target is the point's; how to start the restored cluster stays the caller's.
+        one.pitr = crate::cli::PitrArgs {
+            target_action: args.pitr.target_action.clone(),
+            start: args.pitr.start,
+            port: args.pitr.port,
+            start_timeout: args.pitr.start_timeout,
+            keep_archiving: args.pitr.keep_archiving,
+            restore_command: args.pitr.restore_command.clone(),
+            ..Default::default()
+        };
         one.to = None;
         let target = config.target(base);
         let destination: Result<String> = (|| {

@@ -98,6 +98,7 @@ pub fn run(ctx: &Context, args: DaemonArgs) -> Result<i32> {
                 Ok(new) => {
                     let runs = daemon.repo.load_runs().unwrap_or_default();
                     plan = Plan::new(&new.schedules, Utc::now(), &last_started(&runs), false, &mut random_jitter);
+                    crate::notify::install(Some(&new));
                     config = new;
                     eprintln!("bunker daemon: reloaded {} ({} jobs)", daemon.config_path.display(), plan.jobs.len());
                 }
