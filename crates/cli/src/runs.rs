@@ -41,8 +41,9 @@ impl Run {
         self.record.error = Some(what);
     }
 
-    /// Records how the run ended: its exit code, or the error that stopped it. Recording is best effort:
-    /// a repository that cannot take the record is a warning, never a second failure.
+    /// Records how the run ended: its exit code, or the error that stopped it, then sends the notification
+    /// it raises, if any. Both are best effort: a repository that cannot take the record or a destination
+    /// that cannot take the notification is a warning, never a second failure.
     pub fn finish(mut self, repo: &Repository, outcome: Result<i32, &anyhow::Error>) {
         let r = &mut self.record;
         r.ended = chrono::Utc::now();
@@ -60,5 +61,6 @@ impl Run {
         if let Err(e) = repo.save_run(r) {
             tracing::warn!("could not record the {} run in the catalog: {e}", r.operation);
         }
+        crate::notify::run_finished(repo, r);
     }
 }

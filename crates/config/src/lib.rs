@@ -24,7 +24,7 @@ mod target;
 pub use error::{Error, Result};
 pub use health::HealthConfig;
 pub use interpolate::Env;
-pub use notifications::NotificationsConfig;
+pub use notifications::{EmailConfig, Events, HealthchecksConfig, NotificationsConfig, SlackConfig, WebhookConfig};
 pub use repository::{RepositoryConfig, Secret};
 pub use retention::{RetentionConfig, DEFAULT_MIN_AGE};
 pub use schedules::{JobKind, Schedule, DEFAULT_CHECK_PARTS};
