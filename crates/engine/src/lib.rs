@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod check;
 pub mod chunker;
 pub mod config;
+pub mod copy;
 pub mod crypto;
 pub mod error;
 pub mod failpoint;
