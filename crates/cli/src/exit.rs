@@ -13,6 +13,21 @@ pub const WRONG_PASSWORD: i32 = 12;
 pub const WAL_UNREADABLE: i32 = 126;
 pub const INTERRUPTED: i32 = 130;
 
+/// The worse of two exit codes: any failure over incomplete over success (a command made of several
+/// runs: a recovery point, a daemon job, `restore --point`).
+pub fn worse(a: i32, b: i32) -> i32 {
+    let rank = |c: i32| match c {
+        OK => 0,
+        INCOMPLETE => 1,
+        _ => 2,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
 pub fn code_for(e: &anyhow::Error) -> i32 {
     match e.chain().find_map(engine_error) {
         Some(Error::NoRepository { .. }) => NO_REPOSITORY,

@@ -105,10 +105,10 @@ fn daemon_runs_schedules_serves_metrics_and_reports_failures() {
 
     // The unreachable database: a failed run, a webhook with the expected JSON, and the metrics.
     let failure = hook
-        .wait_for(Duration::from_secs(60), |r| r.body.contains("\"failure\"") && r.body.contains("\"db\""))
+        .wait_for(Duration::from_secs(60), |r| r.text().contains("\"failure\"") && r.text().contains("\"db\""))
         .expect("a failure webhook for db");
     assert_eq!((failure.method.as_str(), failure.path.as_str()), ("POST", "/hook/secret-token"));
-    let event: serde_json::Value = serde_json::from_str(&failure.body).unwrap();
+    let event: serde_json::Value = failure.json();
     assert_eq!(event["event"], "failure");
     assert_eq!(event["operation"], "backup");
     assert_eq!(event["target"], "db");
@@ -131,7 +131,7 @@ fn daemon_runs_schedules_serves_metrics_and_reports_failures() {
     assert_eq!(report["level"], "critical");
     assert_eq!(report["targets"].as_array().unwrap().len(), 2);
     // The status job noticed db is critical and said so.
-    hook.wait_for(Duration::from_secs(30), |r| r.body.contains("\"warning\"") && r.body.contains("critical"))
+    hook.wait_for(Duration::from_secs(30), |r| r.text().contains("\"warning\"") && r.text().contains("critical"))
         .expect("a health notification for db");
 
     // One daemon per repository.

@@ -3,31 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
+use common::receiver::Receiver;
 use common::*;
-
-/// One HTTP request as received.
-#[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
 
 /// Whatever a receiver got, in order.
 struct Received<T>(Arc<Mutex<Vec<T>>>);
@@ -37,56 +19,6 @@ impl<T: Clone> Received<T> {
     fn take(&self) -> Vec<T> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
-}
-
-/// An HTTP server on 127.0.0.1 answering every request with `status`; records each request before it
-/// answers, so a request the binary saw answered is already recorded when the binary exits.
-fn http_receiver(status: u16) -> (u16, Received<Request>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let sink = sink.clone();
-            std::thread::spawn(move || serve_http(stream, status, &sink));
-        }
-    });
-    (port, Received(log))
-}
-
-fn serve_http(stream: TcpStream, status: u16, log: &Mutex<Vec<Request>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).unwrap_or(0) == 0 {
-            return;
-        }
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = header.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let length = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
-    log.lock().unwrap().push(Request { method, path, headers, body });
-    let reply = format!("HTTP/1.1 {status} Whatever\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-    let _ = writer.write_all(reply.as_bytes());
 }
 
 /// An SMTP server on 127.0.0.1 that accepts every mail (no TLS, no authentication) and records its data.
@@ -197,8 +129,10 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn failure_then_recovery_then_nothing() {
-    let (hook_port, hook) = http_receiver(200);
-    let (slack_port, slack) = http_receiver(200);
+    let hook = Receiver::answering(200);
+    let hook_port = hook.port;
+    let slack = Receiver::answering(200);
+    let slack_port = slack.port;
     let (smtp_port, mail) = smtp_receiver();
     let stack = Stack::new(&format!(
         "[notifications]\n\n\
@@ -264,7 +198,8 @@ fn failure_then_recovery_then_nothing() {
 
 #[test]
 fn on_chooses_the_events() {
-    let (port, hook) = http_receiver(200);
+    let hook = Receiver::answering(200);
+    let port = hook.port;
     let stack = Stack::new(&format!(
         "[notifications]\non = [\"recovery\"]\n\n[notifications.webhook]\nurl = \"http://127.0.0.1:{port}/h\"\n"
     ));
@@ -278,7 +213,8 @@ fn on_chooses_the_events() {
 
 #[test]
 fn healthchecks_pings_mark_start_and_end() {
-    let (port, pings) = http_receiver(200);
+    let pings = Receiver::answering(200);
+    let port = pings.port;
     let stack = Stack::new(&format!(
         "[[notifications.healthchecks]]\nurl = \"http://127.0.0.1:{port}/ping/uuid-token-3\"\n\n\
          [[notifications.healthchecks]]\nurl = \"http://127.0.0.1:{port}/other\"\njobs = [\"nightly\"]\n"
@@ -296,7 +232,8 @@ fn healthchecks_pings_mark_start_and_end() {
 
 #[test]
 fn broken_destinations_only_warn_and_never_show_their_tokens() {
-    let (bad_port, bad) = http_receiver(500);
+    let bad = Receiver::answering(500);
+    let bad_port = bad.port;
     let (slack_port, smtp_port) = (closed_port(), closed_port());
     let stack = Stack::new(&format!(
         "[[notifications.webhook]]\nurl = \"http://127.0.0.1:{bad_port}/hook/hook-token-4?key=query-token-5\"\n\

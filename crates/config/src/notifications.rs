@@ -120,7 +120,7 @@ impl NotificationsConfig {
     pub(crate) fn from_value(value: &Value, doc: &Document) -> Result<Self> {
         let path = KeyPath::key("notifications");
         let Value::Table(table) = value else {
-            return Err(wrong_type(doc, &path, "a table ([notifications])", value));
+            return Err(doc.wrong_type(&path, "a table ([notifications])", value));
         };
         let section = Section { table, doc, path: path.clone() };
         section.only(SECTION_KEYS)?;
@@ -180,7 +180,7 @@ impl Section<'_, '_> {
                 key: key_path.to_string(),
             }),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(wrong_type(self.doc, &key_path, "a string", other)),
+            Some(other) => Err(self.doc.wrong_type(&key_path, "a string", other)),
         }
     }
 
@@ -211,7 +211,7 @@ impl Section<'_, '_> {
             None => return Ok(None),
             Some(Value::String(_)) => return Ok(self.string(key)?.map(|s| vec![s])),
             Some(Value::Array(items)) => items,
-            Some(other) => return Err(wrong_type(self.doc, &key_path, expected, other)),
+            Some(other) => return Err(self.doc.wrong_type(&key_path, expected, other)),
         };
         if items.is_empty() {
             let line = self.doc.value_line(&key_path);
@@ -227,7 +227,7 @@ impl Section<'_, '_> {
                     let line = self.doc.value_line(&item_path);
                     return Err(Error::Empty { path: self.doc.path.clone(), line, key: item_path.to_string() });
                 }
-                other => return Err(wrong_type(self.doc, &item_path, expected, other)),
+                other => return Err(self.doc.wrong_type(&item_path, expected, other)),
             }
         }
         Ok(Some(out))
@@ -265,18 +265,18 @@ fn entries<T>(
                 item_path.push_index(i);
                 match item {
                     Value::Table(t) => parse(&Section { table: t, doc, path: item_path }),
-                    other => Err(wrong_type(doc, &item_path, "a table", other)),
+                    other => Err(doc.wrong_type(&item_path, "a table", other)),
                 }
             })
             .collect(),
-        Some(other) => Err(wrong_type(doc, &path, expected, other)),
+        Some(other) => Err(doc.wrong_type(&path, expected, other)),
     }
 }
 
 fn events(value: &Value, doc: &Document, path: &KeyPath) -> Result<Events> {
     let expected = "a list of events: \"failure\", \"recovery\", \"warning\"";
     let Value::Array(items) = value else {
-        return Err(wrong_type(doc, path, expected, value));
+        return Err(doc.wrong_type(path, expected, value));
     };
     let mut on = Events { failure: false, recovery: false, warning: false };
     for (i, item) in items.iter().enumerate() {
@@ -294,7 +294,7 @@ fn events(value: &Value, doc: &Document, path: &KeyPath) -> Result<Events> {
                     detail: "unknown event; use \"failure\", \"recovery\" or \"warning\"".into(),
                 })
             }
-            other => return Err(wrong_type(doc, &item_path, expected, other)),
+            other => return Err(doc.wrong_type(&item_path, expected, other)),
         };
         *slot = true;
     }
@@ -327,12 +327,12 @@ fn webhook(s: &Section) -> Result<WebhookConfig> {
                         key: header_path.to_string(),
                         detail: "a header value cannot contain a line break".into(),
                     }),
-                    other => Err(wrong_type(s.doc, &header_path, "a string", other)),
+                    other => Err(s.doc.wrong_type(&header_path, "a string", other)),
                 }
             })
             .collect::<Result<_>>()?,
         Some(other) => {
-            return Err(wrong_type(s.doc, &headers_path, "a table of header names and values", other));
+            return Err(s.doc.wrong_type(&headers_path, "a table of header names and values", other));
         }
     };
     Ok(WebhookConfig { url, headers })
@@ -463,16 +463,6 @@ fn is_address(text: &str) -> bool {
 /// RFC 9110 token characters.
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn wrong_type(doc: &Document, path: &KeyPath, expected: &'static str, found: &Value) -> Error {
-    Error::WrongType {
-        path: doc.path.clone(),
-        line: doc.value_line(path),
-        key: path.to_string(),
-        expected,
-        found: found.type_str(),
-    }
 }
 
 #[cfg(test)]

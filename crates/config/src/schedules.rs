@@ -129,7 +129,7 @@ const JOB_KEYS: &str = "run, cron, timezone, jitter, group, to, parts";
 pub(crate) fn from_value(value: &Value, doc: &Document, errors: &mut Vec<Error>) -> Vec<Schedule> {
     let section = KeyPath::key("schedules");
     let Value::Table(table) = value else {
-        errors.push(wrong_type(doc, &section, "a table ([schedules])", value));
+        errors.push(doc.wrong_type(&section, "a table ([schedules])", value));
         return Vec::new();
     };
     let timezone = match table.get("timezone").map(|v| timezone(v, doc, &section.child("timezone"))) {
@@ -198,7 +198,7 @@ fn job(
             }
         }
         Value::Table(job) => job_table(name, job, doc, &path, timezone, jitter)?,
-        other => return Err(wrong_type(doc, &path, "a cron pattern or a table with run and cron", other)),
+        other => return Err(doc.wrong_type(&path, "a cron pattern or a table with run and cron", other)),
     })
 }
 
@@ -229,7 +229,7 @@ fn job_table(
                 line: doc.value_line(&path.child(key)),
                 key: path.child(key).to_string(),
             }),
-            Some(other) => Err(wrong_type(doc, &path.child(key), "a string", other)),
+            Some(other) => Err(doc.wrong_type(&path.child(key), "a string", other)),
         }
     };
     let kind_name = string("run")?.unwrap_or_else(|| name.to_string());
@@ -252,7 +252,7 @@ fn job_table(
     let parts = match table.get("parts") {
         None => DEFAULT_CHECK_PARTS,
         Some(Value::Integer(n)) if (1..=1000).contains(n) => *n as u32,
-        Some(other) => return Err(wrong_type(doc, &path.child("parts"), "a whole number from 1 to 1000", other)),
+        Some(other) => return Err(doc.wrong_type(&path.child("parts"), "a whole number from 1 to 1000", other)),
     };
     let misplaced = |key: &str, allowed: JobKind| -> Result<()> {
         if table.contains_key(key) && kind != allowed {
@@ -305,7 +305,7 @@ fn timezone(value: &Value, doc: &Document, path: &KeyPath) -> Result<Tz> {
             key: path.to_string(),
             detail: format!("unknown time zone {name:?}; use an IANA name such as \"UTC\" or \"Europe/Berlin\""),
         }),
-        other => Err(wrong_type(doc, path, "a time zone name such as \"Europe/Berlin\"", other)),
+        other => Err(doc.wrong_type(path, "a time zone name such as \"Europe/Berlin\"", other)),
     }
 }
 
@@ -321,16 +321,6 @@ fn duration(value: &Value, doc: &Document, path: &KeyPath) -> Result<Duration> {
         expected: "a duration string like \"5m\"",
         found: value.type_str(),
     })
-}
-
-fn wrong_type(doc: &Document, path: &KeyPath, expected: &'static str, found: &Value) -> Error {
-    Error::WrongType {
-        path: doc.path.clone(),
-        line: doc.value_line(path),
-        key: path.to_string(),
-        expected,
-        found: found.type_str(),
-    }
 }
 
 #[cfg(test)]

@@ -98,6 +98,17 @@ impl<'t> Document<'t> {
     }
 
     /// Line of the value at `path`, or of the nearest enclosing value found.
+    /// `path`'s value is not what the key takes: the error, at the value's line.
+    pub(crate) fn wrong_type(&self, path: &KeyPath, expected: &'static str, found: &toml::Value) -> Error {
+        Error::WrongType {
+            path: self.path.clone(),
+            line: self.value_line(path),
+            key: path.to_string(),
+            expected,
+            found: found.type_str(),
+        }
+    }
+
     pub(crate) fn value_line(&self, path: &KeyPath) -> usize {
         self.line_of(path, false)
     }

@@ -79,13 +79,13 @@ pub fn back_up_point(ctx: &Context, args: &BackupArgs) -> Result<i32> {
                 if c != exit::OK && c != exit::INCOMPLETE {
                     failed.push(target.clone());
                 }
-                code = worse(code, c);
+                code = exit::worse(code, c);
                 saved.extend(snaps);
             }
             Err(e) => {
                 eprintln!("bunker: error: backup of {target} failed: {}", exit::one_line(&e));
                 failed.push(target.clone());
-                code = worse(code, exit::code_for(&e));
+                code = exit::worse(code, exit::code_for(&e));
                 if exit::code_for(&e) == exit::INTERRUPTED {
                     break;
                 }
@@ -117,20 +117,6 @@ pub fn back_up_point(ctx: &Context, args: &BackupArgs) -> Result<i32> {
         );
     }
     Ok(code)
-}
-
-/// The worse of two exit codes: any failure over incomplete over success.
-fn worse(a: i32, b: i32) -> i32 {
-    let rank = |c: i32| match c {
-        exit::OK => 0,
-        exit::INCOMPLETE => 1,
-        _ => 2,
-    };
-    if rank(b) > rank(a) {
-        b
-    } else {
-        a
-    }
 }
 
 /// `bunker points`: each recovery point, newest last: its time, targets, the snapshots of it that
@@ -309,7 +295,7 @@ pub fn restore_point(ctx: &Context, args: &RestoreArgs) -> Result<i32> {
             "error": outcome.as_ref().err().map(exit::one_line),
             "result": printed.into_iter().next_back(),
         }));
-        code = worse(code, c);
+        code = exit::worse(code, c);
         if c == exit::INTERRUPTED {
             break;
         }

@@ -213,7 +213,7 @@ impl Daemon<'_> {
         for args in commands {
             ran.push(args.join(" "));
             let code = self.run_child(&schedule.name, &args);
-            worst = worse(worst, code);
+            worst = exit::worse(worst, code);
             if code == exit::INTERRUPTED || bunker_engine::interrupt::requested() {
                 worst = exit::INTERRUPTED;
                 break;
@@ -339,19 +339,5 @@ impl Daemon<'_> {
             }
         }
         report.level.exit_code()
-    }
-}
-
-/// The worse of two exit codes: any failure over incomplete over success.
-fn worse(a: i32, b: i32) -> i32 {
-    let rank = |c: i32| match c {
-        exit::OK => 0,
-        exit::INCOMPLETE => 1,
-        _ => 2,
-    };
-    if rank(b) > rank(a) {
-        b
-    } else {
-        a
     }
 }
