@@ -85,6 +85,11 @@ pub enum Command {
     /// Run the stack file's [schedules] (backups, forget+prune, rotating data checks, copies, health),
     /// and with --listen serve /metrics, /healthz and /status
     Daemon(DaemonArgs),
+    /// Restore a recovery point into scratch PostgreSQL, Redis, storage and directories on this host,
+    /// verify it, run the smoke tests, and measure RTO and RPO against their objectives
+    Drill(DrillArgs),
+    /// The drills the catalog records, newest last
+    Drills(DrillsArgs),
     /// The stack file
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -382,6 +387,33 @@ pub struct DaemonArgs {
     /// Do not run schedules missed while the daemon was down
     #[arg(long)]
     pub no_catch_up: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DrillArgs {
+    /// The recovery point to drill: `latest`, or an ID from `bunker points`. Without points, the newest
+    /// snapshot of each target is drilled
+    #[arg(long, default_value = "latest")]
+    pub point: String,
+    /// Only these targets of the point (default: [drill] targets, else all)
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
+    pub targets: Vec<String>,
+    /// Leave the scratch servers and directories in place and print how to connect to them
+    #[arg(long)]
+    pub keep: bool,
+    /// Write a self-contained HTML report (per-target table, checks, RTO against the objective, history)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DrillsArgs {
+    /// Only drills since (a duration such as 90d, or a date)
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Write the HTML report of the newest drill, with the RTO history, to FILE
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

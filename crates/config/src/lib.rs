@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod drill;
 mod error;
 mod health;
 mod interpolate;
@@ -21,6 +22,7 @@ mod schedules;
 mod spans;
 mod target;
 
+pub use drill::{DrillConfig, Objectives};
 pub use error::{Error, Result};
 pub use health::HealthConfig;
 pub use interpolate::Env;
@@ -40,7 +42,7 @@ pub const ENV_VAR: &str = "BUNKER_CONFIG";
 
 /// Top-level sections that later features will read. They are accepted now, kept raw in [`Config::extra`],
 /// so a config written for a newer bunker still loads in this one.
-pub const TOLERATED_SECTIONS: &[&str] = &["groups", "drill"];
+pub const TOLERATED_SECTIONS: &[&str] = &["groups"];
 
 /// A parsed `bunker.toml`.
 #[derive(Clone, Default, PartialEq)]
@@ -59,6 +61,8 @@ pub struct Config {
     pub schedules: Vec<Schedule>,
     /// `[notifications]`: where failures, recoveries and warnings are sent.
     pub notifications: NotificationsConfig,
+    /// `[drill]`: objectives, smoke tests and scratch storage of `bunker drill`.
+    pub drill: DrillConfig,
     /// The [`TOLERATED_SECTIONS`] present in the file, interpolated but otherwise unread.
     pub extra: BTreeMap<String, toml::Value>,
 }
@@ -242,7 +246,12 @@ impl Config {
             Some(value) => keep(&mut errors, NotificationsConfig::from_value(&value, &doc)).unwrap_or_default(),
             None => NotificationsConfig::default(),
         };
+        let drill = match table.remove("drill") {
+            Some(value) => keep(&mut errors, DrillConfig::from_value(&value, &doc, base)).unwrap_or_default(),
+            None => DrillConfig::default(),
+        };
         let config = Config {
+            drill,
             repository,
             secondaries,
             targets,
@@ -255,8 +264,8 @@ impl Config {
         (Some(config), errors)
     }
 
-    /// Names one section uses of another: groups name targets, backup jobs name groups, copy jobs name
-    /// secondary repositories.
+    /// Names one section uses of another: groups and `[drill] targets` name targets, backup jobs name
+    /// groups, copy jobs name secondary repositories.
     fn cross_references(&self, doc: &Document) -> Vec<Error> {
         let mut errors = Vec::new();
         let groups = self.extra.get("groups").and_then(|g| g.as_table());
@@ -278,6 +287,17 @@ impl Config {
                     }
                     _ => errors.push(invalid("must be a non-empty list of target names".into())),
                 }
+            }
+        }
+        for name in &self.drill.targets {
+            if self.target(name).is_none() {
+                let path = KeyPath::key("drill").child("targets");
+                errors.push(Error::Invalid {
+                    path: doc.path.clone(),
+                    line: doc.value_line(&path),
+                    key: path.to_string(),
+                    detail: format!("names {name:?}, which is no target"),
+                });
             }
         }
         for job in &self.schedules {
@@ -340,7 +360,7 @@ fn keep<T>(errors: &mut Vec<Error>, r: Result<T>) -> Option<T> {
 }
 
 fn is_known_section(key: &str) -> bool {
-    matches!(key, "repository" | "repositories" | "targets" | "retention" | "health" | "schedules" | "notifications")
+    matches!(key, "repository" | "repositories" | "targets" | "retention" | "health" | "schedules" | "notifications" | "drill")
         || TOLERATED_SECTIONS.contains(&key)
 }
 

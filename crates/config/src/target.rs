@@ -29,6 +29,8 @@ pub struct TargetConfig {
     pub hooks: Hooks,
     /// Its own `retention = { … }` keys, over `[retention]` (taken out of `options` too).
     pub retention: Option<crate::RetentionConfig>,
+    /// Its own `rto_objective` / `rpo_objective`, which `bunker drill` holds it to (taken out of `options`).
+    pub objectives: crate::Objectives,
 }
 
 /// `before_backup`, `after_backup`, `before_restore`, `after_restore` and `hook_timeout` of a target.
@@ -158,7 +160,22 @@ impl TargetConfig {
             Some(value) => Some(crate::RetentionConfig::from_value(&value, doc, &path.child("retention"))?),
             None => None,
         };
-        Ok(TargetConfig { name: name.to_owned(), kind, options, line, origin: origin.to_owned(), hooks, retention })
+        let mut objectives = crate::Objectives::default();
+        for (key, slot) in [("rto_objective", &mut objectives.rto), ("rpo_objective", &mut objectives.rpo)] {
+            if let Some(value) = options.remove(key) {
+                *slot = Some(crate::drill::duration(&value, doc, &path.child(key))?);
+            }
+        }
+        Ok(TargetConfig {
+            name: name.to_owned(),
+            kind,
+            options,
+            line,
+            origin: origin.to_owned(),
+            hooks,
+            retention,
+            objectives,
+        })
     }
 }
 

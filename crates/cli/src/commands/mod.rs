@@ -6,6 +6,8 @@ mod check;
 mod config;
 mod copy;
 mod daemon;
+mod drill;
+mod drills;
 mod dump;
 mod forget;
 mod history;
@@ -52,6 +54,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Report(a) => report::run(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Daemon(a) => daemon::run(&ctx, a),
+        Command::Drill(a) => drill::run(&ctx, a),
+        Command::Drills(a) => drills::run(&ctx, a),
         Command::Config(c) => config::run(&ctx, c),
         Command::Key(k) => key::run(&ctx, k),
         Command::Unlock(a) => unlock::run(&ctx, a),

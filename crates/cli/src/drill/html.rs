@@ -1,0 +1,1 @@
+//! The drill's HTML report.
