@@ -36,6 +36,11 @@ impl Run {
         self.record.details[key] = value;
     }
 
+    /// Replaces the details with one document (a drill's record).
+    pub fn detail_all(&mut self, details: serde_json::Value) {
+        self.record.details = details;
+    }
+
     /// Why a run that returned an exit code other than 0 did not succeed (e.g. which checks failed).
     pub fn problem(&mut self, what: String) {
         self.record.error = Some(what);

@@ -11,6 +11,7 @@
 //! forget = "0 4 * * *"                 # forget by the stack's policies, then prune
 //! check = "0 5 * * 0"                  # check --read-data-subset n/7, n rotating
 //! copy = "0 2 * * *"                   # copy --to every secondary repository
+//! drill = "0 6 * * 0"                  # drill the latest point ([drill] report: its HTML report)
 //! status = "*/10 * * * *"              # judge health; notify on warnings
 //!
 //! [schedules.cache-hourly]
@@ -41,10 +42,12 @@ pub enum JobKind {
     Copy,
     /// Health evaluation (`status`): warnings and critical targets are notified.
     Status,
+    /// `drill` of the latest recovery point (with `--report` when `[drill] report` is set).
+    Drill,
 }
 
 impl JobKind {
-    pub const NAMES: &'static str = "backup, forget, check, copy or status";
+    pub const NAMES: &'static str = "backup, forget, check, copy, status or drill";
 
     pub fn parse(name: &str) -> Option<JobKind> {
         Some(match name {
@@ -53,6 +56,7 @@ impl JobKind {
             "check" => JobKind::Check,
             "copy" => JobKind::Copy,
             "status" => JobKind::Status,
+            "drill" => JobKind::Drill,
             _ => return None,
         })
     }
@@ -64,6 +68,7 @@ impl JobKind {
             JobKind::Check => "check",
             JobKind::Copy => "copy",
             JobKind::Status => "status",
+            JobKind::Drill => "drill",
         }
     }
 }
@@ -394,5 +399,37 @@ mod tests {
         assert!(e.contains(":4:") && e.contains("only copy jobs take to"), "{e}");
         let e = schedules("[schedules.x]\nrun = \"explode\"\ncron = \"0 1 * * *\"\n").unwrap_err().to_string();
         assert!(e.contains(":2:") && e.contains("run = one of"), "{e}");
+    }
+
+    #[test]
+    fn drill_jobs_in_both_forms() {
+        let jobs = schedules(
+            "[schedules]\ndrill = \"0 4 * * 0\"\n\n[schedules.weekday-drill]\nrun = \"drill\"\n\
+             cron = \"30 5 * * 1-5\"\ntimezone = \"Europe/Berlin\"\n",
+        )
+        .unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            (jobs[0].name.as_str(), jobs[0].kind, jobs[0].cron.as_str()),
+            ("drill", JobKind::Drill, "0 4 * * 0")
+        );
+        assert_eq!((jobs[1].name.as_str(), jobs[1].kind), ("weekday-drill", JobKind::Drill));
+        assert_eq!((jobs[0].group.as_deref(), jobs[0].to.as_deref()), (None, None));
+        // 2026-11-21 is a Saturday: the next Sunday 04:00 UTC.
+        assert_eq!(jobs[0].next_after(utc(2026, 11, 21, 12, 0, 0)), Some(utc(2026, 11, 22, 4, 0, 0)));
+        assert_eq!(JobKind::parse("drill"), Some(JobKind::Drill));
+        assert_eq!(JobKind::Drill.as_str(), "drill");
+        assert!(JobKind::NAMES.contains("drill"));
+    }
+
+    #[test]
+    fn drill_jobs_take_no_other_kinds_options() {
+        for (key, value, owner) in
+            [("group", "\"cache\"", "backup"), ("to", "\"offsite\"", "copy"), ("parts", "7", "check")]
+        {
+            let text = format!("[schedules.d]\nrun = \"drill\"\ncron = \"0 4 * * 0\"\n{key} = {value}\n");
+            let e = schedules(&text).unwrap_err().to_string();
+            assert!(e.contains(":4:") && e.contains(&format!("only {owner} jobs take {key}")), "{e}");
+        }
     }
 }

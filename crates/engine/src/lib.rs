@@ -11,6 +11,7 @@ pub mod backup;
 pub mod catalog;
 pub mod check;
 pub mod chunker;
+pub mod compare;
 pub mod config;
 pub mod copy;
 pub mod crypto;

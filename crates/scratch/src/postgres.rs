@@ -10,6 +10,15 @@ use crate::{free_port, Error, Result};
 
 const SEARCH_ROOTS: [&str; 2] = ["/usr/lib/postgresql/{major}/bin", "/usr/pgsql-{major}/bin"];
 
+/// Where server binaries are looked for: `$BUNKER_PG_SERVER_DIRS` (colon-separated, `{major}` in each
+/// replaced by the version) for installs elsewhere, else the Debian and RPM locations.
+fn search_roots() -> Vec<String> {
+    match std::env::var("BUNKER_PG_SERVER_DIRS") {
+        Ok(v) if !v.trim().is_empty() => v.split(':').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+        _ => SEARCH_ROOTS.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
 /// The directory of one major version's server binaries.
 #[derive(Debug, Clone)]
 pub struct PgBinaries {
@@ -21,7 +30,7 @@ impl PgBinaries {
     /// The binaries of exactly this major version.
     pub fn find(major: u32) -> Result<Self> {
         let candidates: Vec<PathBuf> =
-            SEARCH_ROOTS.iter().map(|r| PathBuf::from(r.replace("{major}", &major.to_string()))).collect();
+            search_roots().iter().map(|r| PathBuf::from(r.replace("{major}", &major.to_string()))).collect();
         candidates
             .iter()
             .find(|d| d.join("postgres").is_file())
@@ -47,7 +56,7 @@ impl PgBinaries {
                 }
             }
         }
-        let major = found.into_iter().max().ok_or_else(|| Error::NoServer { searched: SEARCH_ROOTS.join(", ") })?;
+        let major = found.into_iter().max().ok_or_else(|| Error::NoServer { searched: search_roots().join(", ") })?;
         Self::find(major)
     }
 

@@ -30,6 +30,8 @@ mod wal;
 
 use anyhow::Result;
 
+pub use points::TAG_PREFIX as POINT_TAG_PREFIX;
+
 use crate::cli::{Cli, Command};
 use crate::context::Context;
 

@@ -1,6 +1,6 @@
-//! `/metrics`: the Prometheus text format, rendered from the catalog's runs, the health judgement and
-//! the daemon's own jobs. Everything is read from the repository, so a daemon restarted on another host
-//! exports the same values.
+//! `/metrics`: the Prometheus text format, rendered from the catalog's runs (backups, checks, drills),
+//! the health judgement and the daemon's own jobs. Everything is read from the repository, so a daemon
+//! restarted on another host exports the same values.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,6 +9,7 @@ use bunker_engine::catalog::{RunRecord, RunStatus};
 
 use super::plan::Planned;
 use crate::commands::status::StatusReport;
+use crate::drill::record::{drills, StoredDrill, TargetDrill};
 use crate::health::runs_by_target;
 
 /// One metric family: its HELP, TYPE and samples (labels already rendered).
@@ -164,6 +165,7 @@ pub fn render(report: Option<&StatusReport>, runs: &[RunRecord], jobs: &[Planned
         }
     }
 
+    let drill = drill_families(runs);
     let mut out = String::new();
     for family in [
         &up,
@@ -182,10 +184,83 @@ pub fn render(report: Option<&StatusReport>, runs: &[RunRecord], jobs: &[Planned
         &job_last,
         &job_exit,
         &job_next,
-    ] {
+    ]
+    .into_iter()
+    .chain(&drill)
+    {
         family.write(&mut out);
     }
     out
+}
+
+/// The drill families. Per target, the newest drill that included the target (a later drill of other
+/// targets leaves its values); for the stack, the newest drill of all. A drill that failed before it
+/// could judge (no point, no server binaries…) records no details: it counts as a failed drill but has
+/// no RTO or RPO.
+fn drill_families(runs: &[RunRecord]) -> Vec<Family> {
+    let mut success = Family::new(
+        "bunker_drill_success",
+        "gauge",
+        "1 when the target passed the newest restore drill that included it.",
+    );
+    let mut rto = Family::new(
+        "bunker_drill_rto_seconds",
+        "gauge",
+        "The target's RTO measured by that drill: the drill's start to the target restored and verified.",
+    );
+    let mut rpo = Family::new(
+        "bunker_drill_rpo_seconds",
+        "gauge",
+        "The target's RPO measured by that drill: the age of its newest snapshot drilled when the drill started.",
+    );
+    let mut last_time =
+        Family::new("bunker_drill_last_timestamp_seconds", "gauge", "Unix time the newest restore drill started.");
+    let mut last_ok = Family::new("bunker_drill_last_success", "gauge", "1 when the newest restore drill passed.");
+    let mut last_ok_time = Family::new(
+        "bunker_drill_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time the newest restore drill that passed started.",
+    );
+    let mut total_rto = Family::new(
+        "bunker_drill_total_rto_seconds",
+        "gauge",
+        "The stack's RTO measured by the newest restore drill: its start to the last target verified.",
+    );
+    let mut total_rpo = Family::new(
+        "bunker_drill_total_rpo_seconds",
+        "gauge",
+        "The stack's RPO measured by the newest restore drill: the recovery point's age when it started.",
+    );
+
+    let mut all = drills(runs);
+    all.sort_by_key(|d| d.started);
+    let mut per_target: BTreeMap<&str, &TargetDrill> = BTreeMap::new();
+    for t in all.iter().filter_map(|d| d.record.as_ref()).flat_map(|r| &r.targets) {
+        per_target.insert(&t.target, t);
+    }
+    for (target, t) in per_target {
+        success.add(&[("target", target)], if t.passed { 1.0 } else { 0.0 });
+        rto.add(&[("target", target)], t.rto_seconds);
+        rpo.add(&[("target", target)], t.rpo_seconds);
+    }
+    if let Some(newest) = all.last() {
+        last_time.add(&[], seconds(newest.started));
+        last_ok.add(&[], if passed(newest) { 1.0 } else { 0.0 });
+        if let Some(record) = &newest.record {
+            total_rto.add(&[], record.rto_seconds);
+            total_rpo.add(&[], record.rpo_seconds);
+        }
+    }
+    if let Some(ok) = all.iter().rev().find(|d| passed(d)) {
+        last_ok_time.add(&[], seconds(ok.started));
+    }
+    vec![success, rto, rpo, last_time, last_ok, last_ok_time, total_rto, total_rpo]
+}
+
+/// A drill passed when its record says so and its run neither failed nor was interrupted.
+fn passed(drill: &StoredDrill) -> bool {
+    let finished = drill.status == RunStatus::Success.as_str() || drill.status == RunStatus::Warning.as_str();
+    finished && drill.record.as_ref().is_some_and(|r| r.passed)
 }
 
 #[cfg(test)]
@@ -193,6 +268,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+    use crate::drill::record::DrillRecord;
 
     fn run(op: &str, target: &str, status: RunStatus, minute: u32, read: u64, stored: u64) -> RunRecord {
         let started = chrono::Utc.with_ymd_and_hms(2026, 11, 21, 1, minute, 0).unwrap();
@@ -227,6 +303,159 @@ mod tests {
             let (_, value) = line.rsplit_once(' ').unwrap();
             value.parse::<f64>().unwrap_or_else(|_| panic!("bad sample {line}"));
         }
+    }
+
+    fn target_drill(name: &str, passed: bool, rto: f64, rpo: f64) -> TargetDrill {
+        TargetDrill {
+            target: name.into(),
+            kind: "redis-rdb".into(),
+            passed,
+            rto_seconds: rto,
+            rpo_seconds: rpo,
+            bytes: 1000,
+            ..Default::default()
+        }
+    }
+
+    /// A `drill` run at 04:MINUTE with `record` as its details (`None`: it failed before it judged).
+    fn drill_run(minute: u32, status: RunStatus, record: Option<DrillRecord>) -> RunRecord {
+        let mut r = run("drill", "", status, minute, 0, 0);
+        r.target = None;
+        r.started = chrono::Utc.with_ymd_and_hms(2026, 11, 22, 4, minute, 0).unwrap();
+        r.ended = r.started + chrono::Duration::seconds(90);
+        if let Some(record) = record {
+            r.details = serde_json::to_value(record).unwrap();
+        } else {
+            r.error = Some("no recovery point to drill".into());
+        }
+        r
+    }
+
+    fn drill_record(passed: bool, rto: f64, rpo: f64, targets: Vec<TargetDrill>) -> DrillRecord {
+        DrillRecord { passed, rto_seconds: rto, rpo_seconds: rpo, targets, ..Default::default() }
+    }
+
+    fn stamp(minute: u32) -> i64 {
+        chrono::Utc.with_ymd_and_hms(2026, 11, 22, 4, minute, 0).unwrap().timestamp()
+    }
+
+    #[test]
+    fn drills_render_per_target_and_for_the_stack() {
+        let runs = vec![drill_run(
+            0,
+            RunStatus::Failed,
+            Some(drill_record(
+                false,
+                75.5,
+                3600.0,
+                vec![target_drill("db", true, 75.5, 3600.0), target_drill("cache", false, 12.0, 1800.0)],
+            )),
+        )];
+        let text = render(None, &runs, &[]);
+        for line in [
+            "# HELP bunker_drill_success 1 when the target passed the newest restore drill that included it.\n",
+            "# TYPE bunker_drill_success gauge\n",
+            "bunker_drill_success{target=\"cache\"} 0\n",
+            "bunker_drill_success{target=\"db\"} 1\n",
+            "bunker_drill_rto_seconds{target=\"db\"} 75.5\n",
+            "bunker_drill_rto_seconds{target=\"cache\"} 12\n",
+            "bunker_drill_rpo_seconds{target=\"db\"} 3600\n",
+            "bunker_drill_rpo_seconds{target=\"cache\"} 1800\n",
+            &format!("bunker_drill_last_timestamp_seconds {}\n", stamp(0)),
+            "bunker_drill_last_success 0\n",
+            "bunker_drill_total_rto_seconds 75.5\n",
+            "bunker_drill_total_rpo_seconds 3600\n",
+            "# TYPE bunker_drill_total_rpo_seconds gauge\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("bunker_drill_last_success_timestamp_seconds"), "no drill passed yet:\n{text}");
+        assert!(text.contains("bunker_runs_total{target=\"\",operation=\"drill\",status=\"failed\"} 1\n"));
+    }
+
+    #[test]
+    fn a_target_keeps_its_newest_drill_when_a_later_drill_left_it_out() {
+        let runs = vec![
+            drill_run(
+                0,
+                RunStatus::Success,
+                Some(drill_record(
+                    true,
+                    80.0,
+                    600.0,
+                    vec![target_drill("db", true, 70.0, 600.0), target_drill("cache", true, 9.0, 300.0)],
+                )),
+            ),
+            // The second drill (--targets db) failed on db and did not include cache.
+            drill_run(
+                30,
+                RunStatus::Failed,
+                Some(drill_record(false, 65.0, 900.0, vec![target_drill("db", false, 65.0, 900.0)])),
+            ),
+        ];
+        // The catalog's order is no promise: the newest drill wins by its start.
+        let reversed: Vec<RunRecord> = runs.iter().rev().cloned().collect();
+        for runs in [runs, reversed] {
+            let text = render(None, &runs, &[]);
+            for line in [
+                "bunker_drill_success{target=\"db\"} 0\n",
+                "bunker_drill_rto_seconds{target=\"db\"} 65\n",
+                "bunker_drill_rpo_seconds{target=\"db\"} 900\n",
+                "bunker_drill_success{target=\"cache\"} 1\n",
+                "bunker_drill_rto_seconds{target=\"cache\"} 9\n",
+                "bunker_drill_rpo_seconds{target=\"cache\"} 300\n",
+                &format!("bunker_drill_last_timestamp_seconds {}\n", stamp(30)),
+                "bunker_drill_last_success 0\n",
+                &format!("bunker_drill_last_success_timestamp_seconds {}\n", stamp(0)),
+                "bunker_drill_total_rto_seconds 65\n",
+                "bunker_drill_total_rpo_seconds 900\n",
+            ] {
+                assert!(text.contains(line), "missing {line:?} in\n{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_drill_that_failed_before_judging_fails_the_stack_without_values() {
+        let earlier = drill_record(true, 40.0, 120.0, vec![target_drill("db", true, 40.0, 120.0)]);
+        let runs = vec![drill_run(0, RunStatus::Success, Some(earlier)), drill_run(30, RunStatus::Failed, None)];
+        let text = render(None, &runs, &[]);
+        for line in [
+            &format!("bunker_drill_last_timestamp_seconds {}\n", stamp(30)),
+            "bunker_drill_last_success 0\n",
+            &format!("bunker_drill_last_success_timestamp_seconds {}\n", stamp(0)),
+            // Per target, the earlier drill still stands.
+            "bunker_drill_success{target=\"db\"} 1\n",
+            "bunker_drill_rto_seconds{target=\"db\"} 40\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("bunker_drill_total_rto_seconds"), "{text}");
+        assert!(!text.contains("bunker_drill_total_rpo_seconds"), "{text}");
+
+        // Only a drill that never judged: the stack metrics, no per-target ones.
+        let text = render(None, &[drill_run(5, RunStatus::Failed, None)], &[]);
+        assert!(text.contains("bunker_drill_last_success 0\n"), "{text}");
+        assert!(text.contains(&format!("bunker_drill_last_timestamp_seconds {}\n", stamp(5))), "{text}");
+        for absent in
+            ["bunker_drill_success", "bunker_drill_rto_seconds", "bunker_drill_rpo_seconds", "bunker_drill_total"]
+        {
+            assert!(!text.contains(absent), "{absent} in\n{text}");
+        }
+        // A record that passed inside an interrupted run is no passed drill.
+        let interrupted = drill_record(true, 40.0, 120.0, vec![target_drill("db", true, 40.0, 120.0)]);
+        let text = render(None, &[drill_run(5, RunStatus::Interrupted, Some(interrupted))], &[]);
+        assert!(text.contains("bunker_drill_last_success 0\n"), "{text}");
+    }
+
+    #[test]
+    fn drill_targets_are_escaped_and_absent_without_drills() {
+        let record = drill_record(true, 1.0, 2.0, vec![target_drill("we\"ird", true, 1.0, 2.0)]);
+        let text = render(None, &[drill_run(0, RunStatus::Success, Some(record))], &[]);
+        assert!(text.contains("bunker_drill_success{target=\"we\\\"ird\"} 1\n"), "{text}");
+        assert!(text.contains("bunker_drill_last_success 1\n"), "{text}");
+        let text = render(None, &[run("backup", "db", RunStatus::Success, 0, 1, 1)], &[]);
+        assert!(!text.contains("bunker_drill"), "{text}");
     }
 
     #[test]

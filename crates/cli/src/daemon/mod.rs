@@ -1,10 +1,10 @@
 //! `bunker daemon`: runs the stack file's `[schedules]` for one repository.
 //!
-//! Each job runs as a child `bunker` process (backup, forget --prune, check, copy), so a job is exactly
-//! what a user would run by hand, records its own catalog runs, and cannot take the daemon down with it;
-//! the daemon then records a `schedule` run (the job's name, its command and exit code), which is what a
-//! restarted daemon reads to find a fire time it missed. Health evaluation (`status` jobs) and metrics
-//! run in-process. One daemon per repository: it holds `locks/singleton-daemon` while it runs.
+//! Each job runs as a child `bunker` process (backup, forget --prune, check, copy, drill), so a job is
+//! exactly what a user would run by hand, records its own catalog runs, and cannot take the daemon down
+//! with it; the daemon then records a `schedule` run (the job's name, its command and exit code), which
+//! is what a restarted daemon reads to find a fire time it missed. Health evaluation (`status` jobs) and
+//! metrics run in-process. One daemon per repository: it holds `locks/singleton-daemon` while it runs.
 //!
 //! Signals: SIGTERM or SIGINT stop the loop; a running job is passed one SIGTERM and given the time it
 //! needs to stop cleanly (it records itself as interrupted), then the daemon records it and exits 0.
@@ -127,6 +127,19 @@ pub fn run(ctx: &Context, args: DaemonArgs) -> Result<i32> {
 
 fn reload(path: &std::path::Path) -> Result<Config> {
     Ok(Config::discover(Some(path))?.context("the stack file disappeared")?.config)
+}
+
+/// A drill job's command line: the latest point, the stack file's `[drill]` targets (the command reads
+/// them itself), and the HTML report where `[drill] report` says.
+fn drill_command(config: &Config) -> Result<Vec<String>> {
+    let mut args = vec!["drill".to_string()];
+    if let Some(report) = &config.drill.report {
+        let Some(path) = report.to_str() else {
+            bail!("[drill] report {} is no UTF-8 path; choose another file name", report.display())
+        };
+        args.extend(["--report".to_string(), path.to_string()]);
+    }
+    Ok(args)
 }
 
 /// Each job's last start, from the daemon's records in the catalog.
@@ -253,6 +266,7 @@ impl Daemon<'_> {
                 }
                 names.iter().map(|n| owned(&["copy", "--to", n])).collect()
             }
+            JobKind::Drill => vec![drill_command(config)?],
             JobKind::Status => Vec::new(),
         })
     }
@@ -339,5 +353,25 @@ impl Daemon<'_> {
             }
         }
         report.level.exit_code()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse_with_env(text, Path::new("/etc/bunker/bunker.toml"), &|_| None).unwrap()
+    }
+
+    #[test]
+    fn drill_jobs_run_bunker_drill_with_the_configured_report() {
+        let plain = config("[schedules]\ndrill = \"0 4 * * 0\"\n");
+        assert_eq!(plain.schedules[0].kind, JobKind::Drill);
+        assert_eq!(drill_command(&plain).unwrap(), ["drill"]);
+        let reported = config("[schedules]\ndrill = \"0 4 * * 0\"\n\n[drill]\nreport = \"reports/drill.html\"\n");
+        assert_eq!(drill_command(&reported).unwrap(), ["drill", "--report", "/etc/bunker/reports/drill.html"]);
     }
 }
