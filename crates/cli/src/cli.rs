@@ -82,7 +82,7 @@ pub enum Command {
     /// Copy snapshots, the WAL archive and the catalog incrementally to a secondary repository
     /// ([repositories.NAME] in the stack file), creating it on first use
     Copy(CopyArgs),
-    /// Run the stack file's [schedules] (backups, forget+prune, rotating data checks, copies, health),
+    /// Run the stack file's [schedules] (backups, forget+prune, rotating data checks, copies, drills, health),
     /// and with --listen serve /metrics, /healthz and /status
     Daemon(DaemonArgs),
     /// Restore a recovery point into scratch PostgreSQL, Redis, storage and directories on this host,

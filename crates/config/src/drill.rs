@@ -60,7 +60,9 @@ impl DrillConfig {
                 "rpo_objective" => out.rpo_objective = Some(duration(value, doc, &key_path)?),
                 "hook_timeout" => out.hook_timeout = duration(value, doc, &key_path)?,
                 "targets" => out.targets = strings(value, doc, &key_path, "a list of target names")?,
-                "after_restore" => out.after_restore = strings(value, doc, &key_path, "a command or a list of commands")?,
+                "after_restore" => {
+                    out.after_restore = strings(value, doc, &key_path, "a command or a list of commands")?
+                }
                 "scratch_s3" => match value {
                     Value::String(s) if s.starts_with("s3://") => out.scratch_s3 = Some(s.clone()),
                     _ => return Err(doc.wrong_type(&key_path, "an s3://bucket/prefix URL", value)),

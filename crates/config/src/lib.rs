@@ -360,8 +360,10 @@ fn keep<T>(errors: &mut Vec<Error>, r: Result<T>) -> Option<T> {
 }
 
 fn is_known_section(key: &str) -> bool {
-    matches!(key, "repository" | "repositories" | "targets" | "retention" | "health" | "schedules" | "notifications" | "drill")
-        || TOLERATED_SECTIONS.contains(&key)
+    matches!(
+        key,
+        "repository" | "repositories" | "targets" | "retention" | "health" | "schedules" | "notifications" | "drill"
+    ) || TOLERATED_SECTIONS.contains(&key)
 }
 
 /// Every top-level key other than the known sections. Done before interpolation, so a misspelt section

@@ -31,7 +31,12 @@ fn a_restored_tree_matches_and_every_kind_of_difference_is_named() {
     let backup = Backup::start(&repo, &guard, Arc::new(index));
     let exclude = globset::GlobSet::empty();
     let root = Archiver::new(&backup, &exclude).save_paths(&[source.clone()]).unwrap();
-    backup.commit(Root::Tree { tree: root }, SnapshotDraft { name: "f".into(), kind: "files".into(), ..Default::default() }).unwrap();
+    backup
+        .commit(
+            Root::Tree { tree: root },
+            SnapshotDraft { name: "f".into(), kind: "files".into(), ..Default::default() },
+        )
+        .unwrap();
 
     let (index, _) = repo.load_index().unwrap();
     let to = dir.path().join("restored");

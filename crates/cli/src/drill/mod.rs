@@ -149,7 +149,8 @@ fn drill(
                     if let Err(e) = targets::drill(job, &mut out, &mut teardown.0) {
                         out.error = Some(exit::one_line(&e));
                     }
-                    let verdict = if out.error.is_none() && out.checks.iter().all(|c| c.passed) { "ok" } else { "FAILED" };
+                    let verdict =
+                        if out.error.is_none() && out.checks.iter().all(|c| c.passed) { "ok" } else { "FAILED" };
                     eprintln!("bunker: {} {verdict}: restored and verified in {}", out.target, secs(out.rto_seconds));
                     (out, teardown)
                 })
@@ -201,7 +202,10 @@ fn choose<'a>(
         map
     };
     let point = match wanted {
-        "latest" => points.iter().filter(|r| r.details.get("snapshots").is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty()))).max_by_key(|r| r.started),
+        "latest" => points
+            .iter()
+            .filter(|r| r.details.get("snapshots").is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty())))
+            .max_by_key(|r| r.started),
         id => Some(
             points
                 .iter()
@@ -252,7 +256,8 @@ fn run_hooks(drill: &bunker_config::DrillConfig, record: &DrillRecord) -> Vec<Ho
     ];
     for t in &record.targets {
         let var = |kind: &str| format!("BUNKER_DRILL_{kind}");
-        let upper: String = t.target.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+        let upper: String =
+            t.target.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
         let endpoint = t.restored_into.split(" (").next().unwrap_or(&t.restored_into).to_string();
         env.push((format!("BUNKER_DRILL_TARGET_{upper}"), endpoint.clone()));
         let kind = match t.kind.as_str() {

@@ -102,7 +102,8 @@ impl DrillRecord {
                 failed.push(format!("RPO {} over its objective {}", secs(t.rpo_seconds), secs(obj)));
             }
             t.passed = failed.is_empty();
-            let snapshot = t.snapshots.first().map(|s| format!(" snapshot {}", &s[..s.len().min(8)])).unwrap_or_default();
+            let snapshot =
+                t.snapshots.first().map(|s| format!(" snapshot {}", &s[..s.len().min(8)])).unwrap_or_default();
             problems.extend(failed.into_iter().map(|f| format!("{}{snapshot}: {f}", t.target)));
         }
         if let Some(obj) = self.rto_objective_seconds.filter(|o| self.rto_seconds > *o) {
@@ -179,7 +180,8 @@ mod tests {
 
     #[test]
     fn a_drill_passes_only_when_every_check_objective_and_hook_does() {
-        let mut d = DrillRecord { targets: vec![target("cache"), target("db")], rto_seconds: 12.0, ..Default::default() };
+        let mut d =
+            DrillRecord { targets: vec![target("cache"), target("db")], rto_seconds: 12.0, ..Default::default() };
         d.judge();
         assert!(d.passed, "{:?}", d.problems);
 

@@ -37,7 +37,12 @@ impl Scratch {
                 pg.data_dir().parent().map(|p| p.display().to_string()).unwrap_or_default()
             ),
             Scratch::Redis(r) => {
-                format!("Redis: redis-cli -u {} (stop: redis-cli -u {} shutdown nosave; rm -r {})", r.url(), r.url(), r.dir().display())
+                format!(
+                    "Redis: redis-cli -u {} (stop: redis-cli -u {} shutdown nosave; rm -r {})",
+                    r.url(),
+                    r.url(),
+                    r.dir().display()
+                )
             }
             Scratch::Physical(p) => format!(
                 "recovered PostgreSQL: psql postgresql://postgres@127.0.0.1:{}/postgres (stop: {} -D {} stop)",
@@ -131,7 +136,12 @@ impl S3Prefix {
             Some(t) if t.kind == "s3" => Some(bunker_sources::s3::spec(t)?.0),
             _ => None,
         };
-        let prefix = [dest.prefix.trim_matches('/'), sub].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
+        let prefix = [dest.prefix.trim_matches('/'), sub]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/");
         let spec = BucketSpec {
             bucket: dest.bucket.clone(),
             prefix,

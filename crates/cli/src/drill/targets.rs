@@ -60,7 +60,9 @@ pub fn drill(job: &TargetJob<'_>, out: &mut TargetDrill, scratch: &mut Vec<Scrat
     let result = match main.kind.as_str() {
         postgres::logical::KIND => postgres_logical(job, out, scratch, &mut clock),
         postgres::physical::KIND => postgres_physical(job, main, out, scratch, &mut clock),
-        bunker_sources::redis::KIND_RDB | bunker_sources::redis::KIND_KEYS => redis(job, main, out, scratch, &mut clock),
+        bunker_sources::redis::KIND_RDB | bunker_sources::redis::KIND_KEYS => {
+            redis(job, main, out, scratch, &mut clock)
+        }
         bunker_sources::s3::KIND => s3(job, main, out, scratch, &mut clock),
         _ => match &main.root {
             Root::Tree { tree } => files(job, main, tree, out, scratch, &mut clock),
@@ -106,10 +108,17 @@ fn postgres_logical(
     let tools_dir = settings.as_ref().and_then(|s| s.pg_bin_dir.clone()).unwrap_or_else(|| bins.dir.clone());
     let globals = job.snapshots.iter().find(|s| s.kind == postgres::globals::KIND);
     if let Some(globals) = globals {
-        let Root::Stream { content, .. } = &globals.root else { bail!("snapshot {} holds no script", globals.short_id()) };
+        let Root::Stream { content, .. } = &globals.root else {
+            bail!("snapshot {} holds no script", globals.short_id())
+        };
         let mut script = tempfile::Builder::new().prefix("bunker-drill-globals-").suffix(".sql").tempfile()?;
         restorer.dump(content, script.as_file_mut())?;
-        let skipped = postgres::globals::apply(script.path(), &ConnInfo::resolve(&server.url("postgres"))?, Some(&tools_dir), major)?;
+        let skipped = postgres::globals::apply(
+            script.path(),
+            &ConnInfo::resolve(&server.url("postgres"))?,
+            Some(&tools_dir),
+            major,
+        )?;
         out.checks.push(Check::new("roles", true, format!("roles script applied ({skipped} statements skipped)")));
     }
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -205,10 +214,8 @@ fn postgres_physical(
     let pgdata = dir.path().join("data");
     let spool = dir.path().join("wal");
     let listing = postgres::wal::list(job.repo, &job.name, meta.segment_size)?;
-    out.live_rpo_seconds = listing
-        .newest
-        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
-        .map(|d| d.as_secs_f64());
+    out.live_rpo_seconds =
+        listing.newest.and_then(|t| std::time::SystemTime::now().duration_since(t).ok()).map(|d| d.as_secs_f64());
     let target = match job.pitr_until {
         Some(t) => RecoveryTarget::Time(t.fixed_offset()),
         None => RecoveryTarget::Latest,
@@ -233,7 +240,13 @@ fn postgres_physical(
             comment: &format!("bunker drill {}", job.drill_id),
         },
     )?;
-    let reached = pitr::start_and_wait(&pgdata, &bins.bin("pg_ctl"), port, TargetAction::Promote, std::time::Duration::from_secs(3600));
+    let reached = pitr::start_and_wait(
+        &pgdata,
+        &bins.bin("pg_ctl"),
+        port,
+        TargetAction::Promote,
+        std::time::Duration::from_secs(3600),
+    );
     let server = PhysicalServer { pgdata: pgdata.clone(), pg_ctl: bins.bin("pg_ctl"), port };
     scratch.push(Scratch::Physical(server));
     let reached = reached?;
@@ -253,7 +266,8 @@ fn postgres_physical(
         Some(t) if t.kind == "postgres" => Some(postgres::settings(t)?),
         _ => None,
     };
-    let socket = |db: &str| ConnInfo::resolve(&format!("host={} port={port} user=postgres dbname={db}", pgdata.display()));
+    let socket =
+        |db: &str| ConnInfo::resolve(&format!("host={} port={port} user=postgres dbname={db}", pgdata.display()));
     let admin = socket("postgres")?;
     let mut client = admin.connect()?;
     let databases: Vec<String> = client
@@ -339,7 +353,10 @@ fn redis(
         out.checks.push(Check::new(
             format!("keys db{}", d.db),
             passed,
-            format!("{} restored, {} present, {} recorded ({} with a TTL)", d.restored, d.present, d.recorded, d.recorded_expiring),
+            format!(
+                "{} restored, {} present, {} recorded ({} with a TTL)",
+                d.restored, d.present, d.recorded, d.recorded_expiring
+            ),
         ));
     }
     let wrong: Vec<&String> = report.mismatches.iter().chain(&report.problems).collect();
@@ -414,7 +431,11 @@ fn s3(
         if differing.is_empty() {
             format!("{verified} objects' BLAKE3 equal to the backup's")
         } else {
-            format!("{} objects differ: {}", differing.len(), differing.iter().take(3).cloned().collect::<Vec<_>>().join(", "))
+            format!(
+                "{} objects differ: {}",
+                differing.len(),
+                differing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            )
         },
     ));
     out.verify_seconds = clock.lap();
@@ -449,7 +470,11 @@ fn files(
                 found.files, found.bytes, found.dirs, found.symlinks
             )
         } else {
-            format!("{} differences: {}", found.differences.len(), found.differences.iter().take(3).cloned().collect::<Vec<_>>().join("; "))
+            format!(
+                "{} differences: {}",
+                found.differences.len(),
+                found.differences.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            )
         },
     ));
     out.verify_seconds = clock.lap();
