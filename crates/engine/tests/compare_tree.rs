@@ -30,7 +30,7 @@ fn a_restored_tree_matches_and_every_kind_of_difference_is_named() {
     let (index, _) = repo.load_index().unwrap();
     let backup = Backup::start(&repo, &guard, Arc::new(index));
     let exclude = globset::GlobSet::empty();
-    let root = Archiver::new(&backup, &exclude).save_paths(&[source.clone()]).unwrap();
+    let root = Archiver::new(&backup, &exclude).save_paths(std::slice::from_ref(&source)).unwrap();
     backup
         .commit(
             Root::Tree { tree: root },

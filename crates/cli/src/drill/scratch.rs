@@ -22,7 +22,7 @@ pub enum Scratch {
     Redis(ScratchRedis),
     Physical(PhysicalServer),
     Dir(ScratchDir),
-    S3(S3Prefix),
+    S3(Box<S3Prefix>),
 }
 
 impl Scratch {

@@ -399,7 +399,7 @@ fn s3(
                 concurrency: 16,
             };
             let report = bunker_sources::s3::restore::restore(&restorer, &entries, &prefix.bucket, &opts);
-            scratch.push(Scratch::S3(prefix));
+            scratch.push(Scratch::S3(Box::new(prefix)));
             let report = report?;
             (report.bytes_written, report.verified, report.mismatches)
         }
