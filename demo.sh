@@ -91,7 +91,7 @@ paths = ["$work/sample"]
 rto_objective = "5m"
 rpo_objective = "1h"
 # The application's own smoke test, run against the restored stack.
-after_restore = "psql \"\${BUNKER_DRILL_PG_URL}shop\" -tAc 'SELECT count(*) FROM orders' | grep -qx 200000"
+after_restore = "psql \"\$\${BUNKER_DRILL_PG_URL}shop\" -tAc 'SELECT count(*) FROM orders' | grep -qx 200000"
 EOF
 
 # S3 (media uploads) on a loopback moto server, when scripts/ensure-moto.sh has installed one.

@@ -563,3 +563,37 @@ fn restore_point_recovers_a_physical_target_to_the_points_end() {
     assert_eq!(batches(&bins, &d, port), "A", "recovered to the point's end, before batch B");
     g.stop();
 }
+
+#[test]
+fn a_drill_recovers_a_physical_target_to_the_points_end_in_a_scratch_cluster() {
+    let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
+    let site = Site::new();
+    site.ok(&["init"]);
+    let pg = ScratchPostgres::start_with(&bins, &["archive_mode = on", &site.archive_command()]).unwrap();
+    site.write_config(Some(pg.port()));
+    pg.psql("postgres", "CREATE TABLE parent (id int PRIMARY KEY)").unwrap();
+    pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, batch text NOT NULL, p int REFERENCES parent)")
+        .unwrap();
+    pg.psql(
+        "postgres",
+        "INSERT INTO parent VALUES (1); INSERT INTO t (batch, p) SELECT 'A', 1 FROM generate_series(1, 1000)",
+    )
+    .unwrap();
+    site.ok(&["backup", "--all"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    pg.psql("postgres", "INSERT INTO t (batch) SELECT 'B' FROM generate_series(1, 500)").unwrap();
+    switch_and_wait(&pg);
+
+    let out = site.cmd_as_self(&["--json", "drill"], "cache-self").output().unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let drill: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let target = &drill["targets"][0];
+    assert_eq!(target["kind"], "postgres-physical", "{drill:#}");
+    let checks = target["checks"].to_string();
+    assert!(checks.contains("promoted to time"), "{checks}");
+    // The point's end comes before batch B: 1 parent row and 1000 of batch A.
+    assert!(checks.contains("1001 rows"), "{checks}");
+    assert!(checks.contains("foreign keys") && checks.contains("1 foreign keys without orphans"), "{checks}");
+    assert!(target["live_rpo_seconds"].as_f64().is_some_and(|s| s < 600.0), "{target:#}");
+    assert!(target["bytes"].as_u64().unwrap() > 16 << 20, "base backup and WAL counted: {target:#}");
+}
