@@ -165,6 +165,7 @@ fn a_drill_of_a_good_point_passes_measures_runs_the_smoke_test_and_leaves_nothin
     assert!(env.contains("BUNKER_DRILL_TARGET_FILES="), "{env}");
     assert!(env.trim_end().ends_with("2000"), "{env}");
     assert_eq!(drill["hooks"][0]["passed"], true);
+    assert_eq!(drill["hooks"][0]["command"], "env …", "the record keeps the program only, never its arguments");
 
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("<svg") && html.contains("PASSED") && html.contains("files"), "report");
@@ -282,4 +283,33 @@ fn an_interrupted_drill_tears_everything_down_and_records_it() {
 
 fn has_scratch(tmp: &Path) -> bool {
     std::fs::read_dir(tmp).map(|mut d| d.next().is_some()).unwrap_or(false)
+}
+
+#[test]
+fn keep_leaves_the_scratch_instances_running_and_says_how_to_reach_them() {
+    let stack = Stack::new(false, true, "");
+    assert!(stack.run(&["backup", "--all"]).status.success());
+    let (code, drill) = stack.json(&["drill", "--keep", "--targets", "cache,files"]);
+    assert_eq!(code, Some(0), "{drill:#}");
+    let kept: Vec<String> = drill["kept"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let redis = kept.iter().find(|k| k.starts_with("Redis: redis-cli -u redis://127.0.0.1:")).expect("the Redis server");
+    let port: u16 = redis["Redis: redis-cli -u redis://127.0.0.1:".len()..].split(' ').next().unwrap().parse().unwrap();
+    let files = kept.iter().find(|k| k.starts_with("directory ")).expect("the files directory");
+    let dir = PathBuf::from(&files["directory ".len()..]);
+    assert!(dir.join("restored").is_dir(), "{files}");
+
+    // Still serving the restored keys after bunker exited; then stopped by hand, as the message says.
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("kept Redis is running");
+    c.write_all(b"DBSIZE\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    let n = c.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b":301\r\n");
+    c.write_all(b"SHUTDOWN NOSAVE\r\n").unwrap();
+    let _ = c.read(&mut buf);
+    for e in std::fs::read_dir(&stack.tmp).unwrap().flatten() {
+        std::fs::remove_dir_all(e.path()).unwrap();
+    }
+    stack.assert_torn_down();
 }

@@ -244,7 +244,7 @@ fn age(now: chrono::DateTime<chrono::Utc>, then: Option<chrono::DateTime<chrono:
 }
 
 /// `[drill] after_restore`, in turn, with every restored target's endpoint in the environment:
-/// `BUNKER_DRILL_PG_URL`, `BUNKER_DRILL_REDIS_URL`, `BUNKER_DRILL_S3`, `BUNKER_DRILL_FILES_DIR` (the
+/// `BUNKER_DRILL_PG_URL` (ending in `/`: append the database), `BUNKER_DRILL_REDIS_URL`, `BUNKER_DRILL_S3`, `BUNKER_DRILL_FILES_DIR` (the
 /// first of each kind) and `BUNKER_DRILL_TARGET_<NAME>` for each.
 fn run_hooks(drill: &bunker_config::DrillConfig, record: &DrillRecord) -> Vec<HookResult> {
     if drill.after_restore.is_empty() {
@@ -284,7 +284,7 @@ fn run_hooks(drill: &bunker_config::DrillConfig, record: &DrillRecord) -> Vec<Ho
             let env = HookEnv { target: "drill", snapshot: None, status: Some("success"), extra: env.clone() };
             let outcome = hooks::run(&hooks, Phase::AfterRestore, &env);
             HookResult {
-                command: command.clone(),
+                command: shown_command(command),
                 passed: outcome.is_ok(),
                 seconds: started.elapsed().as_secs_f64(),
                 detail: match outcome {
@@ -294,6 +294,18 @@ fn run_hooks(drill: &bunker_config::DrillConfig, record: &DrillRecord) -> Vec<Ho
             }
         })
         .collect()
+}
+
+/// A smoke test as the record shows it: its program only. The command line went through `${VAR}`
+/// interpolation and may carry a token; the record is kept in the catalog and shown in reports.
+fn shown_command(command: &str) -> String {
+    let mut words = command.split_whitespace();
+    let program = words.next().unwrap_or_default();
+    if words.next().is_some() {
+        format!("{program} …")
+    } else {
+        program.to_string()
+    }
 }
 
 fn print(ctx: &Context, r: &DrillRecord) {
