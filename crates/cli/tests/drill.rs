@@ -293,7 +293,8 @@ fn keep_leaves_the_scratch_instances_running_and_says_how_to_reach_them() {
     assert_eq!(code, Some(0), "{drill:#}");
     let kept: Vec<String> = drill["kept"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
     assert_eq!(kept.len(), 2, "{kept:?}");
-    let redis = kept.iter().find(|k| k.starts_with("Redis: redis-cli -u redis://127.0.0.1:")).expect("the Redis server");
+    let redis =
+        kept.iter().find(|k| k.starts_with("Redis: redis-cli -u redis://127.0.0.1:")).expect("the Redis server");
     let port: u16 = redis["Redis: redis-cli -u redis://127.0.0.1:".len()..].split(' ').next().unwrap().parse().unwrap();
     let files = kept.iter().find(|k| k.starts_with("directory ")).expect("the files directory");
     let dir = PathBuf::from(&files["directory ".len()..]);
