@@ -87,8 +87,8 @@ fn interpolation_reaches_every_string_but_no_key() {
 type = "${KIND:-files}"
 nested = { list = [["${A}"], { x = "$${A}" }] }
 
-[drill]
-keep = "${A}"
+[groups]
+keep = ["${A}"]
 "#;
     let config = parse(text, &[("A", "val")]).unwrap_err().to_string();
     assert!(config.contains("invalid target name \"${A}\""), "keys are not interpolated: {config}");
@@ -98,7 +98,7 @@ keep = "${A}"
     assert_eq!(t.kind, "files");
     assert_eq!(t.options["nested"]["list"][0][0].as_str(), Some("val"));
     assert_eq!(t.options["nested"]["list"][1]["x"].as_str(), Some("${A}"));
-    assert_eq!(config.extra["drill"]["keep"].as_str(), Some("val"));
+    assert_eq!(config.extra["groups"]["keep"][0].as_str(), Some("val"));
 }
 
 #[test]
@@ -192,17 +192,15 @@ fn unknown_sections_are_rejected_but_future_ones_kept() {
 [retention]
 keep_daily = 7
 [health]
-[drill.slack]
-url = "${HOOK:-none}"
 [[groups]]
 name = "g"
-[drill]
+url = "${HOOK:-none}"
 "#;
     let config = parse(text, &[]).unwrap();
     let keys: Vec<_> = config.extra.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["drill", "groups"]);
+    assert_eq!(keys, ["groups"]);
     assert_eq!(config.retention.as_ref().and_then(|r| r.keep_daily), Some(7));
-    assert_eq!(config.extra["drill"]["slack"]["url"].as_str(), Some("none"));
+    assert_eq!(config.extra["groups"][0]["url"].as_str(), Some("none"));
     assert_eq!(config.extra["groups"][0]["name"].as_str(), Some("g"));
     assert!(!format!("{config:?}").contains("none"), "extra values stay out of Debug");
 }
@@ -435,4 +433,38 @@ cron = "0 2 * * *"
     assert!(errors[7].contains("unknown section [bogus]"));
     let good = "[repository]\nurl = \"/r\"\n[targets.a]\ntype = \"files\"\n[schedules]\nbackup = \"0 1 * * *\"\n";
     assert!(Config::check_with_env(good, Path::new("/b.toml"), &|_| None).is_empty());
+}
+
+#[test]
+fn the_drill_section_and_target_objectives() {
+    let text = r#"
+[targets.db]
+type = "postgres"
+url = "postgresql://db/app"
+rto_objective = "5m"
+
+[drill]
+rto_objective = "15m"
+rpo_objective = "26h"
+targets = ["db"]
+after_restore = "./smoke.sh"
+report = "reports/drill.html"
+"#;
+    let config = parse(text, &[]).unwrap();
+    let d = &config.drill;
+    assert_eq!(d.rto_objective, Some(std::time::Duration::from_secs(900)));
+    assert_eq!(d.rpo_objective, Some(std::time::Duration::from_secs(26 * 3600)));
+    assert_eq!((d.targets.clone(), d.after_restore.clone()), (vec!["db".to_string()], vec!["./smoke.sh".to_string()]));
+    assert_eq!(d.hook_timeout, std::time::Duration::from_secs(600));
+    assert!(d.report.as_ref().unwrap().ends_with("reports/drill.html") && d.report.as_ref().unwrap().is_absolute());
+    let db = config.target("db").unwrap();
+    assert_eq!(db.objectives.rto, Some(std::time::Duration::from_secs(300)));
+    assert!(!db.options.contains_key("rto_objective"), "objectives are not the source's options");
+
+    let err = error("[drill]\nrto_objective = 15\n", &[]);
+    assert!(err.contains(":2:") && err.contains("drill.rto_objective") && err.contains("duration"), "{err}");
+    let err = error("[drill]\nrpo = \"1h\"\n", &[]);
+    assert!(err.contains("unknown key") || err.contains("drill.rpo"), "{err}");
+    let err = error("[targets.db]\ntype = \"files\"\nrpo_objective = \"soon\"\n", &[]);
+    assert!(err.contains(":3:") && err.contains("rpo_objective"), "{err}");
 }
