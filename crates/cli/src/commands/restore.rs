@@ -187,7 +187,7 @@ fn restore_database(ctx: &Context, repo: &Repository, args: &RestoreArgs, into: 
         }
         return Ok(exit::OK);
     }
-    let report = bunker_sources::postgres::verify::verify(&target, &pg.meta, pg.assertions())?;
+    let report = bunker_sources::postgres::verify::verify(&target, &pg.meta.tables, pg.assertions())?;
     run.detail("verified", true.into());
     Ok(super::pg::report(ctx, &report, run))
 }

@@ -34,15 +34,7 @@ pub fn restore_into(
         }
         _ => (None, 8),
     };
-    let spec = BucketSpec {
-        bucket: dest.bucket.clone(),
-        prefix: dest.prefix.trim_matches('/').to_string(),
-        endpoint: dest.endpoint.clone(),
-        region: dest.region.clone(),
-        path_style: dest.path_style,
-        access_key_id: source_spec.as_ref().and_then(|s| s.access_key_id.clone()),
-        secret_access_key: source_spec.as_ref().and_then(|s| s.secret_access_key.clone()),
-    };
+    let spec = BucketSpec::at(&dest, source_spec.as_ref());
     run.detail("into", spec.display().into());
     let Root::Stream { content, .. } = &snap.root else { bail!("snapshot {} holds no manifest", snap.short_id()) };
     let started = std::time::Instant::now();

@@ -24,6 +24,6 @@ fn verify_against(ctx: &Context, repo: &Repository, args: &VerifyArgs, run: &mut
     let pg = super::pg::load(ctx, snap)?;
     let against = pg.database(&args.against)?;
     run.detail("against", against.display().into());
-    let report = verify(&against, &pg.meta, pg.assertions())?;
+    let report = verify(&against, &pg.meta.tables, pg.assertions())?;
     Ok(super::pg::report(ctx, &report, run))
 }

@@ -258,7 +258,7 @@ fn run_hooks(drill: &bunker_config::DrillConfig, record: &DrillRecord) -> Vec<Ho
         let var = |kind: &str| format!("BUNKER_DRILL_{kind}");
         let upper: String =
             t.target.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
-        let endpoint = t.restored_into.split(" (").next().unwrap_or(&t.restored_into).to_string();
+        let endpoint = t.restored_into.clone();
         env.push((format!("BUNKER_DRILL_TARGET_{upper}"), endpoint.clone()));
         let kind = match t.kind.as_str() {
             k if k.starts_with("postgres") => "PG_URL",

@@ -3,7 +3,7 @@
 //! a prefix of `[drill] scratch_s3`. Dropping a [`Teardown`] removes them newest first (a server
 //! before the directory it runs in); `--keep` leaves them in place instead.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -136,21 +136,8 @@ impl S3Prefix {
             Some(t) if t.kind == "s3" => Some(bunker_sources::s3::spec(t)?.0),
             _ => None,
         };
-        let prefix = [dest.prefix.trim_matches('/'), sub]
-            .iter()
-            .filter(|p| !p.is_empty())
-            .copied()
-            .collect::<Vec<_>>()
-            .join("/");
-        let spec = BucketSpec {
-            bucket: dest.bucket.clone(),
-            prefix,
-            endpoint: dest.endpoint.clone(),
-            region: dest.region.clone(),
-            path_style: dest.path_style,
-            access_key_id: source.as_ref().and_then(|s| s.access_key_id.clone()),
-            secret_access_key: source.as_ref().and_then(|s| s.secret_access_key.clone()),
-        };
+        let mut spec = BucketSpec::at(&dest, source.as_ref());
+        spec.prefix = if spec.prefix.is_empty() { sub.to_string() } else { format!("{}/{sub}", spec.prefix) };
         let bucket = Bucket::open(&spec)?;
         if !bucket.list()?.is_empty() {
             bail!("{} already holds objects; a drill restores only into an empty prefix", spec.display());
@@ -190,34 +177,15 @@ pub fn spool_wal(repo: &Repository, target: &str, meta: &PhysicalMeta, spool: &P
             _ => false,
         })
         .collect();
-    let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
-    let failure = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..4 {
-            scope.spawn(|| loop {
-                let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
-                if bunker_engine::interrupt::requested() {
-                    return;
-                }
-                let got = repo.get_object(wal::NAMESPACE, &format!("{prefix}{name}")).map_err(anyhow::Error::from);
-                let written = got.and_then(|b| {
-                    let b = b.ok_or_else(|| anyhow!("archived WAL file {name} vanished"))?;
-                    std::fs::write(spool.join(name), &b)?;
-                    bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-                    Ok(())
-                });
-                if let Err(e) = written {
-                    failure.lock().expect("failure").get_or_insert(e);
-                    return;
-                }
-            });
-        }
-    });
-    bunker_engine::interrupt::check()?;
-    if let Some(e) = failure.into_inner().expect("failure") {
-        return Err(e.context(format!("fetching the WAL archive of {target}")));
-    }
+    each_in_parallel(&names, |name| {
+        let b = repo.get_object(wal::NAMESPACE, &format!("{prefix}{name}"))?;
+        let b = b.ok_or_else(|| anyhow!("archived WAL file {name} vanished"))?;
+        std::fs::write(spool.join(name), &b)?;
+        bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+        Ok(())
+    })
+    .map_err(|e| e.context(format!("fetching the WAL archive of {target}")))?;
     Ok(bytes.into_inner())
 }
 
@@ -228,10 +196,36 @@ pub fn objects_into_dir(
     entries: &[bunker_sources::s3::Entry],
     dir: &Path,
 ) -> Result<(u64, usize, Vec<String>)> {
-    let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
     let verified = AtomicUsize::new(0);
     let differing = Mutex::new(Vec::new());
+    each_in_parallel(entries, |e| {
+        let written = (|| -> Result<()> {
+            let path = dir.join(key_path(&e.key));
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut file = Hashing { inner: std::fs::File::create(&path)?, hasher: blake3::Hasher::new() };
+            let n = restorer.dump(&e.content, &mut file)?;
+            bytes.fetch_add(n, Ordering::Relaxed);
+            let mut back = blake3::Hasher::new();
+            std::io::copy(&mut std::fs::File::open(&path)?, &mut back)?;
+            let hex = |h: &blake3::Hasher| h.finalize().to_hex().to_string();
+            if hex(&file.hasher) == e.blake3 && hex(&back) == e.blake3 && n == e.size {
+                verified.fetch_add(1, Ordering::Relaxed);
+            } else {
+                differing.lock().expect("differing").push(e.key.clone());
+            }
+            Ok(())
+        })();
+        written.map_err(|err| err.context(format!("object {:?}", e.key)))
+    })?;
+    Ok((bytes.into_inner(), verified.into_inner(), differing.into_inner().expect("differing")))
+}
+
+/// Runs `each` on every item, four at a time; stops at the first failure (returned) or an interrupt.
+fn each_in_parallel<T: Sync>(items: &[T], each: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    let next = AtomicUsize::new(0);
     let failure = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..4 {
@@ -239,44 +233,15 @@ pub fn objects_into_dir(
                 if bunker_engine::interrupt::requested() || failure.lock().expect("failure").is_some() {
                     return;
                 }
-                let Some(e) = entries.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
-                let result = (|| -> Result<()> {
-                    let path = dir.join(key_path(&e.key));
-                    if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                    let mut file = Hashing { inner: std::fs::File::create(&path)?, hasher: blake3::Hasher::new() };
-                    let n = restorer.dump(&e.content, &mut file)?;
-                    bytes.fetch_add(n, Ordering::Relaxed);
-                    let written = file.hasher.finalize().to_hex().to_string();
-                    let mut back = blake3::Hasher::new();
-                    let mut f = std::fs::File::open(&path)?;
-                    let mut buf = vec![0u8; 1 << 20];
-                    loop {
-                        let k = f.read(&mut buf)?;
-                        if k == 0 {
-                            break;
-                        }
-                        back.update(&buf[..k]);
-                    }
-                    if written == e.blake3 && back.finalize().to_hex().as_str() == e.blake3 && n == e.size {
-                        verified.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        differing.lock().expect("differing").push(e.key.clone());
-                    }
-                    Ok(())
-                })();
-                if let Err(err) = result {
-                    failure.lock().expect("failure").get_or_insert(err.context(format!("object {:?}", e.key)));
+                let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
+                if let Err(e) = each(item) {
+                    failure.lock().expect("failure").get_or_insert(e);
                 }
             });
         }
     });
     bunker_engine::interrupt::check()?;
-    if let Some(e) = failure.into_inner().expect("failure") {
-        return Err(e);
-    }
-    Ok((bytes.into_inner(), verified.into_inner(), differing.into_inner().expect("differing")))
+    failure.into_inner().expect("failure").map_or(Ok(()), Err)
 }
 
 /// An object key as a relative path that stays inside the directory: empty, `.` and `..` components

@@ -75,8 +75,10 @@ pub fn drill(job: &TargetJob<'_>, out: &mut TargetDrill, scratch: &mut Vec<Scrat
     result
 }
 
-fn snapshot_short(s: &Snapshot) -> String {
-    s.short_id()
+/// The facts a source recorded in a snapshot (`meta`), as that source's type.
+fn facts<T: serde::de::DeserializeOwned>(snap: &Snapshot, what: &str) -> Result<T> {
+    serde_json::from_value(snap.meta.clone())
+        .map_err(|e| anyhow!("snapshot {} has unreadable {what} facts: {e}", snap.short_id()))
 }
 
 /// Every database of a logical target into one scratch cluster of the dump's major version, roles first.
@@ -89,13 +91,8 @@ fn postgres_logical(
     let restorer = Restorer::new(job.repo, job.index);
     let databases: Vec<&Snapshot> =
         job.snapshots.iter().copied().filter(|s| s.kind == postgres::logical::KIND).collect();
-    let metas = databases
-        .iter()
-        .map(|s| {
-            serde_json::from_value::<postgres::LogicalMeta>(s.meta.clone())
-                .map_err(|e| anyhow!("snapshot {} has unreadable PostgreSQL facts: {e}", s.short_id()))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let metas =
+        databases.iter().map(|s| facts::<postgres::LogicalMeta>(s, "PostgreSQL")).collect::<Result<Vec<_>>>()?;
     let major = (metas[0].server_version_num / 10000) as u32;
     let bins = PgBinaries::find(major)?;
     let server = ScratchPostgres::start(&bins)?;
@@ -135,7 +132,7 @@ fn postgres_logical(
         };
         let archive = postgres::restore::StoredArchive { restorer: &restorer, content, layout: meta.archive.as_ref() };
         let restored = postgres::restore::restore(&archive, &conn, &opts)
-            .map_err(|e| anyhow!("restoring snapshot {} ({}) failed: {e}", snapshot_short(snap), meta.database))?;
+            .map_err(|e| anyhow!("restoring snapshot {} ({}) failed: {e}", snap.short_id(), meta.database))?;
         out.bytes += restored.bytes;
         reports.push((conn, meta));
     }
@@ -145,7 +142,7 @@ fn postgres_logical(
     for (conn, meta) in reports {
         // Assertions are written against the target's database (its url's), or the only one.
         let here = configured_db.as_deref() == Some(meta.database.as_str()) || metas.len() == 1;
-        let report = postgres::verify::verify(&conn, meta, if here { &assertions } else { &[] })?;
+        let report = postgres::verify::verify(&conn, &meta.tables, if here { &assertions } else { &[] })?;
         push_pg_checks(out, &report, metas.len() > 1);
     }
     out.verify_seconds = clock.lap();
@@ -206,8 +203,7 @@ fn postgres_physical(
     clock: &mut Clock,
 ) -> Result<()> {
     use postgres::pitr::{self, RecoverySettings, RecoveryTarget, TargetAction};
-    let meta: postgres::physical::PhysicalMeta = serde_json::from_value(snap.meta.clone())
-        .map_err(|e| anyhow!("snapshot {} has unreadable base backup facts: {e}", snap.short_id()))?;
+    let meta: postgres::physical::PhysicalMeta = facts(snap, "base backup")?;
     let major = (meta.server_version_num / 10000) as u32;
     let bins = PgBinaries::find(major)?;
     let dir = ScratchDir::for_postgres("bunker-drill-pgdata-")?;
@@ -251,7 +247,7 @@ fn postgres_physical(
     scratch.push(Scratch::Physical(server));
     let reached = reached?;
     out.restore_seconds = clock.lap();
-    out.restored_into = format!("postgresql://postgres@127.0.0.1:{port}/ (data directory {})", pgdata.display());
+    out.restored_into = format!("postgresql://postgres@127.0.0.1:{port}/");
     out.checks.push(Check::new(
         "recovery",
         true,
@@ -287,9 +283,8 @@ fn postgres_physical(
         let counts = count_tables(&conn)?;
         tables += counts.len();
         rows += counts.iter().map(|(_, n)| n).sum::<i64>();
-        let meta = postgres::LogicalMeta::for_verify(db, Vec::new());
         let here = *db == configured_db;
-        let report = postgres::verify::verify(&conn, &meta, if here { &assertions } else { &[] })?;
+        let report = postgres::verify::verify(&conn, &[], if here { &assertions } else { &[] })?;
         push_pg_checks(out, &report, databases.len() > 1);
     }
     out.checks.push(Check::new(
@@ -334,8 +329,7 @@ fn redis(
     clock: &mut Clock,
 ) -> Result<()> {
     use bunker_sources::redis::{restore, url::RedisUrl, RedisMeta};
-    let meta: RedisMeta = serde_json::from_value(snap.meta.clone())
-        .map_err(|e| anyhow!("snapshot {} has unreadable Redis facts: {e}", snap.short_id()))?;
+    let meta: RedisMeta = facts(snap, "Redis")?;
     let server = ScratchRedis::start()?;
     out.provision_seconds = clock.lap();
     out.restored_into = server.url();
@@ -382,8 +376,7 @@ fn s3(
     scratch: &mut Vec<Scratch>,
     clock: &mut Clock,
 ) -> Result<()> {
-    let meta: bunker_sources::s3::S3Meta = serde_json::from_value(snap.meta.clone())
-        .map_err(|e| anyhow!("snapshot {} has unreadable S3 facts: {e}", snap.short_id()))?;
+    let meta: bunker_sources::s3::S3Meta = facts(snap, "S3")?;
     let Root::Stream { content, .. } = &snap.root else { bail!("snapshot {} holds no manifest", snap.short_id()) };
     let restorer = Restorer::new(job.repo, job.index);
     let entries = bunker_sources::s3::read_manifest(&restorer, content)?;

@@ -55,25 +55,6 @@ pub struct LogicalMeta {
     pub archive: Option<ArchiveLayout>,
 }
 
-impl LogicalMeta {
-    /// Facts for verifying a database no dump recorded (a recovered base backup): only `tables` are
-    /// compared, so with none only foreign keys and assertions are checked.
-    pub fn for_verify(database: &str, tables: Vec<TableRows>) -> LogicalMeta {
-        LogicalMeta {
-            database: database.into(),
-            server_version: String::new(),
-            server_version_num: 0,
-            pg_dump_version: String::new(),
-            dump_format: String::new(),
-            database_size: 0,
-            tables,
-            schema_fingerprint: String::new(),
-            extensions: Vec::new(),
-            archive: None,
-        }
-    }
-}
-
 impl Source for LogicalDatabase {
     fn kind(&self) -> &'static str {
         KIND

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::conn::{error_text, ConnInfo};
-use super::logical::LogicalMeta;
+use super::logical::TableRows;
 use crate::SourceError;
 
 /// `[[targets.NAME.assert]]`: a query whose first value must equal `expect` (compared as text).
@@ -79,15 +79,16 @@ impl VerifyReport {
     }
 }
 
-/// Checks the database at `conn` against `meta` and `assertions`.
-pub fn verify(conn: &ConnInfo, meta: &LogicalMeta, assertions: &[Assertion]) -> Result<VerifyReport, SourceError> {
+/// Checks the database at `conn` against the row counts `tables` recorded (none for a database no dump
+/// described, e.g. a recovered base backup: then foreign keys and assertions only) and `assertions`.
+pub fn verify(conn: &ConnInfo, tables: &[TableRows], assertions: &[Assertion]) -> Result<VerifyReport, SourceError> {
     let mut client = conn.connect()?;
     let target = conn.display();
     let sql_err = |e: postgres::Error| SourceError::Query { target: target.clone(), detail: error_text(&e) };
     // One snapshot for every count, like the backup's.
     client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").map_err(sql_err)?;
-    let mut tables = Vec::with_capacity(meta.tables.len());
-    for t in &meta.tables {
+    let mut checked = Vec::with_capacity(tables.len());
+    for t in tables {
         let name = super::logical::quote_pair(&t.schema, &t.table);
         let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).map_err(sql_err)?.get(0);
         let actual = if exists {
@@ -95,7 +96,7 @@ pub fn verify(conn: &ConnInfo, meta: &LogicalMeta, assertions: &[Assertion]) -> 
         } else {
             None
         };
-        tables.push(TableCheck { table: format!("{}.{}", t.schema, t.table), expected: t.rows, actual });
+        checked.push(TableCheck { table: format!("{}.{}", t.schema, t.table), expected: t.rows, actual });
     }
     let fks = client
         .query(
@@ -134,5 +135,5 @@ pub fn verify(conn: &ConnInfo, meta: &LogicalMeta, assertions: &[Assertion]) -> 
         });
         checks.push(AssertionCheck { name: a.name.clone(), expected: a.expect.clone(), actual });
     }
-    Ok(VerifyReport { database: conn.dbname.clone(), tables, foreign_keys, assertions: checks })
+    Ok(VerifyReport { database: conn.dbname.clone(), tables: checked, foreign_keys, assertions: checks })
 }

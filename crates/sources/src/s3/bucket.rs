@@ -26,6 +26,20 @@ pub struct BucketSpec {
 }
 
 impl BucketSpec {
+    /// A bucket and prefix given as an `s3://` location (a restore's or a drill's destination), reached
+    /// with `credentials`' keys (its target's) when it has them, else through the AWS environment.
+    pub fn at(location: &bunker_engine::storage::S3Location, credentials: Option<&BucketSpec>) -> BucketSpec {
+        BucketSpec {
+            bucket: location.bucket.clone(),
+            prefix: location.prefix.trim_matches('/').to_string(),
+            endpoint: location.endpoint.clone(),
+            region: location.region.clone(),
+            path_style: location.path_style,
+            access_key_id: credentials.and_then(|c| c.access_key_id.clone()),
+            secret_access_key: credentials.and_then(|c| c.secret_access_key.clone()),
+        }
+    }
+
     /// `s3://bucket/prefix` at the endpoint, for messages (never a key).
     pub fn display(&self) -> String {
         let prefix = if self.prefix.is_empty() { String::new() } else { format!("/{}", self.prefix) };
