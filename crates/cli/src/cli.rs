@@ -6,8 +6,8 @@ use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(name = "bunker", version, about = "Backup and disaster recovery for a web platform's stateful stack")]
-#[command(after_help = "Exit codes: 0 ok, 1 failure (wal-fetch: not archived), 3 incomplete (some input unreadable), \
-10 no repository, 11 lock held, 12 wrong password, 126 wal-fetch could not read the archive \
+#[command(after_help = "Exit codes: 0 ok, 1 failure (wal-fetch: not archived), 3 done with problems (some input \
+unreadable, or damaged repository files skipped), 10 no repository, 11 lock held, 12 wrong password, 126 wal-fetch could not read the archive \
 (PostgreSQL aborts recovery), 130 interrupted.")]
 pub struct Cli {
     #[command(flatten)]
@@ -43,6 +43,10 @@ pub struct Global {
     /// Only errors on stderr; no progress
     #[arg(long, short = 'q', global = true, help_heading = "Global options")]
     pub quiet: bool,
+    /// Read without writing a lock (a read-only mount, read-only credentials, Object Lock, a full disk);
+    /// readers fall back to this by themselves when the lock cannot be written
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub no_lock: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,6 +74,9 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Delete data no snapshot references
     Prune(PruneArgs),
+    /// Rebuild the index from the packs, or remove snapshots that cannot be restored
+    #[command(subcommand)]
+    Repair(RepairCommand),
     /// Repository size, dedup and compression ratios
     Stats,
     /// Recovery points: the snapshots `backup --all` or `--group` took together
@@ -519,6 +526,26 @@ pub struct PruneArgs {
     /// Show what would be deleted, delete nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Rebuild the index from the pack headers: packs no readable index lists (or, with
+    /// --read-all-packs, every pack) are read, then one new index replaces the old index files
+    Index {
+        /// Read every pack's header, not only those of packs missing from the index
+        #[arg(long)]
+        read_all_packs: bool,
+        /// Show what would change, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove snapshot files that cannot be read, and snapshots whose trees or blobs are gone
+    Snapshots {
+        /// List what would be removed, remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Read};
 
 use anyhow::{bail, Context as _, Result};
 use bunker_engine::lock::{acquire, LockGuard};
+use bunker_engine::repository::DamageLog;
 use bunker_engine::storage::{Location, Storage};
 use bunker_engine::Repository;
 
@@ -12,11 +13,19 @@ use crate::cli::Global;
 pub struct Context {
     pub global: Global,
     config: std::sync::OnceLock<Option<bunker_config::LoadedConfig>>,
+    /// The damage logs of the repositories this command opened: a command that completed around a
+    /// damaged file exits 3 ("done, with problems").
+    damage: std::sync::Mutex<Vec<DamageLog>>,
 }
 
 impl Context {
     pub fn new(global: Global) -> Self {
-        Context { global, config: std::sync::OnceLock::new() }
+        Context { global, config: std::sync::OnceLock::new(), damage: Default::default() }
+    }
+
+    /// The damaged repository files this command skipped, each once.
+    pub fn damaged(&self) -> Vec<bunker_engine::repository::Damaged> {
+        self.damage.lock().expect("damage logs").iter().flat_map(|d| d.list()).collect()
     }
 
     /// The stack file, if there is one (`--config`, `$BUNKER_CONFIG`, `./bunker.toml`).
@@ -86,11 +95,33 @@ impl Context {
         Repository::read_config(&storage)?;
         let (password, stored) = self.stored_or_given_password("repository password: ", false)?;
         let repo = Repository::open_with(storage, &password, stored)?;
+        self.damage.lock().expect("damage logs").push(repo.damage().clone());
         Ok((repo, password))
     }
 
+    /// The lock of a command that writes (shared for backup, exclusive for prune, forget, repair).
     pub fn lock(&self, repo: &Repository, exclusive: bool, operation: &str) -> Result<LockGuard> {
         Ok(acquire(repo.storage(), exclusive, operation, self.global.retry_lock)?)
+    }
+
+    /// The shared lock of a command that only reads (dump, restore, check, stats, drill…), or none: with
+    /// `--no-lock`, and by itself, with a warning, when the repository refuses the lock's write for good
+    /// (a read-only mount, a full disk, read-only credentials, Object Lock). Reading back what is there
+    /// matters more than keeping a concurrent prune away; a held lock of another process still stops us.
+    pub fn read_lock(&self, repo: &Repository, operation: &str) -> Result<Option<LockGuard>> {
+        if self.global.no_lock {
+            return Ok(None);
+        }
+        match acquire(repo.storage(), false, operation, self.global.retry_lock) {
+            Ok(guard) => Ok(Some(guard)),
+            Err(e) if e.refuses_writes() => {
+                tracing::warn!(
+                    "cannot write a lock into the repository ({e}); reading without one, as with --no-lock (a prune running meanwhile could remove what this reads)"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn progress(&self) -> bool {

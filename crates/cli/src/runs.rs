@@ -63,8 +63,15 @@ impl Run {
         if let Err(e) = outcome {
             r.error = Some(exit::one_line(e));
         }
+        let damaged = repo.damage().list();
+        if r.status == RunStatus::Success && !damaged.is_empty() {
+            r.status = RunStatus::Warning;
+            let paths: Vec<&str> = damaged.iter().map(|d| d.path.as_str()).collect();
+            r.error.get_or_insert_with(|| format!("skipped damaged repository files: {}", paths.join(", ")));
+        }
         if let Err(e) = repo.save_run(r) {
-            tracing::warn!("could not record the {} run in the catalog: {e}", r.operation);
+            let why = if e.refuses_writes() { " (the repository takes no writes)" } else { "" };
+            tracing::warn!("could not record the {} run in the catalog{why}: {e}", r.operation);
         }
         crate::notify::run_finished(repo, r);
     }

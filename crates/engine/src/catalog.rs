@@ -94,16 +94,21 @@ impl Repository {
         Ok(id)
     }
 
-    /// Every run record, oldest first. A record that cannot be read is an error naming it.
+    /// Every run record that can be read, oldest first. A damaged record is skipped and recorded in
+    /// [`Repository::damage`]; the rest of the history stays readable.
     pub fn load_runs(&self) -> Result<Vec<RunRecord>> {
         let ids = self.list_files(FileKind::Run)?;
         let mut runs = Vec::with_capacity(ids.len());
         for id in &ids {
-            let plain = self.load_file(FileKind::Run, id)?;
-            let mut run: RunRecord = serde_json::from_slice(&plain)
-                .map_err(|e| Error::Corrupt(format!("run record {}: {e}", id.short())))?;
-            run.id = Some(*id);
-            runs.push(run);
+            let decode = |plain: Vec<u8>| -> Result<RunRecord> {
+                let mut run: RunRecord = serde_json::from_slice(&plain)
+                    .map_err(|e| Error::Corrupt(format!("run record {}: {e}", id.short())))?;
+                run.id = Some(*id);
+                Ok(run)
+            };
+            if let Some(run) = self.load_tolerant(FileKind::Run, id, decode)? {
+                runs.push(run);
+            }
         }
         self.prune_cache(FileKind::Run, &ids);
         runs.sort_by_key(|r| r.started);

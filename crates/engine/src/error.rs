@@ -15,6 +15,9 @@ pub enum Error {
     #[error("wrong password: no key in {location} opens with it (`bunker key list` shows the key slots)")]
     WrongPassword { location: String },
 
+    #[error("no key file in {location} opens the repository: keys/ is empty or every key file in it is damaged (restore keys/ from a copy of the repository)")]
+    NoKey { location: String },
+
     #[error("repository format version {found} is not supported by this bunker (it reads version {supported}); upgrade bunker")]
     UnsupportedVersion { found: u32, supported: u32 },
 
@@ -76,4 +79,26 @@ impl Error {
     pub fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
         Error::Invalid { what, detail: detail.into() }
     }
+
+    /// Whether this is storage refusing a write for good: a read-only file system, a full disk or quota,
+    /// no permission, read-only credentials, a bucket whose Object Lock or policy refuses it. Retrying
+    /// does not help; a reader can go on without writing (its lock, its catalog record).
+    pub fn refuses_writes(&self) -> bool {
+        match self {
+            Error::Io { source, .. } | Error::Input(source) => io_refuses_writes(source),
+            Error::Storage { kind, detail, .. } => {
+                *kind == opendal::ErrorKind::PermissionDenied
+                    || ["AccessDenied", "InvalidRequest", "ObjectLock", "Content-MD5", "QuotaExceeded"]
+                        .iter()
+                        .any(|s| detail.contains(s))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// ENOSPC, EDQUOT, EROFS, EACCES, EPERM: the write can never succeed as things stand.
+pub fn io_refuses_writes(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::EACCES | libc::EPERM))
+        || e.kind() == std::io::ErrorKind::PermissionDenied
 }

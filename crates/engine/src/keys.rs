@@ -72,22 +72,46 @@ pub fn add_key(storage: &Storage, master: &MasterKey, password: &str) -> Result<
 }
 
 pub fn list_keys(storage: &Storage) -> Result<Vec<(FileId, KeyFile)>> {
+    let (keys, damaged) = read_keys(storage)?;
+    for problem in damaged {
+        tracing::warn!("skipping {problem}");
+    }
+    Ok(keys)
+}
+
+/// Every key file that parses, oldest first, and one line for each that does not (a damaged key file
+/// is skipped: another slot may still open the repository).
+pub fn read_keys(storage: &Storage) -> Result<(Vec<(FileId, KeyFile)>, Vec<String>)> {
     let mut out = Vec::new();
+    let mut damaged = Vec::new();
     for obj in storage.list("keys")? {
         let Some(name) = obj.path.strip_prefix("keys/") else { continue };
         let Ok(id) = FileId::from_hex(name) else { continue };
-        let bytes = storage.read(&obj.path)?;
-        let file: KeyFile =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("key file {name}: {e}")))?;
-        out.push((id, file));
+        let bytes = match storage.read(&obj.path) {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        if FileId::of(&bytes) != id {
+            damaged.push(format!("key file {}: content does not match its name (damaged)", obj.path));
+            continue;
+        }
+        match serde_json::from_slice::<KeyFile>(&bytes) {
+            Ok(file) => out.push((id, file)),
+            Err(e) => damaged.push(format!("key file {}: {e} (damaged)", obj.path)),
+        }
     }
     out.sort_by_key(|(_, f)| f.created);
-    Ok(out)
+    Ok((out, damaged))
 }
 
 /// Tries every key file with `password`; returns the master key and the ID of the key that opened it.
 pub fn unlock(storage: &Storage, password: &str) -> Result<(MasterKey, FileId)> {
-    for (id, file) in list_keys(storage)? {
+    let keys = list_keys(storage)?;
+    if keys.is_empty() {
+        return Err(Error::NoKey { location: storage.location().to_string() });
+    }
+    for (id, file) in keys {
         if file.kdf != "argon2id" {
             continue;
         }

@@ -25,6 +25,7 @@ pub mod lock;
 pub mod objects;
 pub mod pack;
 pub mod prune;
+pub mod repair;
 pub mod repository;
 pub mod restorer;
 pub mod retention;

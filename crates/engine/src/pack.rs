@@ -199,16 +199,29 @@ impl PackBuilder {
 
 /// Reads the header of a whole pack, checking that it is consistent with the pack's size.
 pub fn parse_header(crypto: &Crypto, pack: &[u8], name: &str) -> Result<Vec<PackedBlob>> {
+    let (start, len) = header_span(pack.len() as u64, &pack[pack.len().saturating_sub(4)..], name)?;
+    let (start, len) = (start as usize, len as usize);
+    parse_sealed_header(crypto, &pack[start..start + len], start as u64, name)
+}
+
+/// Where a pack's sealed header lies (offset, length), from the pack's size and its last 4 bytes: what
+/// `repair index` reads of a pack, two ranged reads and not the whole pack.
+pub fn header_span(pack_size: u64, last4: &[u8], name: &str) -> Result<(u64, u64)> {
     let corrupt = |why: String| Error::Corrupt(format!("pack {name}: {why}"));
-    if pack.len() < 4 {
+    let Ok(tail) = <[u8; 4]>::try_from(last4) else {
         return Err(corrupt("too short to hold a header".into()));
+    };
+    let header_len = u32::from_le_bytes(tail) as u64;
+    if pack_size < 4 || header_len + 4 > pack_size {
+        return Err(corrupt(format!("header length {header_len} exceeds pack size {pack_size}")));
     }
-    let header_len = u32::from_le_bytes(pack[pack.len() - 4..].try_into().expect("4 bytes")) as usize;
-    if header_len + 4 > pack.len() {
-        return Err(corrupt(format!("header length {header_len} exceeds pack size {}", pack.len())));
-    }
-    let header_start = pack.len() - 4 - header_len;
-    let header = crypto.open(&pack[header_start..pack.len() - 4], HEADER_AAD, &format!("pack {name} header"))?;
+    Ok((pack_size - 4 - header_len, header_len))
+}
+
+/// Opens a pack's sealed header, found at `header_start` (where the blobs' data must end).
+pub fn parse_sealed_header(crypto: &Crypto, sealed: &[u8], header_start: u64, name: &str) -> Result<Vec<PackedBlob>> {
+    let corrupt = |why: String| Error::Corrupt(format!("pack {name}: {why}"));
+    let header = crypto.open(sealed, HEADER_AAD, &format!("pack {name} header"))?;
     if header.len() < 9 || &header[..4] != HEADER_MAGIC || header[4] != HEADER_VERSION {
         return Err(corrupt("bad header magic or version".into()));
     }
@@ -227,7 +240,7 @@ pub fn parse_header(crypto: &Crypto, pack: &[u8], name: &str) -> Result<Vec<Pack
             length: u32_at(38),
             raw_length: u32_at(42),
         };
-        if blob.offset as usize + blob.length as usize > header_start {
+        if blob.offset as u64 + blob.length as u64 > header_start {
             return Err(corrupt(format!("blob {} lies outside the pack's data", blob.id.short())));
         }
         blobs.push(blob);

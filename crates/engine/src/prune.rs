@@ -28,16 +28,43 @@ pub struct PruneReport {
     pub blobs_kept: usize,
     pub blobs_removed: usize,
     pub bytes_freed: u64,
+    /// Temp files left by writers that died (older than the lock expiry).
+    pub temp_files_removed: usize,
+    /// About how much the prune writes before it deletes (repacked blobs, the new index, its lock).
+    pub bytes_to_write: u64,
     pub dry_run: bool,
 }
 
 /// Prunes under `lock`, which must be the exclusive lock; it is verified before each destructive step.
 pub fn prune(repo: &Repository, lock: &LockGuard, dry_run: bool) -> Result<PruneReport> {
+    prune_under(repo, Some(lock), dry_run)
+}
+
+/// What a prune would do, without a lock (nothing is written or deleted): for a repository that cannot
+/// take the exclusive lock's write, to say how much space the prune needs and would free.
+pub fn estimate(repo: &Repository) -> Result<PruneReport> {
+    prune_under(repo, None, true)
+}
+
+/// Deletes the temp files writers that died left in `tmp/` (older than the lock expiry, so no live
+/// writer owns one): safe without a lock, and the first thing to free on a full disk. Returns how many
+/// and their bytes.
+pub fn remove_stale_temp_files(repo: &Repository) -> Result<(usize, u64)> {
+    let stale = repo.storage().stale_temp_files(crate::lock::EXPIRY)?;
+    for t in &stale {
+        repo.storage().delete(&t.path)?;
+    }
+    Ok((stale.len(), stale.iter().map(|t| t.size).sum()))
+}
+
+fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Result<PruneReport> {
     let storage = repo.storage();
     let listing = repo.load_pack_listing()?;
     if let Some((id, e)) = listing.unreadable.first() {
         // Deleting with part of the index unknown could delete packs that only it lists.
-        return Err(crate::Error::Corrupt(format!("index {id} cannot be read ({e}); refusing to prune")));
+        return Err(crate::Error::Corrupt(format!(
+            "index {id} cannot be read ({e}); refusing to prune (packs only it lists would be deleted): run `bunker repair index` first"
+        )));
     }
     let index = listing.index();
     let index_files = listing.files;
@@ -45,7 +72,14 @@ pub fn prune(repo: &Repository, lock: &LockGuard, dry_run: bool) -> Result<Prune
     let mut used = BlobSet::default();
     let restorer = Restorer::new(repo, &index);
     for snap in repo.load_snapshots()? {
-        collect_blobs(&restorer, &snap, &mut used)?;
+        collect_blobs(&restorer, &snap, &mut used).map_err(|e| match e {
+            crate::Error::Corrupt(m) => crate::Error::Corrupt(format!(
+                "snapshot {} ({}): {m}; refusing to prune: `bunker repair snapshots` removes snapshots whose data is gone",
+                snap.short_id(),
+                snap.name
+            )),
+            other => other,
+        })?;
     }
 
     let stored = storage.list("data")?;
@@ -95,10 +129,19 @@ pub fn prune(repo: &Repository, lock: &LockGuard, dry_run: bool) -> Result<Prune
     report.packs_repacked = repack.len();
     report.packs_deleted = doomed.len();
     report.bytes_freed = doomed.iter().map(|(_, s)| s).sum();
+    // New packs for the repacked blobs, then one index listing every pack kept (46 bytes a blob).
+    let repacked: u64 = repack.iter().flat_map(|(_, b)| b).map(|b| b.length as u64 + 46).sum();
+    report.bytes_to_write = repacked + 4096 + 46 * report.blobs_kept as u64 + 36 * (keep.len() + repack.len()) as u64;
+    let stale_tmp = storage.stale_temp_files(crate::lock::EXPIRY)?;
+    report.temp_files_removed = stale_tmp.len();
+    report.bytes_freed += stale_tmp.iter().map(|t| t.size).sum::<u64>();
     if dry_run {
         return Ok(report);
     }
+    let lock = lock.expect("a prune that deletes holds the exclusive lock");
 
+    // 0. Temp files their writers left when they died: they free space before anything is written.
+    remove_stale_temp_files(repo)?;
     // 1. Copy still-needed blobs out of sparse packs (sealed bytes are reused after checking them).
     lock.verify()?;
     let written = repack_blobs(repo, &repack)?;

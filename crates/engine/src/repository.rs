@@ -1,7 +1,9 @@
 //! An open repository: storage, config, derived keys, and the sealed files (index, snapshots) that
 //! describe its packs. Everything below `data/` is written by the backup pipeline; everything else here.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -49,6 +51,63 @@ pub struct Repository {
     key_id: FileId,
     master: MasterKey,
     cache_dir: Option<PathBuf>,
+    damage: DamageLog,
+}
+
+/// A repository file that could not be opened: it fails authentication, does not match its name, or
+/// does not decode. Readers skip it (see [`Repository::damaged`]); `bunker repair` gets rid of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Damaged {
+    /// Its path in the repository (`snapshots/<id>`, `index/<id>`, `runs/<id>`, `keys/<id>`).
+    pub path: String,
+    pub problem: String,
+    /// What it costs, where that is known (the snapshot it was; the restores an index file can break).
+    pub affects: String,
+}
+
+/// Damaged files seen by one process, each once; shared by every handle on the repository.
+#[derive(Debug, Clone, Default)]
+pub struct DamageLog(Arc<Mutex<BTreeMap<String, Damaged>>>);
+
+impl DamageLog {
+    /// Records a damaged file, warning the first time it is seen.
+    pub fn report(&self, kind: FileKind, id: &FileId, problem: &Error) {
+        let path = format!("{}/{id}", kind.dir());
+        let affects = match kind {
+            FileKind::Snapshot => format!("snapshot {} cannot be listed or restored", id.short()),
+            FileKind::Index => {
+                "snapshots whose blobs only it lists cannot be restored until `bunker repair index`".to_string()
+            }
+            FileKind::Run => "one record of the catalog's history is missing".to_string(),
+        };
+        self.insert(Damaged { path, problem: problem.to_string(), affects });
+    }
+
+    pub fn insert(&self, damaged: Damaged) {
+        let mut seen = self.0.lock().expect("damage log");
+        if !seen.contains_key(&damaged.path) {
+            tracing::warn!(
+                "skipping damaged {}: {} ({}; `bunker check` lists every damaged file, `bunker repair` removes them)",
+                damaged.path,
+                damaged.problem,
+                damaged.affects
+            );
+            seen.insert(damaged.path.clone(), damaged);
+        }
+    }
+
+    pub fn list(&self) -> Vec<Damaged> {
+        self.0.lock().expect("damage log").values().cloned().collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.lock().expect("damage log").is_empty()
+    }
+
+    /// Forgets what was seen: for `repair`, once the damaged files are gone.
+    pub fn clear(&self) {
+        self.0.lock().expect("damage log").clear();
+    }
 }
 
 impl Repository {
@@ -94,7 +153,15 @@ impl Repository {
 
     fn assemble(storage: Storage, config: RepoConfig, master: MasterKey, key_id: FileId) -> Repository {
         let cache_dir = cache_root().map(|r| r.join(&config.id));
-        Repository { crypto: Crypto::new(&master), storage, config, key_id, master, cache_dir }
+        Repository {
+            crypto: Crypto::new(&master),
+            storage,
+            config,
+            key_id,
+            master,
+            cache_dir,
+            damage: DamageLog::default(),
+        }
     }
 
     /// The same repository reading everything from storage, never from the local cache (for `check`,
@@ -107,6 +174,33 @@ impl Repository {
             key_id: self.key_id,
             master: self.master.clone(),
             cache_dir: None,
+            damage: self.damage.clone(),
+        }
+    }
+
+    /// The damaged files this process has skipped so far, each once (shared with [`Self::without_cache`]).
+    /// A command that completed around some is "done, with problems".
+    pub fn damage(&self) -> &DamageLog {
+        &self.damage
+    }
+
+    /// Opens a listed file, telling damage apart from failure: `Ok(None)` for a file that is damaged
+    /// (recorded in [`Self::damage`]) or gone since it was listed (a concurrent forget or prune), an
+    /// error for anything else (storage unreachable, …), which must not be taken for damage.
+    pub(crate) fn load_tolerant<T>(
+        &self,
+        kind: FileKind,
+        id: &FileId,
+        decode: impl FnOnce(Vec<u8>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        match self.load_file(kind, id).and_then(decode) {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e @ Error::Corrupt(_)) => {
+                self.damage.report(kind, id, &e);
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -190,17 +284,23 @@ impl Repository {
     }
 
     /// Loads every index file into memory. Returns the index and the IDs of the files it came from.
+    /// Damaged index files are skipped (and recorded): a blob only they list is unknown, so a backup
+    /// stores it again rather than trust a location nothing vouches for.
     pub fn load_index(&self) -> Result<(Index, Vec<FileId>)> {
         let files = self.list_files(FileKind::Index)?;
         let mut idx = Index::new();
+        let mut read = Vec::with_capacity(files.len());
         for id in &files {
-            let plain = self.load_file(FileKind::Index, id)?;
-            for (pack, blobs) in index::decode(&plain, &id.short())? {
+            let Some(packs) = self.load_tolerant(FileKind::Index, id, |p| index::decode(&p, &id.short()))? else {
+                continue;
+            };
+            for (pack, blobs) in packs {
                 idx.add_pack(pack, &blobs);
             }
+            read.push(*id);
         }
         self.prune_cache(FileKind::Index, &files);
-        Ok((idx, files))
+        Ok((idx, read))
     }
 
     fn forget_cached(&self, path: &str) {
@@ -223,7 +323,8 @@ impl Repository {
 
     /// Every pack as the index files list it. A blob stored twice (concurrent backups) is in two packs,
     /// and the in-memory [`Index`] keeps one location; checking and pruning need the full listings.
-    /// Index files that cannot be read are returned apart, for the caller to report or refuse.
+    /// Damaged index files are returned apart, for the caller to report or refuse; a storage failure is
+    /// an error.
     pub fn load_pack_listing(&self) -> Result<PackListing> {
         let mut listing = PackListing { files: self.list_files(FileKind::Index)?, ..Default::default() };
         for id in listing.files.clone() {
@@ -233,7 +334,12 @@ impl Repository {
                         listing.packs.entry(pack).or_insert(blobs);
                     }
                 }
-                Err(e) => listing.unreadable.push((id, e)),
+                Err(Error::NotFound { .. }) => listing.files.retain(|f| *f != id),
+                Err(e @ Error::Corrupt(_)) => {
+                    self.damage.report(FileKind::Index, &id, &e);
+                    listing.unreadable.push((id, e));
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(listing)
@@ -251,19 +357,18 @@ impl Repository {
     }
 
     pub fn load_snapshot(&self, id: &FileId) -> Result<Snapshot> {
-        let plain = self.load_file(FileKind::Snapshot, id)?;
-        let mut s: Snapshot =
-            serde_json::from_slice(&plain).map_err(|e| Error::Corrupt(format!("snapshot {}: {e}", id.short())))?;
-        s.id = Some(*id);
-        Ok(s)
+        decode_snapshot(id, &self.load_file(FileKind::Snapshot, id)?)
     }
 
-    /// All snapshots, oldest first.
+    /// All snapshots that can be read, oldest first. A damaged snapshot file is skipped and recorded in
+    /// [`Self::damage`]: it never hides the others.
     pub fn load_snapshots(&self) -> Result<Vec<Snapshot>> {
         let ids = self.list_files(FileKind::Snapshot)?;
         let mut out = Vec::with_capacity(ids.len());
         for id in &ids {
-            out.push(self.load_snapshot(id)?);
+            if let Some(s) = self.load_tolerant(FileKind::Snapshot, id, |p| decode_snapshot(id, &p))? {
+                out.push(s);
+            }
         }
         self.prune_cache(FileKind::Snapshot, &ids);
         out.sort_by_key(|s| s.time);
@@ -276,15 +381,27 @@ impl Repository {
 
     /// Reads, opens and verifies one blob.
     pub fn read_blob(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = index
-            .get(id)
-            .ok_or_else(|| Error::Corrupt(format!("blob {} is not in the index (run `bunker check`)", id.short())))?;
+        let loc = index.get(id).ok_or_else(|| {
+            let hint = if self.damage.list().iter().any(|d| d.path.starts_with("index/")) {
+                "an index file is damaged: `bunker repair index` rebuilds the index from the packs"
+            } else {
+                "run `bunker check`"
+            };
+            Error::Corrupt(format!("blob {} is not in the index ({hint})", id.short()))
+        })?;
         let sealed = self.storage.read_range(&pack_path(&loc.pack), loc.blob.offset as u64, loc.blob.length as u64)?;
         open_blob(&self.crypto, &loc.blob, &sealed).map_err(|e| match e {
             Error::Corrupt(m) => Error::Corrupt(format!("{m} (in pack {})", loc.pack)),
             other => other,
         })
     }
+}
+
+fn decode_snapshot(id: &FileId, plain: &[u8]) -> Result<Snapshot> {
+    let mut s: Snapshot =
+        serde_json::from_slice(plain).map_err(|e| Error::Corrupt(format!("snapshot {}: {e}", id.short())))?;
+    s.id = Some(*id);
+    Ok(s)
 }
 
 #[derive(Default)]

@@ -18,7 +18,7 @@ pub fn run(ctx: &Context, args: CheckArgs) -> Result<i32> {
 }
 
 fn check_and_print(ctx: &Context, repo: &bunker_engine::Repository, args: &CheckArgs, run: &mut Run) -> Result<i32> {
-    let _lock = ctx.lock(repo, false, "check")?;
+    let _lock = ctx.read_lock(repo, "check")?;
     let mode = match (args.read_data, args.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(DataSubset::Percent(p))) => ReadData::Subset(p),

@@ -42,7 +42,7 @@ fn copy_and_print(
     password: &str,
     run: Option<&mut Run>,
 ) -> Result<i32> {
-    let _src_lock = ctx.lock(src, false, "copy")?;
+    let _src_lock = ctx.read_lock(src, "copy")?;
     if let Some(name) = &args.name {
         // Before the secondary is created for nothing.
         if !src.load_snapshots()?.iter().any(|s| &s.name == name) {

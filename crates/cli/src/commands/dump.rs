@@ -11,7 +11,7 @@ use crate::exit;
 
 pub fn run(ctx: &Context, args: DumpArgs) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = ctx.lock(&repo, false, "dump")?;
+    let _lock = ctx.read_lock(&repo, "dump")?;
     let snapshots = repo.load_snapshots()?;
     let snap = select(&snapshots, &args.snapshot)?;
     let (index, _) = repo.load_index()?;

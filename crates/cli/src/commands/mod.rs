@@ -18,6 +18,7 @@ mod pitr;
 mod points;
 mod prune;
 mod redis;
+mod repair;
 mod report;
 mod restore;
 mod s3;
@@ -39,30 +40,56 @@ use crate::context::Context;
 pub fn run(cli: Cli) -> Result<i32> {
     let ctx = Context::new(cli.global);
     crate::notify::install(ctx.config().ok().flatten().map(|loaded| &loaded.config));
-    match cli.command {
-        Command::Init(a) => init::run(&ctx, a),
-        Command::Backup(a) => backup::run(&ctx, a),
-        Command::Snapshots(a) => snapshots::run(&ctx, a),
-        Command::Dump(a) => dump::run(&ctx, a),
-        Command::Restore(a) => restore::run(&ctx, *a),
-        Command::Verify(a) => verify::run(&ctx, a),
-        Command::Check(a) => check::run(&ctx, a),
-        Command::History(a) => history::run(&ctx, a),
-        Command::Forget(a) => forget::run(&ctx, a),
-        Command::Prune(a) => prune::run(&ctx, a),
-        Command::Stats => stats::run(&ctx),
-        Command::Status => status::run(&ctx),
-        Command::Points => points::list(&ctx),
-        Command::Report(a) => report::run(&ctx, a),
-        Command::Copy(a) => copy::run(&ctx, a),
-        Command::Daemon(a) => daemon::run(&ctx, a),
-        Command::Drill(a) => drill::run(&ctx, a),
-        Command::Drills(a) => drills::run(&ctx, a),
-        Command::Config(c) => config::run(&ctx, c),
-        Command::Key(k) => key::run(&ctx, k),
-        Command::Unlock(a) => unlock::run(&ctx, a),
-        Command::WalPush(a) => wal::push(&ctx, a),
-        Command::WalFetch(a) => wal::fetch(&ctx, a),
-        Command::Wal(c) => wal::run(&ctx, c),
+    // PostgreSQL reads wal-push's and wal-fetch's exit codes, and status has a scale of its own (a
+    // damaged file is a warning there): their codes stay as they are.
+    let own_codes = match &cli.command {
+        Command::WalPush(_) | Command::WalFetch(_) | Command::Daemon(_) | Command::Repair(_) => Some(None),
+        Command::Status => Some(Some(1)),
+        _ => None,
+    };
+    let code = dispatch(&ctx, cli.command)?;
+    // Done around damaged files (each was warned about when first met): "done, with problems".
+    let damaged = ctx.damaged();
+    if code == crate::exit::OK && !damaged.is_empty() {
+        if let Some(instead) = own_codes {
+            return Ok(instead.unwrap_or(code));
+        }
+        eprintln!(
+            "bunker: done, skipping {} damaged repository file(s) ({}); `bunker check` names them, `bunker repair` removes them",
+            damaged.len(),
+            damaged.iter().map(|d| d.path.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        return Ok(crate::exit::INCOMPLETE);
+    }
+    Ok(code)
+}
+
+fn dispatch(ctx: &Context, command: Command) -> Result<i32> {
+    match command {
+        Command::Init(a) => init::run(ctx, a),
+        Command::Backup(a) => backup::run(ctx, a),
+        Command::Snapshots(a) => snapshots::run(ctx, a),
+        Command::Dump(a) => dump::run(ctx, a),
+        Command::Restore(a) => restore::run(ctx, *a),
+        Command::Verify(a) => verify::run(ctx, a),
+        Command::Check(a) => check::run(ctx, a),
+        Command::History(a) => history::run(ctx, a),
+        Command::Forget(a) => forget::run(ctx, a),
+        Command::Prune(a) => prune::run(ctx, a),
+        Command::Repair(c) => repair::run(ctx, c),
+        Command::Stats => stats::run(ctx),
+        Command::Status => status::run(ctx),
+        Command::Points => points::list(ctx),
+        Command::Report(a) => report::run(ctx, a),
+        Command::Copy(a) => copy::run(ctx, a),
+        Command::Daemon(a) => daemon::run(ctx, a),
+        Command::Drill(a) => drill::run(ctx, a),
+        Command::Drills(a) => drills::run(ctx, a),
+        Command::Config(c) => config::run(ctx, c),
+        Command::Key(k) => key::run(ctx, k),
+        Command::Unlock(a) => unlock::run(ctx, a),
+        Command::WalPush(a) => wal::push(ctx, a),
+        Command::WalFetch(a) => wal::fetch(ctx, a),
+        Command::Wal(c) => wal::run(ctx, c),
     }
 }

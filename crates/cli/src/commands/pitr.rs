@@ -37,7 +37,7 @@ pub fn restore(ctx: &Context, repo: &Repository, args: &RestoreArgs, pgdata: &Pa
     run.detail("pgdata", serde_json::json!(pgdata));
     run.detail("recovery_target", target.describe().into());
     pitr::check_data_dir(pgdata, args.force)?;
-    let _lock = ctx.lock(repo, false, "restore")?;
+    let _lock = ctx.read_lock(repo, "restore")?;
     let bases = super::wal::base_backups(repo, &name)?;
     let chosen = match &pinned {
         Some(id) => bases

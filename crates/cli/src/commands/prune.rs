@@ -1,10 +1,14 @@
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::cli::PruneArgs;
 use crate::context::Context;
 use crate::exit;
 use crate::output::{json, size};
 use crate::runs::Run;
+
+fn refuses_writes(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<bunker_engine::Error>().is_some_and(|e| e.refuses_writes())
+}
 
 /// `bunker prune`, recorded in the catalog (operation `prune`, with what it freed).
 pub fn run(ctx: &Context, args: PruneArgs) -> Result<i32> {
@@ -16,7 +20,26 @@ pub fn run(ctx: &Context, args: PruneArgs) -> Result<i32> {
 }
 
 fn prune(ctx: &Context, repo: &bunker_engine::Repository, args: &PruneArgs, run: &mut Run) -> Result<i32> {
-    let lock = ctx.lock(repo, true, "prune")?;
+    let lock = match ctx.lock(repo, true, "prune") {
+        Err(e) if refuses_writes(&e) => {
+            // A full disk: what dead writers left in tmp/ goes first (no lock needed), then try again.
+            let (n, freed) = bunker_engine::prune::remove_stale_temp_files(repo)?;
+            match ctx.lock(repo, true, "prune") {
+                Err(e) if refuses_writes(&e) => {
+                    let est = bunker_engine::prune::estimate(repo)?;
+                    let tmp = if n > 0 { format!(" (removed {n} stale temp files, {}, already)", size(freed)) } else { String::new() };
+                    bail!(
+                        "{}: prune writes about {} (its lock, its new index and repacked blobs) before it deletes anything, and would then free {}; free that much on the repository's storage{tmp} and run it again",
+                        exit::one_line(&e),
+                        size(est.bytes_to_write),
+                        size(est.bytes_freed)
+                    );
+                }
+                other => other?,
+            }
+        }
+        other => other?,
+    };
     let r = bunker_engine::prune::prune(repo, &lock, args.dry_run)?;
     run.detail("dry_run", args.dry_run.into());
     run.detail("bytes_freed", r.bytes_freed.into());

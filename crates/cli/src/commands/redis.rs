@@ -74,7 +74,7 @@ pub fn restore_into(
 }
 
 pub fn write_rdb(ctx: &Context, repo: &Repository, args: &RestoreArgs, path: &Path, run: &mut Run) -> Result<i32> {
-    let _lock = ctx.lock(repo, false, "restore")?;
+    let _lock = ctx.read_lock(repo, "restore")?;
     let snapshots = repo.load_snapshots()?;
     let snap = select(&snapshots, args.snapshot())?;
     run.target(&snap.name);

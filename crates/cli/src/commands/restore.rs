@@ -75,7 +75,7 @@ fn restore_exec(
     given: Option<&str>,
     run: &mut Run,
 ) -> Result<i32> {
-    let _lock = ctx.lock(repo, false, "restore")?;
+    let _lock = ctx.read_lock(repo, "restore")?;
     let snapshots = repo.load_snapshots()?;
     let snap = select(&snapshots, args.snapshot())?;
     run.target(&snap.name);
@@ -120,7 +120,7 @@ fn restore_exec(
 
 /// A PostgreSQL snapshot into a database (roles first with --with-globals), then verification.
 fn restore_database(ctx: &Context, repo: &Repository, args: &RestoreArgs, into: &str, run: &mut Run) -> Result<i32> {
-    let _lock = ctx.lock(repo, false, "restore")?;
+    let _lock = ctx.read_lock(repo, "restore")?;
     let snapshots = repo.load_snapshots()?;
     let snap = select(&snapshots, args.snapshot())?;
     run.target(&snap.name);
@@ -202,7 +202,7 @@ fn restore_files(
     let include = if args.include.is_empty() { None } else { Some(globs(&args.include)?) };
     run.detail("to", serde_json::json!(to));
     bunker_engine::restorer::ensure_empty_or_absent(to, args.force)?;
-    let _lock = ctx.lock(repo, false, "restore")?;
+    let _lock = ctx.read_lock(repo, "restore")?;
     let snapshots = repo.load_snapshots()?;
     let snap = select(&snapshots, args.snapshot())?;
     run.target(&snap.name);

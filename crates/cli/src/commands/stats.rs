@@ -6,7 +6,7 @@ use crate::output::{json, size};
 
 pub fn run(ctx: &Context) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = ctx.lock(&repo, false, "stats")?;
+    let _lock = ctx.read_lock(&repo, "stats")?;
     let s = bunker_engine::stats::stats(&repo)?;
     if ctx.global.json {
         json(&s);

@@ -43,7 +43,9 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<i32> {
     let config = loaded.map(|l| &l.config);
     let repo = ctx.open()?;
     let mut run = Run::start("drill");
-    let outcome = drill(args, config, &repo, &mut run);
+    // What the drill reads must not be pruned away under it; a read-only repository drills without one.
+    let lock = ctx.read_lock(&repo, "drill");
+    let outcome = lock.and_then(|_lock| drill(args, config, &repo, &mut run));
     let code = match &outcome {
         Ok((record, _)) if record.passed => exit::OK,
         Ok(_) => exit::FAILURE,

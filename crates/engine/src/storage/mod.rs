@@ -2,7 +2,13 @@
 //! for transient errors. The engine's pipelines are threads; opendal is async, so each call is spawned on
 //! a small runtime owned by the storage and awaited through a channel. That works from any thread,
 //! including one that belongs to another runtime (a later async source), where `block_on` would panic.
+//!
+//! Local repositories write their files themselves ([`local`]): created 0600 in 0700 directories
+//! whatever the umask, written to `tmp/` and renamed into place, the temp file removed on any error.
+//! Nothing local is retried: a full disk, a read-only file system or a permission error does not get
+//! better in twenty seconds, and the caller must hear about it at once.
 
+mod local;
 mod location;
 
 use std::future::Future;
@@ -43,7 +49,7 @@ impl Storage {
     /// Opens storage for a new repository, creating a local directory if needed.
     pub fn create(location: &Location) -> Result<Self> {
         if let Location::Local(root) = location {
-            std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+            local::create_root(root)?;
         }
         Self::open(location)
     }
@@ -56,10 +62,8 @@ impl Storage {
                 if !root.is_dir() {
                     return Err(Error::NoRepository { location: root.display().to_string() });
                 }
-                let builder = opendal::services::Fs::default()
-                    .root(&root.to_string_lossy())
-                    // Whole files appear at once: a crash never leaves a half-written file under its name.
-                    .atomic_write_dir(&root.join("tmp").to_string_lossy());
+                // Reads, listings and deletes only: writes go through `local` (see the module docs).
+                let builder = opendal::services::Fs::default().root(&root.to_string_lossy());
                 Operator::new(builder).map_err(|e| storage_err("open", &root.to_string_lossy(), e))?
             }
             Location::S3(s3) => {
@@ -77,10 +81,10 @@ impl Storage {
                 if !s3.path_style {
                     builder = builder.enable_virtual_host_style();
                 }
-                Operator::new(builder).map_err(|e| storage_err("open", &location.to_string(), e))?
+                let op = Operator::new(builder).map_err(|e| storage_err("open", &location.to_string(), e))?;
+                resilient(op, Duration::from_secs(120))
             }
         };
-        let op = resilient(op, Duration::from_secs(120));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("bunker-storage")
@@ -127,8 +131,11 @@ impl Storage {
         Ok(bytes)
     }
 
-    /// Writes (or replaces) an object.
+    /// Writes (or replaces) an object. Locally: whole (a temp file renamed into place), durable, 0600.
     pub fn write(&self, path: &str, data: Bytes) -> Result<()> {
+        if let Location::Local(root) = &self.location {
+            return local::write(&absolute(root)?, path, &data);
+        }
         let op = self.op.clone();
         let p = path.to_string();
         self.run(async move { op.write(&p, data).await.map(|_| ()) }).map_err(|e| map_err("write", path, e))
@@ -138,7 +145,7 @@ impl Storage {
     /// Local: a hard link from a fully written temp file (atomic in both senses). S3: `If-None-Match: *`.
     pub fn create_new(&self, path: &str, data: Bytes) -> Result<bool> {
         if let Location::Local(root) = &self.location {
-            return create_new_local(&absolute(root)?, path, &data);
+            return local::create_new(&absolute(root)?, path, &data);
         }
         let op = self.op.clone();
         let p = path.to_string();
@@ -160,6 +167,20 @@ impl Storage {
         let op = self.op.clone();
         let p = path.to_string();
         self.run(async move { op.delete(&p).await }).map_err(|e| map_err("delete", path, e))
+    }
+
+    /// Temp files of a local repository (`tmp/`) older than `age`: what a writer killed outright left
+    /// behind (a live writer renames or removes its own). S3 writes are atomic and leave none.
+    pub fn stale_temp_files(&self, age: Duration) -> Result<Vec<ObjectInfo>> {
+        if !matches!(self.location, Location::Local(_)) {
+            return Ok(Vec::new());
+        }
+        let now = std::time::SystemTime::now();
+        Ok(self
+            .list(local::TMP_DIR)?
+            .into_iter()
+            .filter(|o| o.modified.and_then(|m| now.duration_since(m).ok()).is_some_and(|a| a > age))
+            .collect())
     }
 
     /// Lists the files under `dir` (recursively), with sizes. A missing directory lists as empty.
@@ -213,33 +234,6 @@ fn absolute(p: &std::path::Path) -> Result<PathBuf> {
     std::path::absolute(p).map_err(|e| Error::io(p, e))
 }
 
-fn create_new_local(root: &std::path::Path, path: &str, data: &[u8]) -> Result<bool> {
-    use std::io::Write;
-    let target = root.join(path);
-    let tmp_dir = root.join("tmp");
-    std::fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    let tmp = tmp_dir.join(format!("create-{}", hex::encode(rand::random::<[u8; 8]>())));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    let linked = std::fs::hard_link(&tmp, &target);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
-            // The new name must survive a power loss too: callers (wal-push) let the source go at once.
-            if let Some(parent) = target.parent() {
-                std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(|e| Error::io(parent, e))?;
-            }
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(Error::io(&target, e)),
-    }
-}
-
 fn storage_err(op: &'static str, path: &str, source: opendal::Error) -> Error {
     Error::Storage { op, path: path.to_string(), kind: source.kind(), detail: describe(&source) }
 }
@@ -267,10 +261,15 @@ fn describe(e: &opendal::Error) -> String {
         out.push_str(&clip(&c.to_string(), 160));
         cause = c.source();
     }
+    let s3_denied = ["AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"]
+        .iter()
+        .any(|code| e.message().contains(code));
     let hint = if e.message().contains("NoSuchBucket") {
         " (the bucket does not exist: create it first)"
-    } else if e.kind() == ErrorKind::PermissionDenied {
+    } else if s3_denied {
         " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy)"
+    } else if e.kind() == ErrorKind::PermissionDenied {
+        " (check the repository's file permissions and who runs bunker)"
     } else if e.message().contains("send http request") {
         " (cannot reach the storage: check the endpoint and the network)"
     } else {
@@ -298,6 +297,8 @@ impl opendal::layers::RetryInterceptor for RetryLog {
 fn map_err(op: &'static str, path: &str, e: opendal::Error) -> Error {
     if e.kind() == ErrorKind::NotFound {
         Error::NotFound { path: path.to_string() }
+    } else if e.message().contains("NoSuchBucket") {
+        Error::NoRepository { location: format!("{path}: the bucket does not exist (create it, or check the URL)") }
     } else {
         storage_err(op, path, e)
     }

@@ -1,0 +1,202 @@
+//! `repair`: bring a damaged repository back to one that `check` accepts, keeping every snapshot that
+//! can still be restored. Both run under the exclusive lock and are crash-safe by their order, like
+//! `prune`: nothing is deleted before what replaces it is written.
+//!
+//! - [`repair_index`] rebuilds the index from the packs themselves: every pack ends with a sealed header
+//!   listing its blobs, so an index file lost or damaged costs nothing that is stored. Packs a readable
+//!   index lists with the size it implies are taken as listed (or read too, with `read_all_packs`); the
+//!   others are read (two ranged reads each). One new index is written, then the old files are deleted.
+//!   A crash in between leaves two listings of the same packs, which are identical (FORMAT.md allows it).
+//! - [`repair_snapshots`] removes snapshot files that cannot be opened and snapshots that name a tree or
+//!   blob no intact pack holds. It refuses while an index file is damaged: a blob only that file lists
+//!   would be taken for lost, and a restorable snapshot removed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::{Error, Result};
+use crate::failpoint::pause_point;
+use crate::id::FileId;
+use crate::index::Index;
+use crate::lock::LockGuard;
+use crate::pack::{expected_pack_size, header_span, pack_id_from_path, pack_path, parse_sealed_header, PackedBlob};
+use crate::repository::{FileKind, Repository};
+use crate::restorer::Restorer;
+use crate::walk::{collect_blobs, BlobSet};
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct IndexRepair {
+    /// Packs in `data/`.
+    pub packs: usize,
+    /// Packs whose header was read.
+    pub packs_read: usize,
+    /// Packs no readable index listed, indexed again from their header.
+    pub packs_added: usize,
+    /// Packs left out of the new index, each with why: missing, or a header that cannot be read.
+    pub packs_dropped: Vec<String>,
+    /// Old index files deleted (or, dry run, that would be).
+    pub index_files_removed: usize,
+    /// Damaged index files among them.
+    pub damaged_index_files: Vec<String>,
+    pub blobs: usize,
+    /// Whether anything needed changing.
+    pub changed: bool,
+    pub dry_run: bool,
+}
+
+/// Rebuilds the index under `lock` (the exclusive lock; verified before each write and delete).
+pub fn repair_index(repo: &Repository, lock: &LockGuard, read_all_packs: bool, dry_run: bool) -> Result<IndexRepair> {
+    let repo = &repo.without_cache();
+    let listing = repo.load_pack_listing()?;
+    let stored: BTreeMap<FileId, u64> = repo
+        .storage()
+        .list("data")?
+        .into_iter()
+        .filter_map(|o| pack_id_from_path(&o.path).map(|id| (id, o.size)))
+        .collect();
+    let mut report = IndexRepair {
+        packs: stored.len(),
+        damaged_index_files: listing.unreadable.iter().map(|(id, e)| format!("index/{id}: {e}")).collect(),
+        dry_run,
+        ..Default::default()
+    };
+    let mut rebuilt: Vec<(FileId, Vec<PackedBlob>)> = Vec::with_capacity(stored.len());
+    let mut differs = false;
+    for (pack, &size) in &stored {
+        crate::interrupt::check()?;
+        let listed = listing.packs.get(pack);
+        if let Some(blobs) = listed.filter(|b| !read_all_packs && expected_pack_size(b) == size) {
+            rebuilt.push((*pack, blobs.clone()));
+            continue;
+        }
+        report.packs_read += 1;
+        match read_pack_header(repo, pack, size) {
+            Ok(blobs) => {
+                if listed.is_none() {
+                    report.packs_added += 1;
+                }
+                differs |= listed != Some(&blobs);
+                rebuilt.push((*pack, blobs));
+            }
+            Err(e @ Error::Corrupt(_)) => {
+                let what = if listed.is_some() { "its blobs are lost" } else { "it was in no index" };
+                report.packs_dropped.push(format!("pack {pack}: {e} ({what})"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for pack in listing.packs.keys().filter(|p| !stored.contains_key(p)) {
+        report.packs_dropped.push(format!("pack {pack} is missing (its blobs are lost)"));
+    }
+    report.blobs = rebuilt.iter().map(|(_, b)| b.len()).sum();
+    report.changed = differs || !report.packs_dropped.is_empty() || !listing.unreadable.is_empty();
+    let old: Vec<FileId> = listing.files.clone();
+    if !report.changed {
+        return Ok(report);
+    }
+    report.index_files_removed = old.len();
+    if dry_run {
+        return Ok(report);
+    }
+    lock.verify()?;
+    let new_id = if rebuilt.is_empty() { None } else { Some(repo.save_index(&rebuilt)?) };
+    pause_point("repair-index-after-write");
+    lock.verify()?;
+    for id in old.iter().filter(|id| Some(**id) != new_id) {
+        repo.storage().delete(&format!("{}/{id}", FileKind::Index.dir()))?;
+        pause_point("repair-index-file-deleted");
+    }
+    Ok(report)
+}
+
+/// A pack's header, by two ranged reads: its last 4 bytes, then the sealed header they locate. The
+/// entries come back sorted by offset, as index files list them.
+pub fn read_pack_header(repo: &Repository, pack: &FileId, size: u64) -> Result<Vec<PackedBlob>> {
+    let path = pack_path(pack);
+    let name = pack.to_hex();
+    if size < 4 {
+        return Err(Error::Corrupt(format!("pack {name}: {size} bytes is too short to hold a header")));
+    }
+    let last4 = repo.storage().read_range(&path, size - 4, 4)?;
+    let (start, len) = header_span(size, &last4, &name)?;
+    let sealed = repo.storage().read_range(&path, start, len)?;
+    let mut blobs = parse_sealed_header(repo.crypto(), &sealed, start, &name)?;
+    blobs.sort_by_key(|b| b.offset);
+    Ok(blobs)
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RemovedSnapshot {
+    pub id: String,
+    /// Its name, when the file could still be read.
+    pub name: Option<String>,
+    pub why: String,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct SnapshotRepair {
+    pub snapshots: usize,
+    pub removed: Vec<RemovedSnapshot>,
+    pub dry_run: bool,
+}
+
+/// Removes snapshots that cannot be restored, under `lock` (the exclusive lock).
+pub fn repair_snapshots(repo: &Repository, lock: &LockGuard, dry_run: bool) -> Result<SnapshotRepair> {
+    let repo = &repo.without_cache();
+    let listing = repo.load_pack_listing()?;
+    if let Some((id, e)) = listing.unreadable.first() {
+        return Err(Error::Corrupt(format!(
+            "index {id} cannot be read ({e}); run `bunker repair index` first, so that no snapshot whose blobs only it lists is taken for lost"
+        )));
+    }
+    let stored: HashMap<FileId, u64> = repo
+        .storage()
+        .list("data")?
+        .into_iter()
+        .filter_map(|o| pack_id_from_path(&o.path).map(|id| (id, o.size)))
+        .collect();
+    // Only blobs in packs that are there, of the size their index implies, count as stored.
+    let mut index = Index::new();
+    for (pack, blobs) in &listing.packs {
+        if stored.get(pack) == Some(&expected_pack_size(blobs)) {
+            index.add_pack(*pack, blobs);
+        }
+    }
+    let restorer = Restorer::new(repo, &index);
+    let ids = repo.list_files(FileKind::Snapshot)?;
+    let mut report = SnapshotRepair { snapshots: ids.len(), dry_run, ..Default::default() };
+    for id in ids {
+        crate::interrupt::check()?;
+        let snap = match repo.load_snapshot(&id) {
+            Ok(s) => s,
+            Err(Error::NotFound { .. }) => continue,
+            Err(e @ Error::Corrupt(_)) => {
+                report.removed.push(RemovedSnapshot { id: id.to_hex(), name: None, why: e.to_string() });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut used = BlobSet::default();
+        let why = match collect_blobs(&restorer, &snap, &mut used) {
+            Ok(()) => {
+                let missing: Vec<_> = used.iter().filter(|b| !index.contains(b)).collect();
+                missing.first().map(|first| {
+                    format!("{} blobs it needs are in no intact pack (first: {})", missing.len(), first.short())
+                })
+            }
+            Err(e @ (Error::Corrupt(_) | Error::NotFound { .. })) => Some(e.to_string()),
+            Err(e) => return Err(e),
+        };
+        if let Some(why) = why {
+            report.removed.push(RemovedSnapshot { id: id.to_hex(), name: Some(snap.name.clone()), why });
+        }
+    }
+    if dry_run {
+        return Ok(report);
+    }
+    for r in &report.removed {
+        lock.verify()?;
+        repo.storage().delete(&format!("{}/{}", FileKind::Snapshot.dir(), r.id))?;
+        pause_point("repair-snapshot-deleted");
+    }
+    Ok(report)
+}
