@@ -536,11 +536,15 @@ pub enum RepairCommand {
         /// Read every pack's header, not only those of packs missing from the index
         #[arg(long)]
         read_all_packs: bool,
+        /// Read every pack whole: the blobs of a damaged pack that still open are saved into new packs
+        #[arg(long)]
+        read_data: bool,
         /// Show what would change, change nothing
         #[arg(long)]
         dry_run: bool,
     },
-    /// Remove snapshot files that cannot be read, and snapshots whose trees or blobs are gone
+    /// Remove snapshot files that cannot be read, snapshots whose trees or blobs are gone, and damaged
+    /// records of the catalog
     Snapshots {
         /// List what would be removed, remove nothing
         #[arg(long)]

@@ -134,13 +134,14 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
     let (keys, damaged_keys) = crate::keys::read_keys(repo.storage())?;
     report.errors.extend(damaged_keys);
     if !keys.iter().any(|(id, _)| *id == repo.key_id()) {
-        report.warnings.push(format!("the key that opened the repository ({}) is no longer listed", repo.key_id().short()));
+        report
+            .warnings
+            .push(format!("the key that opened the repository ({}) is no longer listed", repo.key_id().short()));
     }
     for t in repo.storage().stale_temp_files(crate::lock::EXPIRY)? {
-        report.warnings.push(format!(
-            "{} ({} bytes) was left by a writer that died; `bunker prune` removes it",
-            t.path, t.size
-        ));
+        report
+            .warnings
+            .push(format!("{} ({} bytes) was left by a writer that died; `bunker prune` removes it", t.path, t.size));
     }
 
     // Data: read packs and verify every byte.

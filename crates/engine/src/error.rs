@@ -54,6 +54,13 @@ pub enum Error {
     #[error("restore target {0} is not empty; pass --force to write into it anyway")]
     TargetNotEmpty(PathBuf),
 
+    #[error("cannot write {path}: {source}: {}", write_hint(source))]
+    WriteRefused {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -76,6 +83,27 @@ impl Error {
         Error::Io { path: path.into(), source }
     }
 
+    /// A failed write into a local repository: [`Error::WriteRefused`], with what to do, when it can
+    /// never succeed as things stand (full disk, read-only, no permission), else [`Error::Io`].
+    pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        if io_refuses_writes(&source) {
+            Error::WriteRefused { path: path.into(), source }
+        } else {
+            Error::io(path, source)
+        }
+    }
+
+    /// Whether storage said it is full (ENOSPC, EDQUOT, a quota): freeing space would help.
+    pub fn is_full(&self) -> bool {
+        match self {
+            Error::WriteRefused { source, .. } | Error::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+            }
+            Error::Storage { detail, .. } => detail.contains("QuotaExceeded"),
+            _ => false,
+        }
+    }
+
     pub fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
         Error::Invalid { what, detail: detail.into() }
     }
@@ -85,6 +113,7 @@ impl Error {
     /// does not help; a reader can go on without writing (its lock, its catalog record).
     pub fn refuses_writes(&self) -> bool {
         match self {
+            Error::WriteRefused { .. } => true,
             Error::Io { source, .. } | Error::Input(source) => io_refuses_writes(source),
             Error::Storage { kind, detail, .. } => {
                 *kind == opendal::ErrorKind::PermissionDenied
@@ -94,6 +123,16 @@ impl Error {
             }
             _ => false,
         }
+    }
+}
+
+fn write_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => {
+            "the repository's disk is full; free space there (`bunker prune` deletes what no snapshot needs); reading commands still work"
+        }
+        Some(libc::EROFS) => "the repository is on a read-only file system; reading commands work (they skip their lock)",
+        _ => "no permission; check who owns the repository's files and who runs bunker (reading commands skip their lock)",
     }
 }
 

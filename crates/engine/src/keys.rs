@@ -93,12 +93,20 @@ pub fn read_keys(storage: &Storage) -> Result<(Vec<(FileId, KeyFile)>, Vec<Strin
             Err(e) => return Err(e),
         };
         if FileId::of(&bytes) != id {
-            damaged.push(format!("key file {}: content does not match its name (damaged)", obj.path));
+            damaged.push(format!(
+                "key file {}: content does not match its name (damaged; `bunker key remove {}` removes it)",
+                obj.path,
+                id.short()
+            ));
             continue;
         }
         match serde_json::from_slice::<KeyFile>(&bytes) {
             Ok(file) => out.push((id, file)),
-            Err(e) => damaged.push(format!("key file {}: {e} (damaged)", obj.path)),
+            Err(e) => damaged.push(format!(
+                "key file {}: {e} (damaged; `bunker key remove {}` removes it)",
+                obj.path,
+                id.short()
+            )),
         }
     }
     out.sort_by_key(|(_, f)| f.created);

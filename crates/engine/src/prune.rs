@@ -144,7 +144,7 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
     remove_stale_temp_files(repo)?;
     // 1. Copy still-needed blobs out of sparse packs (sealed bytes are reused after checking them).
     lock.verify()?;
-    let written = repack_blobs(repo, &repack)?;
+    let written = repack_blobs(repo, &repack, false)?;
     report.bytes_freed = report.bytes_freed.saturating_sub(written.iter().map(|(_, _, size)| size).sum());
     pause_point("prune-after-repack");
     // 2. One index for everything that stays.
@@ -170,9 +170,13 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
     Ok(report)
 }
 
-fn repack_blobs(
+/// Copies the sealed bytes of `repack`'s blobs into new packs (checking each opens to its ID first).
+/// With `salvage` (`repair index --read-data`), a blob that does not open or lies past the pack's end is
+/// left behind instead of failing the whole run. Returns the new packs with their blobs and sizes.
+pub(crate) fn repack_blobs(
     repo: &Repository,
     repack: &[(FileId, Vec<PackedBlob>)],
+    salvage: bool,
 ) -> Result<Vec<(FileId, Vec<PackedBlob>, u64)>> {
     let pack_size = repo.config().pack_size as usize;
     let mut out = Vec::new();
@@ -188,8 +192,15 @@ fn repack_blobs(
         crate::interrupt::check()?;
         let bytes = repo.storage().read(&pack_path(pack))?;
         for b in blobs {
-            let sealed = &bytes[b.offset as usize..(b.offset + b.length) as usize];
-            open_blob(repo.crypto(), b, sealed)?;
+            let opened = bytes
+                .get(b.offset as usize..b.offset as usize + b.length as usize)
+                .ok_or_else(|| crate::Error::Corrupt(format!("pack {pack}: blob {} lies past its end", b.id.short())))
+                .and_then(|sealed| open_blob(repo.crypto(), b, sealed).map(|_| sealed));
+            let sealed = match opened {
+                Ok(sealed) => sealed,
+                Err(crate::Error::Corrupt(_)) if salvage => continue,
+                Err(e) => return Err(e),
+            };
             let slot = &mut open[b.kind as usize];
             slot.add(SealedBlob {
                 id: b.id,

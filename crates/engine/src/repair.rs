@@ -7,8 +7,10 @@
 //!   index lists with the size it implies are taken as listed (or read too, with `read_all_packs`); the
 //!   others are read (two ranged reads each). One new index is written, then the old files are deleted.
 //!   A crash in between leaves two listings of the same packs, which are identical (FORMAT.md allows it).
-//! - [`repair_snapshots`] removes snapshot files that cannot be opened and snapshots that name a tree or
-//!   blob no intact pack holds. It refuses while an index file is damaged: a blob only that file lists
+//!   With `read_data` every pack is read whole; the blobs of one that no longer matches its name that
+//!   still open are copied into new packs (written before the index), and the damaged pack is left out.
+//! - [`repair_snapshots`] removes snapshot files that cannot be opened, snapshots that name a tree or
+//!   blob no intact pack holds, and run records of the catalog that cannot be opened. It refuses while an index file is damaged: a blob only that file lists
 //!   would be taken for lost, and a restorable snapshot removed.
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +35,8 @@ pub struct IndexRepair {
     pub packs_added: usize,
     /// Packs left out of the new index, each with why: missing, or a header that cannot be read.
     pub packs_dropped: Vec<String>,
+    /// Damaged packs (`read_data`) whose intact blobs were copied into new packs.
+    pub packs_salvaged: Vec<String>,
     /// Old index files deleted (or, dry run, that would be).
     pub index_files_removed: usize,
     /// Damaged index files among them.
@@ -44,7 +48,14 @@ pub struct IndexRepair {
 }
 
 /// Rebuilds the index under `lock` (the exclusive lock; verified before each write and delete).
-pub fn repair_index(repo: &Repository, lock: &LockGuard, read_all_packs: bool, dry_run: bool) -> Result<IndexRepair> {
+/// With `read_data`, every pack is read whole: one whose bytes no longer hash to its name is salvaged.
+pub fn repair_index(
+    repo: &Repository,
+    lock: &LockGuard,
+    read_all_packs: bool,
+    read_data: bool,
+    dry_run: bool,
+) -> Result<IndexRepair> {
     let repo = &repo.without_cache();
     let listing = repo.load_pack_listing()?;
     let stored: BTreeMap<FileId, u64> = repo
@@ -60,44 +71,73 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard, read_all_packs: bool, d
         ..Default::default()
     };
     let mut rebuilt: Vec<(FileId, Vec<PackedBlob>)> = Vec::with_capacity(stored.len());
+    let mut salvage: Vec<(FileId, Vec<PackedBlob>)> = Vec::new();
     let mut differs = false;
     for (pack, &size) in &stored {
         crate::interrupt::check()?;
         let listed = listing.packs.get(pack);
-        if let Some(blobs) = listed.filter(|b| !read_all_packs && expected_pack_size(b) == size) {
-            rebuilt.push((*pack, blobs.clone()));
+        let trusted = listed.filter(|b| !read_all_packs && !read_data && expected_pack_size(b) == size);
+        let blobs = match trusted {
+            Some(blobs) => blobs.clone(),
+            None => {
+                report.packs_read += 1;
+                match read_pack_header(repo, pack, size) {
+                    Ok(blobs) => {
+                        if listed.is_none() {
+                            report.packs_added += 1;
+                        }
+                        differs |= listed != Some(&blobs);
+                        blobs
+                    }
+                    Err(e @ Error::Corrupt(_)) => {
+                        match listed.filter(|_| read_data) {
+                            // The index still says where its blobs are: save those that open.
+                            Some(blobs) => salvage.push((*pack, blobs.clone())),
+                            None => {
+                                let what = if listed.is_some() { "its blobs are lost" } else { "it was in no index" };
+                                report.packs_dropped.push(format!("pack {pack}: {e} ({what})"));
+                            }
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if read_data && FileId::of(&repo.storage().read(&pack_path(pack))?) != *pack {
+            salvage.push((*pack, blobs));
             continue;
         }
-        report.packs_read += 1;
-        match read_pack_header(repo, pack, size) {
-            Ok(blobs) => {
-                if listed.is_none() {
-                    report.packs_added += 1;
-                }
-                differs |= listed != Some(&blobs);
-                rebuilt.push((*pack, blobs));
-            }
-            Err(e @ Error::Corrupt(_)) => {
-                let what = if listed.is_some() { "its blobs are lost" } else { "it was in no index" };
-                report.packs_dropped.push(format!("pack {pack}: {e} ({what})"));
-            }
-            Err(e) => return Err(e),
-        }
+        rebuilt.push((*pack, blobs));
     }
     for pack in listing.packs.keys().filter(|p| !stored.contains_key(p)) {
         report.packs_dropped.push(format!("pack {pack} is missing (its blobs are lost)"));
     }
-    report.blobs = rebuilt.iter().map(|(_, b)| b.len()).sum();
-    report.changed = differs || !report.packs_dropped.is_empty() || !listing.unreadable.is_empty();
+    report.changed =
+        differs || !report.packs_dropped.is_empty() || !listing.unreadable.is_empty() || !salvage.is_empty();
     let old: Vec<FileId> = listing.files.clone();
-    if !report.changed {
+    if !report.changed || dry_run {
+        report.blobs = rebuilt.iter().chain(&salvage).map(|(_, b)| b.len()).sum();
+        report.index_files_removed = if report.changed { old.len() } else { 0 };
+        report.packs_salvaged = salvage
+            .iter()
+            .map(|(p, _)| format!("pack {p} is damaged: its blobs that still open would be saved"))
+            .collect();
         return Ok(report);
     }
     report.index_files_removed = old.len();
-    if dry_run {
-        return Ok(report);
-    }
+    // Damaged packs: the blobs that still open go into new packs, written before the index that lists
+    // them; the damaged pack is left out of it (and so removed by the next prune).
     lock.verify()?;
+    for (pack, blobs) in &salvage {
+        let saved = crate::prune::repack_blobs(repo, std::slice::from_ref(&(*pack, blobs.clone())), true)?;
+        let n: usize = saved.iter().map(|(_, b, _)| b.len()).sum();
+        report
+            .packs_salvaged
+            .push(format!("pack {pack} is damaged: {n} of its {} blobs saved into new packs", blobs.len()));
+        rebuilt.extend(saved.into_iter().map(|(id, b, _)| (id, b)));
+    }
+    report.blobs = rebuilt.iter().map(|(_, b)| b.len()).sum();
     let new_id = if rebuilt.is_empty() { None } else { Some(repo.save_index(&rebuilt)?) };
     pause_point("repair-index-after-write");
     lock.verify()?;
@@ -136,6 +176,8 @@ pub struct RemovedSnapshot {
 pub struct SnapshotRepair {
     pub snapshots: usize,
     pub removed: Vec<RemovedSnapshot>,
+    /// Run records of the catalog that cannot be opened (`runs/<id>`: why).
+    pub runs_removed: Vec<String>,
     pub dry_run: bool,
 }
 
@@ -190,6 +232,21 @@ pub fn repair_snapshots(repo: &Repository, lock: &LockGuard, dry_run: bool) -> R
             report.removed.push(RemovedSnapshot { id: id.to_hex(), name: Some(snap.name.clone()), why });
         }
     }
+    let runs = repo.list_files(FileKind::Run)?;
+    let mut damaged_runs = Vec::new();
+    for id in runs {
+        match repo
+            .load_file(FileKind::Run, &id)
+            .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).map_err(|e| Error::Corrupt(e.to_string())))
+        {
+            Ok(_) | Err(Error::NotFound { .. }) => {}
+            Err(e @ Error::Corrupt(_)) => {
+                report.runs_removed.push(format!("runs/{id}: {e}"));
+                damaged_runs.push(id);
+            }
+            Err(e) => return Err(e),
+        }
+    }
     if dry_run {
         return Ok(report);
     }
@@ -197,6 +254,9 @@ pub fn repair_snapshots(repo: &Repository, lock: &LockGuard, dry_run: bool) -> R
         lock.verify()?;
         repo.storage().delete(&format!("{}/{}", FileKind::Snapshot.dir(), r.id))?;
         pause_point("repair-snapshot-deleted");
+    }
+    for id in damaged_runs {
+        repo.storage().delete(&format!("{}/{id}", FileKind::Run.dir()))?;
     }
     Ok(report)
 }

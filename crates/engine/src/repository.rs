@@ -146,6 +146,10 @@ impl Repository {
     pub fn read_config(storage: &Storage) -> Result<RepoConfig> {
         match storage.read(CONFIG_PATH) {
             Ok(b) => RepoConfig::parse(&b),
+            Err(Error::NotFound { .. }) if !storage.list("keys")?.is_empty() => Err(Error::Corrupt(format!(
+                "{}: the config file is missing, though key files are there: put `config` back from a copy of this repository (it holds no secret)",
+                storage.location()
+            ))),
             Err(Error::NotFound { .. }) => Err(Error::NoRepository { location: storage.location().to_string() }),
             Err(e) => Err(e),
         }
@@ -373,6 +377,29 @@ impl Repository {
         self.prune_cache(FileKind::Snapshot, &ids);
         out.sort_by_key(|s| s.time);
         Ok(out)
+    }
+
+    /// [`crate::snapshot::select`], but a selector that names a snapshot whose file is damaged gets an
+    /// error that says so (and how to get rid of it), not "no snapshot matches".
+    pub fn select<'a>(&self, snapshots: &'a [Snapshot], selector: &str) -> Result<&'a Snapshot> {
+        match crate::snapshot::select(snapshots, selector) {
+            Err(Error::NoSnapshot(sel)) => {
+                let prefix = sel.rsplit(':').next().unwrap_or(&sel).to_ascii_lowercase();
+                let damaged = self.damage.list().into_iter().find(|d| {
+                    prefix.len() >= 4
+                        && prefix != "latest"
+                        && d.path.strip_prefix("snapshots/").is_some_and(|id| id.starts_with(&prefix))
+                });
+                match damaged {
+                    Some(d) => Err(Error::Corrupt(format!(
+                        "{} is damaged ({}); `bunker repair snapshots` removes it, `bunker snapshots` lists the others",
+                        d.path, d.problem
+                    ))),
+                    None => Err(Error::NoSnapshot(sel)),
+                }
+            }
+            other => other,
+        }
     }
 
     pub fn delete_snapshot(&self, id: &FileId) -> Result<()> {

@@ -2,7 +2,7 @@ use std::io::Write;
 
 use anyhow::{bail, Result};
 use bunker_engine::restorer::Restorer;
-use bunker_engine::snapshot::{select, Root};
+use bunker_engine::snapshot::Root;
 use bunker_engine::tree::NodeKind;
 
 use crate::cli::DumpArgs;
@@ -13,7 +13,7 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = ctx.read_lock(&repo, "dump")?;
     let snapshots = repo.load_snapshots()?;
-    let snap = select(&snapshots, &args.snapshot)?;
+    let snap = repo.select(&snapshots, &args.snapshot)?;
     let (index, _) = repo.load_index()?;
     let restorer = Restorer::new(&repo, &index);
     let content = match (&snap.root, &args.path) {

@@ -39,11 +39,15 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<i32> {
         }
         KeyCommand::Remove { id } => {
             let _lock = ctx.lock(&repo, true, "key remove")?;
-            let keys = list_keys(storage)?;
-            let matches: Vec<_> =
-                keys.iter().filter(|(k, _)| k.to_hex().starts_with(&id.to_ascii_lowercase())).collect();
+            // Every file under keys/, damaged ones too: removing those is how a damaged key goes.
+            let keys: Vec<bunker_engine::FileId> = storage
+                .list("keys")?
+                .iter()
+                .filter_map(|o| o.path.strip_prefix("keys/").and_then(|n| bunker_engine::FileId::from_hex(n).ok()))
+                .collect();
+            let matches: Vec<_> = keys.iter().filter(|k| k.to_hex().starts_with(&id.to_ascii_lowercase())).collect();
             let target = match matches.as_slice() {
-                [one] => one.0,
+                [one] => **one,
                 [] => bail!("no key matches {id:?}; `bunker key list` shows them"),
                 _ => bail!("{id:?} matches several keys; give more characters"),
             };

@@ -10,6 +10,10 @@ fn refuses_writes(e: &anyhow::Error) -> bool {
     e.downcast_ref::<bunker_engine::Error>().is_some_and(|e| e.refuses_writes())
 }
 
+fn is_full(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<bunker_engine::Error>().is_some_and(|e| e.is_full())
+}
+
 /// `bunker prune`, recorded in the catalog (operation `prune`, with what it freed).
 pub fn run(ctx: &Context, args: PruneArgs) -> Result<i32> {
     let repo = ctx.open()?;
@@ -25,11 +29,15 @@ fn prune(ctx: &Context, repo: &bunker_engine::Repository, args: &PruneArgs, run:
             // A full disk: what dead writers left in tmp/ goes first (no lock needed), then try again.
             let (n, freed) = bunker_engine::prune::remove_stale_temp_files(repo)?;
             match ctx.lock(repo, true, "prune") {
-                Err(e) if refuses_writes(&e) => {
+                Err(e) if is_full(&e) => {
                     let est = bunker_engine::prune::estimate(repo)?;
-                    let tmp = if n > 0 { format!(" (removed {n} stale temp files, {}, already)", size(freed)) } else { String::new() };
+                    let tmp = if n > 0 {
+                        format!(" (removed {n} stale temp files, {}, already)", size(freed))
+                    } else {
+                        String::new()
+                    };
                     bail!(
-                        "{}: prune writes about {} (its lock, its new index and repacked blobs) before it deletes anything, and would then free {}; free that much on the repository's storage{tmp} and run it again",
+                        "{}; prune writes about {} (its lock, its new index and repacked blobs) before it deletes anything, and would then free {}: free that much on the repository's disk{tmp} and run it again",
                         exit::one_line(&e),
                         size(est.bytes_to_write),
                         size(est.bytes_freed)

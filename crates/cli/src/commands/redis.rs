@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
 use bunker_engine::restorer::Restorer;
-use bunker_engine::snapshot::{select, Root};
+use bunker_engine::snapshot::Root;
 use bunker_engine::{Repository, Snapshot};
 use bunker_sources::redis::url::RedisUrl;
 use bunker_sources::redis::{restore, RedisMeta};
@@ -76,7 +76,7 @@ pub fn restore_into(
 pub fn write_rdb(ctx: &Context, repo: &Repository, args: &RestoreArgs, path: &Path, run: &mut Run) -> Result<i32> {
     let _lock = ctx.read_lock(repo, "restore")?;
     let snapshots = repo.load_snapshots()?;
-    let snap = select(&snapshots, args.snapshot())?;
+    let snap = repo.select(&snapshots, args.snapshot())?;
     run.target(&snap.name);
     run.snapshot(&snap.id());
     run.detail("rdb_file", serde_json::json!(path));

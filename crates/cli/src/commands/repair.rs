@@ -19,14 +19,15 @@ pub fn run(ctx: &Context, command: RepairCommand) -> Result<i32> {
 
 fn repair(ctx: &Context, repo: &bunker_engine::Repository, command: RepairCommand, run: &mut Run) -> Result<i32> {
     match command {
-        RepairCommand::Index { read_all_packs, dry_run } => {
+        RepairCommand::Index { read_all_packs, read_data, dry_run } => {
             let lock = ctx.lock(repo, true, "repair index")?;
-            let r = repair_index(repo, &lock, read_all_packs, dry_run)?;
+            let r = repair_index(repo, &lock, read_all_packs, read_data, dry_run)?;
             run.detail("what", "index".into());
             run.detail("dry_run", dry_run.into());
             run.detail("packs_read", r.packs_read.into());
             run.detail("packs_added", r.packs_added.into());
             run.detail("packs_dropped", serde_json::json!(r.packs_dropped));
+            run.detail("packs_salvaged", serde_json::json!(r.packs_salvaged));
             run.detail("index_files_removed", r.index_files_removed.into());
             if ctx.global.json {
                 json(&r);
@@ -36,6 +37,9 @@ fn repair(ctx: &Context, repo: &bunker_engine::Repository, command: RepairComman
                 }
                 for d in &r.packs_dropped {
                     eprintln!("dropped: {d}");
+                }
+                for d in &r.packs_salvaged {
+                    eprintln!("salvaged: {d}");
                 }
                 let verb = if dry_run { "would replace" } else { "replaced" };
                 if r.changed {
@@ -49,7 +53,10 @@ fn repair(ctx: &Context, repo: &bunker_engine::Repository, command: RepairComman
                         r.packs_dropped.len()
                     );
                 } else {
-                    println!("the index lists every pack as its header does ({} packs, {} headers read): nothing to repair", r.packs, r.packs_read);
+                    println!(
+                        "the index lists every pack as its header does ({} packs, {} headers read): nothing to repair",
+                        r.packs, r.packs_read
+                    );
                 }
             }
             if !dry_run {
@@ -64,6 +71,7 @@ fn repair(ctx: &Context, repo: &bunker_engine::Repository, command: RepairComman
             run.detail("what", "snapshots".into());
             run.detail("dry_run", dry_run.into());
             run.detail("removed", serde_json::to_value(&r.removed).expect("serialisable"));
+            run.detail("runs_removed", serde_json::json!(r.runs_removed));
             if ctx.global.json {
                 json(&r);
             } else {
@@ -71,6 +79,9 @@ fn repair(ctx: &Context, repo: &bunker_engine::Repository, command: RepairComman
                 for s in &r.removed {
                     let name = s.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
                     println!("{verb} snapshot {}{name}: {}", &s.id[..8.min(s.id.len())], s.why);
+                }
+                for run in &r.runs_removed {
+                    println!("{verb} damaged catalog record {run}");
                 }
                 println!("{} of {} snapshots {verb}", r.removed.len(), r.snapshots);
             }

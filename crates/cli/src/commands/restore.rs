@@ -77,7 +77,7 @@ fn restore_exec(
 ) -> Result<i32> {
     let _lock = ctx.read_lock(repo, "restore")?;
     let snapshots = repo.load_snapshots()?;
-    let snap = select(&snapshots, args.snapshot())?;
+    let snap = repo.select(&snapshots, args.snapshot())?;
     run.target(&snap.name);
     run.snapshot(&snap.id());
     let command = match given {
@@ -122,7 +122,7 @@ fn restore_exec(
 fn restore_database(ctx: &Context, repo: &Repository, args: &RestoreArgs, into: &str, run: &mut Run) -> Result<i32> {
     let _lock = ctx.read_lock(repo, "restore")?;
     let snapshots = repo.load_snapshots()?;
-    let snap = select(&snapshots, args.snapshot())?;
+    let snap = repo.select(&snapshots, args.snapshot())?;
     run.target(&snap.name);
     run.snapshot(&snap.id());
     if snap.kind.starts_with("redis-") {
@@ -204,7 +204,7 @@ fn restore_files(
     bunker_engine::restorer::ensure_empty_or_absent(to, args.force)?;
     let _lock = ctx.read_lock(repo, "restore")?;
     let snapshots = repo.load_snapshots()?;
-    let snap = select(&snapshots, args.snapshot())?;
+    let snap = repo.select(&snapshots, args.snapshot())?;
     run.target(&snap.name);
     run.snapshot(&snap.id());
     let Root::Tree { tree } = &snap.root else {

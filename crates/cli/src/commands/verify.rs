@@ -1,5 +1,4 @@
 use anyhow::Result;
-use bunker_engine::snapshot::select;
 use bunker_engine::Repository;
 use bunker_sources::postgres::verify::verify;
 
@@ -18,7 +17,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<i32> {
 
 fn verify_against(ctx: &Context, repo: &Repository, args: &VerifyArgs, run: &mut Run) -> Result<i32> {
     let snapshots = repo.load_snapshots()?;
-    let snap = select(&snapshots, &args.snapshot)?;
+    let snap = repo.select(&snapshots, &args.snapshot)?;
     run.target(&snap.name);
     run.snapshot(&snap.id());
     let pg = super::pg::load(ctx, snap)?;

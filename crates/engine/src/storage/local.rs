@@ -29,9 +29,9 @@ pub fn create_root(root: &Path) -> Result<()> {
 /// Writes `path` whole, replacing what was there.
 pub fn write(root: &Path, path: &str, data: &[u8]) -> Result<()> {
     let target = root.join(path);
-    let tmp = write_temp(root, "write", data)?;
+    let tmp = write_temp(root, &target, "write", data)?;
     let placed = ensure_parent(root, &target)
-        .and_then(|_| std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e)))
+        .and_then(|_| std::fs::rename(&tmp, &target).map_err(|e| Error::write(&target, e)))
         .and_then(|_| sync_parent(&target));
     if placed.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -42,11 +42,11 @@ pub fn write(root: &Path, path: &str, data: &[u8]) -> Result<()> {
 /// Creates `path` only if absent (atomically: a hard link from a complete temp file). `false` if it existed.
 pub fn create_new(root: &Path, path: &str, data: &[u8]) -> Result<bool> {
     let target = root.join(path);
-    let tmp = write_temp(root, "create", data)?;
+    let tmp = write_temp(root, &target, "create", data)?;
     let linked = ensure_parent(root, &target).and_then(|_| match std::fs::hard_link(&tmp, &target) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(Error::io(&target, e)),
+        Err(e) => Err(Error::write(&target, e)),
     });
     let _ = std::fs::remove_file(&tmp);
     // The new name must survive a power loss too: callers (wal-push) let the source go at once.
@@ -56,8 +56,9 @@ pub fn create_new(root: &Path, path: &str, data: &[u8]) -> Result<bool> {
     linked
 }
 
-/// A complete, synced temp file holding `data`; removed again if anything fails.
-fn write_temp(root: &Path, purpose: &str, data: &[u8]) -> Result<PathBuf> {
+/// A complete, synced temp file holding `data` for `target` (the name errors give); removed again if
+/// anything fails.
+fn write_temp(root: &Path, target: &Path, purpose: &str, data: &[u8]) -> Result<PathBuf> {
     let dir = root.join(TMP_DIR);
     if !dir.is_dir() {
         make_dir(&dir)?;
@@ -74,7 +75,7 @@ fn write_temp(root: &Path, purpose: &str, data: &[u8]) -> Result<PathBuf> {
         Ok(()) => Ok(tmp),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
-            Err(Error::io(&tmp, e))
+            Err(Error::write(target, e))
         }
     }
 }
@@ -99,15 +100,17 @@ fn ensure_parent(root: &Path, target: &Path) -> Result<()> {
 /// One directory, 0700 exactly; another process creating it first is fine.
 fn make_dir(dir: &Path) -> Result<()> {
     match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).map_err(|e| Error::io(dir, e)),
+        Ok(()) => {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).map_err(|e| Error::write(dir, e))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(e) => Err(Error::io(dir, e)),
+        Err(e) => Err(Error::write(dir, e)),
     }
 }
 
 fn sync_parent(target: &Path) -> Result<()> {
     match target.parent() {
-        Some(parent) => File::open(parent).and_then(|d| d.sync_all()).map_err(|e| Error::io(parent, e)),
+        Some(parent) => File::open(parent).and_then(|d| d.sync_all()).map_err(|e| Error::write(parent, e)),
         None => Ok(()),
     }
 }
