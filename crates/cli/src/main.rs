@@ -11,6 +11,7 @@ mod health;
 mod hooks;
 mod notify;
 mod output;
+mod redact;
 mod runs;
 
 use clap::Parser;
@@ -52,5 +53,5 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BUNKER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(redact::Redacting::new()).with_target(false).init();
 }
