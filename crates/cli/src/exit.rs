@@ -12,6 +12,33 @@ pub const WRONG_PASSWORD: i32 = 12;
 /// PostgreSQL aborts recovery instead of taking it for the end of the archive.
 pub const WAL_UNREADABLE: i32 = 126;
 pub const INTERRUPTED: i32 = 130;
+/// Standard output was closed by its reader (`bunker snapshots | head -1`): what a shell reports for a
+/// tool that SIGPIPE ended. Nothing is printed; what was being written is not needed any more.
+pub const CLOSED_STDOUT: i32 = 141;
+
+/// Whether `e` is stdout's reader having gone away.
+pub fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+/// A closed stdout ends the process quietly with [`CLOSED_STDOUT`] instead of a panic and a backtrace:
+/// `println!` panics when its write fails, and SIGPIPE stays ignored so that a child that dies (a
+/// pg_restore fed through a pipe) is an error we report, not a signal that kills us.
+pub fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(CLOSED_STDOUT);
+        }
+        default(info);
+    }));
+}
 
 /// The worse of two exit codes: any failure over incomplete over success (a command made of several
 /// runs: a recovery point, a daemon job, `restore --point`).

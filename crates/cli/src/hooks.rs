@@ -62,7 +62,8 @@ pub fn run(hooks: &Hooks, phase: Phase, env: &HookEnv<'_>) -> Result<bool> {
     // operation was interrupted.
     let interruptible = matches!(phase, Phase::BeforeBackup | Phase::BeforeRestore);
     let mut cmd = Command::new("sh");
-    cmd.arg("-c")
+    bunker_engine::child::scrub_secrets(&mut cmd)
+        .arg("-c")
         .arg(command)
         .env("BUNKER_TARGET", env.target)
         .env("BUNKER_PHASE", phase.name())

@@ -21,6 +21,7 @@ fn main() {
     let args = cli::Cli::parse();
     init_logging(args.global.verbose, args.global.quiet);
     exit::install_signal_handlers();
+    exit::quiet_on_closed_stdout();
     let code = match commands::run(args) {
         Ok(code) => code,
         Err(e) => {

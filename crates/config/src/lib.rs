@@ -148,14 +148,20 @@ impl Config {
     /// secondary repository and job is read on its own, so one mistake does not hide the next; then the
     /// names sections use of each other (groups, schedules) are checked. Empty when the file is good.
     pub fn check_with_env(text: &str, origin: &Path, env: Env) -> Vec<Error> {
+        Self::check_keeping(text, origin, env).1
+    }
+
+    /// [`Config::check_with_env`], also handing back what could be read (the targets without errors of
+    /// their own, whatever else is wrong in the file), so that their sources can check their options too.
+    pub fn check_keeping(text: &str, origin: &Path, env: Env) -> (Option<Config>, Vec<Error>) {
         let (config, mut errors) = Self::build(text, origin, env);
-        if let Some(config) = config {
+        if let Some(config) = &config {
             if let Ok(doc) = Document::parse(text, origin) {
                 errors.extend(config.cross_references(&doc));
             }
         }
         errors.sort_by_key(Error::line);
-        errors
+        (config, errors)
     }
 
     /// Reads everything it can; returns the config when the file parsed as TOML at all, and every error.

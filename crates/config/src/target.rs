@@ -64,20 +64,53 @@ impl TargetConfig {
     /// Deserialises the options into a source's own struct (use `#[serde(deny_unknown_fields)]` on it so a
     /// misspelt key is reported). Errors name the file, the target's line, the target and the key, e.g.
     /// `bunker.toml:12: target app-db: unknown option "databse" (expected one of url, mode, databases)`.
+    /// Every misspelt top-level option is named, not only the first.
     pub fn options<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_path_to_error::deserialize(Value::Table(self.options.clone())).map_err(|e| {
-            let message = e.inner().message();
-            let detail = describe(message);
-            // For an unknown key the path ends with that key, which the detail already names.
-            let segments: Vec<_> = e.path().iter().collect();
-            let keep =
-                if message.starts_with("unknown field") { segments.len().saturating_sub(1) } else { segments.len() };
-            let detail = match option_path(&segments[..keep]) {
-                key if key.is_empty() => detail,
-                key => format!("{key}: {detail}"),
+        let mut table = self.options.clone();
+        let mut unknown: Vec<(String, String)> = Vec::new();
+        loop {
+            let error = match serde_path_to_error::deserialize::<_, T>(Value::Table(table.clone())) {
+                Ok(v) if unknown.is_empty() => return Ok(v),
+                Ok(_) => None,
+                Err(e) => Some(e),
             };
-            Error::TargetOption { path: self.origin.clone(), line: self.line, target: self.name.clone(), detail }
-        })
+            // An unknown top-level key: set it aside and read on, to find the others.
+            if let Some(e) = &error {
+                let segments: Vec<_> = e.path().iter().collect();
+                let message = e.inner().message();
+                if let (Some((field, expected)), [_]) = (unknown_field(message), segments.as_slice()) {
+                    if table.remove(&field).is_some() {
+                        unknown.push((field, expected));
+                        continue;
+                    }
+                }
+            }
+            if !unknown.is_empty() {
+                let names: Vec<String> = unknown.iter().map(|(f, _)| format!("{f:?}")).collect();
+                let s = if names.len() == 1 { "" } else { "s" };
+                let detail = format!("unknown option{s} {} ({}); check the spelling", names.join(", "), unknown[0].1);
+                return Err(Error::TargetOption {
+                    path: self.origin.clone(),
+                    line: self.line,
+                    target: self.name.clone(),
+                    detail,
+                });
+            }
+            return Err(self.option_error(error.expect("an error")));
+        }
+    }
+
+    fn option_error(&self, e: serde_path_to_error::Error<toml::de::Error>) -> Error {
+        let message = e.inner().message();
+        let detail = describe(message);
+        // For an unknown key the path ends with that key, which the detail already names.
+        let segments: Vec<_> = e.path().iter().collect();
+        let keep = if message.starts_with("unknown field") { segments.len().saturating_sub(1) } else { segments.len() };
+        let detail = match option_path(&segments[..keep]) {
+            key if key.is_empty() => detail,
+            key => format!("{key}: {detail}"),
+        };
+        Error::TargetOption { path: self.origin.clone(), line: self.line, target: self.name.clone(), detail }
     }
 
     /// Builds a target from its entry under `[targets]` (already interpolated).
@@ -202,12 +235,19 @@ pub fn is_valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// The field and what was expected instead, from serde's "unknown field" message.
+fn unknown_field(message: &str) -> Option<(String, String)> {
+    let first = message.lines().next().unwrap_or(message).trim();
+    let (field, rest) = first.strip_prefix("unknown field `").and_then(|r| r.split_once('`'))?;
+    let expected = rest.trim_start_matches(", ").replace('`', "");
+    let expected = if expected == "there are no fields" { "this type takes no options".into() } else { expected };
+    Some((field.to_string(), expected))
+}
+
 /// Rewords serde's messages about fields as messages about options, and keeps string values out of them.
 fn describe(message: &str) -> String {
     let first = message.lines().next().unwrap_or(message).trim();
-    if let Some((field, rest)) = first.strip_prefix("unknown field `").and_then(|r| r.split_once('`')) {
-        let expected = rest.trim_start_matches(", ").replace('`', "");
-        let expected = if expected == "there are no fields" { "this type takes no options".into() } else { expected };
+    if let Some((field, expected)) = unknown_field(message) {
         return format!("unknown option {field:?} ({expected}); check the spelling");
     }
     if let Some(field) = first.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {

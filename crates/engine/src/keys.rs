@@ -79,9 +79,12 @@ pub fn list_keys(storage: &Storage) -> Result<Vec<(FileId, KeyFile)>> {
     Ok(keys)
 }
 
+/// Key files by ID, oldest first.
+pub type Keys = Vec<(FileId, KeyFile)>;
+
 /// Every key file that parses, oldest first, and one line for each that does not (a damaged key file
 /// is skipped: another slot may still open the repository).
-pub fn read_keys(storage: &Storage) -> Result<(Vec<(FileId, KeyFile)>, Vec<String>)> {
+pub fn read_keys(storage: &Storage) -> Result<(Keys, Vec<String>)> {
     let mut out = Vec::new();
     let mut damaged = Vec::new();
     for obj in storage.list("keys")? {
@@ -209,8 +212,11 @@ fn write_session(
     id: &FileId,
 ) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    // Also when it existed already, with looser bits (made by hand, or by an older bunker).
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     let salt: [u8; 16] = rand::random();
     let s = SessionKey {
         key_id: id.to_hex(),
@@ -254,11 +260,13 @@ mod session_tests {
         let storage = Storage::create(&Location::Local(repo.path().to_path_buf())).unwrap();
         let master = MasterKey::generate();
         let id = add_key(&storage, &master, "right").unwrap();
+        std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let (m1, id1) = unlock_cached(&storage, "right", Some(cache.path())).unwrap();
         assert_eq!((m1.as_bytes(), id1), (master.as_bytes(), id));
         let file = cache.path().join("session-key");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(cache.path()).unwrap().permissions().mode() & 0o777, 0o700, "an existing dir");
         assert!(!std::fs::read_to_string(&file).unwrap().contains(&hex::encode(master.as_bytes())));
         // From the cache this time, and a wrong password still fails.
         assert_eq!(read_session(&file, "right").unwrap().0.as_bytes(), master.as_bytes());

@@ -10,6 +10,7 @@ pub mod archiver;
 pub mod backup;
 pub mod catalog;
 pub mod check;
+pub mod child;
 pub mod chunker;
 pub mod compare;
 pub mod config;

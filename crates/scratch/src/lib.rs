@@ -37,3 +37,13 @@ pub fn free_port() -> Result<u16> {
     let port = l.local_addr().map_err(|e| Error::Io { path: "127.0.0.1:0".into(), source: e })?.port();
     Ok(port)
 }
+
+/// Scratch servers never inherit bunker's own secrets (`BUNKER_*PASSWORD*`): a server running as
+/// another user (`postgres`) exposes its environment to that user.
+fn without_secrets(cmd: &mut std::process::Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(|n| n.starts_with("BUNKER_") && n.contains("PASSWORD")) {
+            cmd.env_remove(name);
+        }
+    }
+}

@@ -250,6 +250,7 @@ impl ScratchPostgres {
         } else {
             Command::new(&bin)
         };
+        crate::without_secrets(&mut cmd);
         let out = cmd
             .args(args)
             .current_dir(self.dir.path())

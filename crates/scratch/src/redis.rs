@@ -46,6 +46,7 @@ impl ScratchRedis {
         for _ in 0..5 {
             let port = free_port()?;
             let mut cmd = Command::new(&bin);
+            crate::without_secrets(&mut cmd);
             cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .arg("--dir")
                 .arg(dir.path())

@@ -68,7 +68,7 @@ impl Source for CommandSource {
     }
 
     fn backup(&mut self, backup: &Backup<'_>) -> Result<Captured, SourceError> {
-        let mut child = Command::new("sh")
+        let mut child = bunker_engine::child::scrub_secrets(&mut Command::new("sh"))
             .arg("-c")
             .arg(&self.command)
             .stdin(Stdio::null())
@@ -103,7 +103,7 @@ pub fn run_restore(
     command: &str,
     input: impl FnOnce(&mut dyn std::io::Write) -> Result<u64, SourceError>,
 ) -> Result<u64, SourceError> {
-    let mut child = Command::new("sh")
+    let mut child = bunker_engine::child::scrub_secrets(&mut Command::new("sh"))
         .arg("-c")
         .arg(command)
         .stdin(Stdio::piped())

@@ -45,10 +45,13 @@ pub fn plan_target(target: &bunker_config::TargetConfig) -> Result<Vec<Planned>,
         "redis" => redis::plan(target),
         "command" => command::plan(target),
         "s3" => s3::plan(target),
-        other => Err(SourceError::Config(format!(
-            "target {}: unknown type {other:?}; known types: postgres, redis, s3, files, command",
-            target.name
-        ))),
+        other => {
+            let hint = if other.starts_with("redis") { " (a rediss:// URL goes with type = \"redis\")" } else { "" };
+            Err(SourceError::Config(format!(
+                "target {}: unknown type {other:?}; known types: postgres, redis, s3, files, command{hint}",
+                target.name
+            )))
+        }
     }
 }
 

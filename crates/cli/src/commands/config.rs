@@ -29,12 +29,11 @@ fn check(ctx: &Context) -> Result<i32> {
         Err(e) => bail!("cannot read {}: {e}; check its permissions", path.display()),
     };
     let env = |name: &str| std::env::var(name).ok();
-    let mut problems: Vec<(usize, String)> = bunker_config::Config::check_with_env(&text, &path, &env)
-        .into_iter()
-        .map(|e| (e.line(), e.to_string()))
-        .collect();
-    // The sources' own reading of their options, for targets the file itself got right.
-    if let Ok(config) = bunker_config::Config::parse_with_env(&text, &path, &env) {
+    let (config, errors) = bunker_config::Config::check_keeping(&text, &path, &env);
+    let mut problems: Vec<(usize, String)> = errors.into_iter().map(|e| (e.line(), e.to_string())).collect();
+    // The sources' own reading of their options, for every target the file itself got right (whatever
+    // is wrong elsewhere in it).
+    if let Some(config) = config {
         for target in &config.targets {
             if let Err(e) = bunker_sources::plan_target(target) {
                 let line = match &e {

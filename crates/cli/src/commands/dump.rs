@@ -31,7 +31,10 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<i32> {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    restorer.dump(&content, &mut out)?;
-    out.flush()?;
-    Ok(exit::OK)
+    let written =
+        restorer.dump(&content, &mut out).and_then(|_| out.flush().map_err(|e| bunker_engine::Error::io("output", e)));
+    match written {
+        Err(bunker_engine::Error::Io { source, .. }) if exit::is_broken_pipe(&source) => Ok(exit::CLOSED_STDOUT),
+        other => other.map(|_| exit::OK).map_err(Into::into),
+    }
 }

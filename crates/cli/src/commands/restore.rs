@@ -218,6 +218,13 @@ fn restore_files(
     let started = std::time::Instant::now();
     let stats = Restorer::new(repo, &index).restore_tree(tree, to, include.as_ref(), args.force)?;
     run.bytes(stats.bytes, 0);
+    if include.is_some() && stats.files + stats.dirs + stats.symlinks == 0 {
+        bail!(
+            "--include {} matched nothing in snapshot {}; patterns match paths below the snapshot's roots (e.g. 'conf/**', 'www/index.html')",
+            args.include.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", "),
+            snap.short_id()
+        );
+    }
     if ctx.global.json {
         json(&serde_json::json!({ "snapshot": snap.id().to_hex(), "to": to, "stats": stats }));
     } else {

@@ -20,6 +20,12 @@ pub fn create_root(root: &Path) -> Result<()> {
     if root.is_dir() {
         return Ok(());
     }
+    if root.exists() {
+        return Err(Error::invalid(
+            "repository",
+            format!("{} is a file, not a directory: give a new or empty directory", root.display()),
+        ));
+    }
     if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }

@@ -62,6 +62,13 @@ impl std::fmt::Display for Location {
 fn parse_s3(rest: &str) -> Result<S3Location> {
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+    if bucket.contains('@') {
+        // Never echo it: the part before '@' is a key and, likely, its secret.
+        return Err(Error::invalid(
+            "repository",
+            "s3:// location holds credentials (KEY:SECRET@BUCKET); they would end up in logs and process lists: give s3://BUCKET/PREFIX and set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+        ));
+    }
     if bucket.is_empty() {
         return Err(Error::invalid("repository", "s3:// location has no bucket; use s3://BUCKET/PREFIX"));
     }
@@ -115,6 +122,12 @@ fn parse_bool(v: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_an_s3_url_are_refused_without_echoing_them() {
+        let e = Location::parse("s3://AKIAXX:s3cr3tVALUE@bucket/prefix").unwrap_err().to_string();
+        assert!(e.contains("AWS_ACCESS_KEY_ID") && !e.contains("s3cr3tVALUE") && !e.contains("AKIAXX"), "{e}");
+    }
 
     #[test]
     fn parses_paths_and_urls() {

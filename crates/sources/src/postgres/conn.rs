@@ -153,7 +153,8 @@ impl ConnInfo {
     /// password, which goes through the environment (never the command line); never prompts; no stdin.
     pub fn tool(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
         let mut cmd = std::process::Command::new(program);
-        cmd.arg("--no-password")
+        bunker_engine::child::scrub_secrets(&mut cmd)
+            .arg("--no-password")
             .arg(format!("--dbname={}", self.libpq_conninfo()))
             .env_remove("PGPASSWORD")
             .stdin(std::process::Stdio::null());

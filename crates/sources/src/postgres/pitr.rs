@@ -413,7 +413,7 @@ pub fn replay_timeline(
 /// A command run as the data directory's owner when we are root (PostgreSQL refuses to run as root).
 fn as_owner((uid, _): (u32, u32), program: &Path) -> Command {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 && uid != 0 {
+    let mut c = if unsafe { libc::geteuid() } == 0 && uid != 0 {
         let name = user_name(uid).unwrap_or_else(|| "postgres".into());
         let mut c = Command::new("runuser");
         c.args(["-u", &name, "--"]).arg(program);
@@ -421,7 +421,9 @@ fn as_owner((uid, _): (u32, u32), program: &Path) -> Command {
         c
     } else {
         Command::new(program)
-    }
+    };
+    bunker_engine::child::scrub_secrets(&mut c);
+    c
 }
 
 fn user_name(uid: u32) -> Option<String> {
