@@ -57,7 +57,7 @@ pub fn worse(a: i32, b: i32) -> i32 {
 
 pub fn code_for(e: &anyhow::Error) -> i32 {
     match e.chain().find_map(engine_error) {
-        Some(Error::NoRepository { .. }) => NO_REPOSITORY,
+        Some(Error::NoRepository { .. } | Error::NoBucket { .. }) => NO_REPOSITORY,
         Some(Error::Locked { .. }) => LOCKED,
         Some(Error::WrongPassword { .. }) => WRONG_PASSWORD,
         Some(Error::Interrupted) => INTERRUPTED,

@@ -106,3 +106,72 @@ fn a_files_target_keeps_owners_modes_mtimes_and_symlinks_and_restores_single_fil
     }
     assert!(!one.join("app").exists(), "--include restored more than it names");
 }
+
+/// Names that are not UTF-8 come back byte for byte; named pipes and device nodes come back as what they
+/// are; a socket is left out without making the snapshot incomplete.
+#[test]
+fn odd_names_pipes_devices_and_sockets() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::FileTypeExt;
+    let repo = Repo::new();
+    let dir = repo.root.join("odd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let latin1 = OsStr::from_bytes(b"caf\xe9.txt");
+    let other = OsStr::from_bytes(b"caf\xe8.txt");
+    std::fs::write(dir.join(latin1), b"latin-1 name").unwrap();
+    std::fs::write(dir.join(other), b"another one that renders alike").unwrap();
+    let fifo = std::ffi::CString::new(dir.join("pipe").as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid path; mkfifo only creates a file system entry.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0);
+    if is_root() {
+        let dev = std::ffi::CString::new(dir.join("null").as_os_str().as_bytes()).unwrap();
+        // SAFETY: as above; 1:3 is /dev/null's number.
+        assert_eq!(unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) }, 0);
+    }
+    let _socket = std::os::unix::net::UnixListener::bind(dir.join("app.sock")).unwrap();
+    let o = repo.run(&["backup", "--path", dir.to_str().unwrap(), "--name", "odd"]);
+    assert_eq!(o.status.code(), Some(0), "complete, not incomplete: {}", String::from_utf8_lossy(&o.stderr));
+    let to = repo.root.join("restored");
+    repo.ok(&["restore", "odd:latest", "--to", to.to_str().unwrap()]);
+    let back = to.join("odd");
+    assert_eq!(std::fs::read(back.join(latin1)).unwrap(), b"latin-1 name");
+    assert_eq!(std::fs::read(back.join(other)).unwrap(), b"another one that renders alike");
+    let m = std::fs::symlink_metadata(back.join("pipe")).unwrap();
+    assert!(m.file_type().is_fifo() && m.mode() & 0o777 == 0o640, "{m:?}");
+    if is_root() {
+        let m = std::fs::symlink_metadata(back.join("null")).unwrap();
+        assert!(m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 3), "{m:?}");
+    }
+    assert!(!back.join("app.sock").exists(), "a socket is not restored");
+}
+
+/// A large file that changes while it is read is kept with a warning naming it (exit 3). (A small one is
+/// read again first, and only named when it changed during that read too.)
+#[test]
+fn a_large_file_changing_while_read_is_named() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let repo = Repo::new();
+    let dir = repo.root.join("live");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("app.log");
+    std::fs::write(&log, mixed_data(24 << 20, 3)).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, log) = (stop.clone(), log.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(b"a line of log\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
+    let o = repo.run(&["backup", "--path", dir.to_str().unwrap(), "--name", "live"]);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("app.log") && err.contains("changed while it was read"), "{err}");
+}

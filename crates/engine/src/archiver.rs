@@ -2,7 +2,7 @@
 //! directory as a tree blob. Unreadable entries are skipped and reported as warnings (the snapshot is then
 //! marked incomplete), so one bad file never costs the whole backup.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use globset::GlobSet;
@@ -17,6 +17,18 @@ use crate::tree::{Content, Node, NodeKind, Tree};
 
 /// Files of one directory whose chunks may be in the pipeline at once.
 const MAX_PENDING_FILES: usize = 256;
+/// A file up to this size that changed while it was read is read once more.
+const REREAD_BELOW: u64 = 8 << 20;
+
+/// Whether `path`'s size or mtime differ from `before` (it changed while it was read).
+fn changed_since(path: &Path, before: &std::fs::Metadata) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(now) => {
+            now.len() != before.len() || now.mtime() != before.mtime() || now.mtime_nsec() != before.mtime_nsec()
+        }
+        Err(_) => false,
+    }
+}
 
 pub struct Archiver<'a, 'r> {
     backup: &'a Backup<'r>,
@@ -151,11 +163,9 @@ impl<'a, 'r> Archiver<'a, 'r> {
         for entry in items {
             crate::interrupt::check()?;
             let path = entry.path();
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                self.warnings.push(format!("{}: name is not UTF-8, skipped", path.display()));
-                continue;
-            };
-            let child_rel = rel.join(&name);
+            let file_name = entry.file_name();
+            let (name, name_bytes) = crate::tree::node_name(&file_name);
+            let child_rel = rel.join(&file_name);
             if self.exclude.is_match(&child_rel) || self.exclude.is_match(&name) {
                 continue;
             }
@@ -166,7 +176,8 @@ impl<'a, 'r> Archiver<'a, 'r> {
                     continue;
                 }
             };
-            if let Some((node, stream)) = self.save_entry(&path, &child_rel, name, &meta)? {
+            if let Some((mut node, stream)) = self.save_entry(&path, &child_rel, name, &meta)? {
+                node.name_bytes = name_bytes;
                 if let Some(stream) = stream {
                     pending.push_back((nodes.len(), stream));
                 }
@@ -199,6 +210,8 @@ impl<'a, 'r> Archiver<'a, 'r> {
         meta: &std::fs::Metadata,
     ) -> Result<Option<(Node, Option<PendingStream>)>> {
         let mut stream = None;
+        // The metadata of what was stored: a file read again has newer metadata than at first.
+        let mut stored_meta = None;
         let ft = meta.file_type();
         let kind = if ft.is_dir() {
             match self.save_dir(path, rel)? {
@@ -246,14 +259,33 @@ impl<'a, 'r> Archiver<'a, 'r> {
                 }
                 Err(e) => return Err(e),
             };
+            // A live data directory (tolerate_vanished) changes all the time and WAL replay mends it.
+            if !self.tolerate_vanished && changed_since(path, meta) {
+                match self.reread(path, meta, stream.take().expect("submitted"))? {
+                    Some((s, m)) => {
+                        stream = Some(s);
+                        stored_meta = m;
+                    }
+                    None => return Ok(None),
+                }
+            }
             self.backup.count_file();
             NodeKind::File { size: 0, content: Content::default() }
+        } else if ft.is_fifo() {
+            NodeKind::Fifo
+        } else if ft.is_char_device() {
+            NodeKind::Chardev { device: meta.rdev() }
+        } else if ft.is_block_device() {
+            NodeKind::Blockdev { device: meta.rdev() }
         } else {
-            self.warnings.push(format!("{}: not a regular file, directory or symlink, skipped", path.display()));
+            // A socket: its server makes it anew. Not a loss of data, so no warning on the snapshot.
+            tracing::info!("{}: a socket, not stored", path.display());
             return Ok(None);
         };
+        let meta = stored_meta.as_ref().unwrap_or(meta);
         let node = Node {
             name,
+            name_bytes: None,
             kind,
             mode: meta.mode() & 0o7777,
             mtime: meta.mtime(),
@@ -262,6 +294,49 @@ impl<'a, 'r> Archiver<'a, 'r> {
             gid: meta.gid(),
         };
         Ok(Some((node, stream)))
+    }
+
+    /// A file that changed while it was read: a small one is read once more (what was stored of the first
+    /// read stays as harmless, deduplicated data); a large one, or one that changed again, is kept as read
+    /// with a warning naming it (the snapshot is then incomplete: that copy may mix old and new bytes).
+    /// Returns the stream and, when it was read again, the metadata of the second read.
+    fn reread(
+        &mut self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        first: PendingStream,
+    ) -> Result<Option<(PendingStream, Option<std::fs::Metadata>)>> {
+        let changed = |what: &str| {
+            format!("{}: changed while it was read{what}; the stored copy may mix old and new contents", path.display())
+        };
+        if meta.len() > REREAD_BELOW {
+            self.warnings.push(changed(""));
+            return Ok(Some((first, None)));
+        }
+        self.backup.finish_stream(first)?;
+        let again = match std::fs::symlink_metadata(path).and_then(|m| Ok((std::fs::File::open(path)?, m))) {
+            Ok(v) => v,
+            Err(e) => {
+                self.warn(path, &e);
+                return Ok(None);
+            }
+        };
+        let (file, before) = again;
+        let params = self.chunking.unwrap_or(self.backup.repository().config().chunker);
+        let s = match self.backup.submit_chunks(file, params, Some(before.len())) {
+            Ok(s) => s,
+            Err(Error::Input(e)) => {
+                self.warn(path, &e);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        if changed_since(path, &before) {
+            self.warnings.push(changed(", twice"));
+        } else {
+            tracing::info!("{}: changed while it was read; read again", path.display());
+        }
+        Ok(Some((s, Some(before))))
     }
 
     fn warn(&mut self, path: &Path, e: &std::io::Error) {

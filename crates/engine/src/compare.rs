@@ -4,6 +4,7 @@
 //! it to prove that what landed on disk is the backup, not merely that the backup could be read.
 
 use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -50,18 +51,18 @@ fn walk(
     rel: &Path,
     out: &mut TreeComparison,
 ) -> Result<()> {
-    let mut on_disk: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+    let mut on_disk: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect(),
         Err(e) => return Err(Error::io(dir, e)),
     };
     on_disk.sort();
-    for extra in on_disk.iter().filter(|n| !tree.nodes.iter().any(|node| &node.name == *n)) {
+    for extra in on_disk.iter().filter(|n| !tree.nodes.iter().any(|node| node.file_name() == **n)) {
         out.differences.push(format!("{}: not in the snapshot", rel.join(extra).display()));
     }
     for node in &tree.nodes {
         crate::interrupt::check()?;
-        let path = dir.join(&node.name);
-        let shown = rel.join(&node.name);
+        let path = dir.join(node.file_name());
+        let shown = rel.join(node.file_name());
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(_) => {
@@ -93,6 +94,10 @@ fn walk(
                 }
                 out.bytes += size;
             }
+            NodeKind::Fifo if meta.file_type().is_fifo() => {}
+            NodeKind::Chardev { device } | NodeKind::Blockdev { device }
+                if (meta.file_type().is_char_device() || meta.file_type().is_block_device())
+                    && meta.rdev() == *device => {}
             _ => out.differences.push(format!("{}: not a {}", shown.display(), kind_name(&node.kind))),
         }
     }
@@ -124,5 +129,8 @@ fn kind_name(kind: &NodeKind) -> &'static str {
         NodeKind::File { .. } => "file",
         NodeKind::Dir { .. } => "directory",
         NodeKind::Symlink { .. } => "symlink",
+        NodeKind::Fifo => "named pipe",
+        NodeKind::Chardev { .. } => "character device (with that number)",
+        NodeKind::Blockdev { .. } => "block device (with that number)",
     }
 }

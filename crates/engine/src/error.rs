@@ -9,6 +9,9 @@ pub enum Error {
     #[error("no bunker repository at {location}: run `bunker init` first, or check --repo / BUNKER_REPO")]
     NoRepository { location: String },
 
+    #[error("the S3 bucket {bucket} does not exist: create it (bunker does not create buckets), or check the repository URL")]
+    NoBucket { bucket: String },
+
     #[error("a repository already exists at {location}; refusing to initialise it again")]
     AlreadyInitialised { location: String },
 

@@ -285,7 +285,7 @@ impl Walk<'_, '_> {
         let inclusion: Vec<bool> = tree
             .nodes
             .iter()
-            .map(|n| included || self.include.is_some_and(|g| g.is_match(rel.join(&n.name))))
+            .map(|n| included || self.include.is_some_and(|g| g.is_match(rel.join(n.file_name()))))
             .collect();
         // The blobs of every file restored here, in order, fetched ahead of the writes so small files
         // do not wait for their fetches one by one.
@@ -298,9 +298,10 @@ impl Walk<'_, '_> {
         let mut ahead = Ahead { fetcher: self.fetcher, todo: plan.into_iter(), inflight: VecDeque::new() };
         for (i, node) in tree.nodes.iter().enumerate() {
             crate::interrupt::check()?;
-            check_name(&node.name)?;
-            let path = dir.join(&node.name);
-            let node_rel = rel.join(&node.name);
+            let name = node.file_name();
+            check_name(&name)?;
+            let path = dir.join(&name);
+            let node_rel = rel.join(&name);
             let included = inclusion[i];
             if included && !dir_ready {
                 self.ensure_ancestors(rel)?;
@@ -328,6 +329,12 @@ impl Walk<'_, '_> {
                     remove_non_dir(&path)?;
                     std::os::unix::fs::symlink(target, &path).map_err(|e| Error::io(&path, e))?;
                     self.stats.symlinks += 1;
+                    self.finish(node, &path, None)?;
+                }
+                NodeKind::Fifo | NodeKind::Chardev { .. } | NodeKind::Blockdev { .. } => {
+                    remove_non_dir(&path)?;
+                    make_special(&node.kind, &path)?;
+                    self.stats.files += 1;
                     self.finish(node, &path, None)?;
                 }
             }
@@ -359,7 +366,9 @@ impl Walk<'_, '_> {
         let mode = std::fs::Permissions::from_mode(node.mode);
         match (file, &node.kind) {
             (Some(f), _) => f.set_permissions(mode).map_err(|e| Error::io(path, e))?,
-            (None, NodeKind::Dir { .. }) => std::fs::set_permissions(path, mode).map_err(|e| Error::io(path, e))?,
+            (None, NodeKind::Dir { .. } | NodeKind::Fifo | NodeKind::Chardev { .. } | NodeKind::Blockdev { .. }) => {
+                std::fs::set_permissions(path, mode).map_err(|e| Error::io(path, e))?
+            }
             _ => {}
         }
         let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_nsec);
@@ -368,9 +377,28 @@ impl Walk<'_, '_> {
 }
 
 /// A tree entry's name must be one path component: a snapshot can never write outside the target.
-fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+fn check_name(name: &std::ffi::OsStr) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let b = name.as_bytes();
+    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
         return Err(Error::Corrupt(format!("snapshot holds an unsafe entry name {name:?}; refusing to restore it")));
+    }
+    Ok(())
+}
+
+/// A named pipe or device node, with mknod (devices need root, as for `cp -a`).
+fn make_special(kind: &NodeKind, path: &Path) -> Result<()> {
+    let (mode, dev) = match kind {
+        NodeKind::Fifo => (libc::S_IFIFO, 0),
+        NodeKind::Chardev { device } => (libc::S_IFCHR, *device),
+        NodeKind::Blockdev { device } => (libc::S_IFBLK, *device),
+        _ => return Ok(()),
+    };
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::invalid("path", "contains NUL"))?;
+    // SAFETY: c is a valid NUL-terminated path; mknod only creates a file system entry.
+    if unsafe { libc::mknod(c.as_ptr(), mode | 0o600, dev as libc::dev_t) } != 0 {
+        return Err(Error::io(path, std::io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -35,7 +35,7 @@ fn collect_tree(restorer: &Restorer<'_>, id: &BlobId, used: &mut BlobSet) -> Res
         match &node.kind {
             NodeKind::Dir { subtree } => collect_tree(restorer, subtree, used)?,
             NodeKind::File { content, .. } => collect_content(restorer, content, used)?,
-            NodeKind::Symlink { .. } => {}
+            NodeKind::Symlink { .. } | NodeKind::Fifo | NodeKind::Chardev { .. } | NodeKind::Blockdev { .. } => {}
         }
     }
     Ok(())

@@ -24,8 +24,16 @@ fn restore_refuses_entry_names_that_leave_the_target() {
         let (index, _) = repo.load_index().unwrap();
         let backup = Backup::start(&repo, &guard, Arc::new(index));
         let (content, size) = backup.save_stream(&b"not yours"[..]).unwrap();
-        let node =
-            |name: &str, kind| Node { name: name.into(), kind, mode: 0o644, mtime: 0, mtime_nsec: 0, uid: 0, gid: 0 };
+        let node = |name: &str, kind| Node {
+            name: name.into(),
+            name_bytes: None,
+            kind,
+            mode: 0o644,
+            mtime: 0,
+            mtime_nsec: 0,
+            uid: 0,
+            gid: 0,
+        };
         let inner = Tree { nodes: vec![node(evil, NodeKind::File { size, content })] };
         let inner_id = backup.save_meta(serde_json::to_vec(&inner).unwrap()).unwrap();
         let root = Tree { nodes: vec![node("sub", NodeKind::Dir { subtree: inner_id })] };

@@ -113,7 +113,7 @@ impl Storage {
     pub fn read(&self, path: &str) -> Result<Bytes> {
         let op = self.op.clone();
         let p = path.to_string();
-        self.run(async move { op.read(&p).await.map(|b| b.to_bytes()) }).map_err(|e| map_err("read", path, e))
+        self.run(async move { op.read(&p).await.map(|b| b.to_bytes()) }).map_err(|e| self.error("read", path, e))
     }
 
     pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes> {
@@ -121,7 +121,7 @@ impl Storage {
         let p = path.to_string();
         let bytes = self
             .run(async move { op.read_with(&p).range(offset..offset + len).await.map(|b| b.to_bytes()) })
-            .map_err(|e| map_err("read", path, e))?;
+            .map_err(|e| self.error("read", path, e))?;
         if bytes.len() as u64 != len {
             return Err(Error::Corrupt(format!(
                 "{path}: wanted {len} bytes at offset {offset}, got {} (truncated?)",
@@ -138,7 +138,7 @@ impl Storage {
         }
         let op = self.op.clone();
         let p = path.to_string();
-        self.run(async move { op.write(&p, data).await.map(|_| ()) }).map_err(|e| map_err("write", path, e))
+        self.run(async move { op.write(&p, data).await.map(|_| ()) }).map_err(|e| self.error("write", path, e))
     }
 
     /// Creates an object only if none exists under that name. Returns `false` if one already did.
@@ -152,21 +152,21 @@ impl Storage {
         match self.run(async move { op.write_with(&p, data).if_not_exists(true).await.map(|_| ()) }) {
             Ok(()) => Ok(true),
             Err(e) if matches!(e.kind(), ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists) => Ok(false),
-            Err(e) => Err(map_err("create", path, e)),
+            Err(e) => Err(self.error("create", path, e)),
         }
     }
 
     pub fn exists(&self, path: &str) -> Result<bool> {
         let op = self.op.clone();
         let p = path.to_string();
-        self.run(async move { op.exists(&p).await }).map_err(|e| map_err("stat", path, e))
+        self.run(async move { op.exists(&p).await }).map_err(|e| self.error("stat", path, e))
     }
 
     /// Deletes an object; deleting one that is already gone succeeds.
     pub fn delete(&self, path: &str) -> Result<()> {
         let op = self.op.clone();
         let p = path.to_string();
-        self.run(async move { op.delete(&p).await }).map_err(|e| map_err("delete", path, e))
+        self.run(async move { op.delete(&p).await }).map_err(|e| self.error("delete", path, e))
     }
 
     /// Temp files of a local repository (`tmp/`) older than `age`: what a writer killed outright left
@@ -194,7 +194,7 @@ impl Storage {
                     r => r,
                 }
             })
-            .map_err(|e| map_err("list", dir, e))?;
+            .map_err(|e| self.error("list", dir, e))?;
         Ok(entries
             .into_iter()
             .filter(|e| e.metadata().is_file())
@@ -294,12 +294,12 @@ impl opendal::layers::RetryInterceptor for RetryLog {
     }
 }
 
-fn map_err(op: &'static str, path: &str, e: opendal::Error) -> Error {
-    if e.kind() == ErrorKind::NotFound {
-        Error::NotFound { path: path.to_string() }
-    } else if e.message().contains("NoSuchBucket") {
-        Error::NoRepository { location: format!("{path}: the bucket does not exist (create it, or check the URL)") }
-    } else {
-        storage_err(op, path, e)
+impl Storage {
+    fn error(&self, op: &'static str, path: &str, e: opendal::Error) -> Error {
+        match &self.location {
+            _ if e.kind() == ErrorKind::NotFound => Error::NotFound { path: path.to_string() },
+            Location::S3(s3) if e.message().contains("NoSuchBucket") => Error::NoBucket { bucket: s3.bucket.clone() },
+            _ => storage_err(op, path, e),
+        }
     }
 }

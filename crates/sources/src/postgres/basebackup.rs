@@ -99,6 +99,7 @@ fn store_tar(input: impl Read, backup: &Backup<'_>) -> Result<StoredTar, SourceE
         let header = entry.header();
         let mut node = Node {
             name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            name_bytes: None,
             kind: NodeKind::File { size: 0, content: Default::default() },
             mode: header.mode().map_err(bad)? & 0o7777,
             mtime: header.mtime().map_err(bad)? as i64,
@@ -174,6 +175,7 @@ fn build_trees(entries: Vec<(PathBuf, Node)>, backup: &Backup<'_>) -> Result<Blo
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let node = Node {
                 name,
+                name_bytes: None,
                 kind: NodeKind::Dir { subtree: BlobId([0; 32]) },
                 mode: 0o700,
                 mtime: 0,

@@ -359,6 +359,7 @@ fn file_node(backup: &Backup<'_>, name: &str, bytes: &[u8], data_dir: &Path) -> 
     let owner = std::fs::metadata(data_dir).map_err(|e| bunker_engine::Error::io(data_dir, e))?;
     Ok(Node {
         name: name.into(),
+        name_bytes: None,
         kind: NodeKind::File { size, content },
         mode: 0o600,
         mtime: chrono::Utc::now().timestamp(),

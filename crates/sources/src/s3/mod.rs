@@ -129,8 +129,19 @@ fn previous(backup: &Backup<'_>, name: &str) -> Result<HashMap<String, Entry>, S
     };
     let Root::Stream { content, .. } = &prev.root else { return Ok(HashMap::new()) };
     let (index, _) = repo.load_index()?;
-    let entries = read_manifest(&Restorer::new(repo, &index), content)?;
-    Ok(entries.into_iter().map(|e| (e.key.clone(), e)).collect())
+    let restorer = Restorer::new(repo, &index);
+    let entries = read_manifest(&restorer, content)?;
+    // Only entries whose every chunk the readable index still lists are reused: a chunk known only to a
+    // damaged index file is downloaded and stored again, never referenced on trust.
+    let intact = |e: &Entry| {
+        let lists = match &e.content {
+            Content::Lists(lists) => lists.as_slice(),
+            Content::Chunks(_) => &[],
+        };
+        lists.iter().all(|l| index.contains(l))
+            && restorer.chunk_ids(&e.content).is_ok_and(|ids| ids.iter().all(|c| index.contains(c)))
+    };
+    Ok(entries.into_iter().filter(intact).map(|e| (e.key.clone(), e)).collect())
 }
 
 impl Source for S3Source {
