@@ -148,20 +148,7 @@ fn a_repository_its_user_cannot_write_still_restores() {
         return;
     }
     let repo = Repo::uninitialised(None, vec![("BUNKER_CACHE_DIR".into(), "off".into())], Vec::new());
-    std::fs::set_permissions(&repo.root, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let nobody = |args: &[&str]| {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
-        let inner = repo.cmd(args);
-        c.arg(inner.get_program()).args(inner.get_args());
-        for (k, v) in inner.get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        c.env("HOME", &repo.root).current_dir(&repo.root).output().unwrap()
-    };
+    let nobody = |args: &[&str]| repo.cmd_as_nobody(args).output().unwrap();
     let data = random_data(300_000, 8);
     let input = repo.root.join("input");
     std::fs::write(&input, &data).unwrap();

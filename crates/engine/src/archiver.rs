@@ -30,12 +30,29 @@ fn changed_since(path: &Path, before: &std::fs::Metadata) -> bool {
     }
 }
 
+/// A look at the bytes of files as they are stored, without a second read: a source's own check of its
+/// files (PostgreSQL's page checksums). The engine knows nothing of what is checked.
+pub trait Inspect: Sync {
+    /// An inspector for the file at `rel` (below the archived directory), or `None` to leave it alone.
+    fn file(&self, rel: &Path) -> Option<Box<dyn InspectFile>>;
+}
+
+/// One file's inspection: fed every byte in order, then asked what it found.
+pub trait InspectFile {
+    fn update(&mut self, bytes: &[u8]);
+    /// What it found, one line each (empty when all is well).
+    fn finish(self: Box<Self>) -> Vec<String>;
+}
+
 pub struct Archiver<'a, 'r> {
     backup: &'a Backup<'r>,
     exclude: &'a GlobSet,
     chunking: Option<ChunkerParams>,
     tolerate_vanished: bool,
+    inspect: Option<&'a dyn Inspect>,
     pub warnings: Vec<String>,
+    /// What [`Archiver::inspecting`]'s inspectors found.
+    pub findings: Vec<String>,
     /// With [`Archiver::with_digests`]: every file stored, with the CRC-32C of the bytes stored.
     pub digests: Option<Vec<FileDigest>>,
 }
@@ -49,17 +66,21 @@ pub struct FileDigest {
     pub crc32c: u32,
 }
 
-/// Passes reads through, computing their CRC-32C.
-struct Crc32cReader<R> {
+/// Passes reads through, computing their CRC-32C and feeding an inspector.
+struct Crc32cReader<'i, R> {
     inner: R,
     digest: crc_fast::Digest,
     len: u64,
+    inspector: Option<&'i mut Box<dyn InspectFile>>,
 }
 
-impl<R: std::io::Read> std::io::Read for Crc32cReader<R> {
+impl<R: std::io::Read> std::io::Read for Crc32cReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.digest.update(&buf[..n]);
+        if let Some(i) = self.inspector.as_mut() {
+            i.update(&buf[..n]);
+        }
         self.len += n as u64;
         Ok(n)
     }
@@ -72,7 +93,16 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
 
 impl<'a, 'r> Archiver<'a, 'r> {
     pub fn new(backup: &'a Backup<'r>, exclude: &'a GlobSet) -> Self {
-        Archiver { backup, exclude, chunking: None, tolerate_vanished: false, warnings: Vec::new(), digests: None }
+        Archiver {
+            backup,
+            exclude,
+            chunking: None,
+            tolerate_vanished: false,
+            inspect: None,
+            warnings: Vec::new(),
+            findings: Vec::new(),
+            digests: None,
+        }
     }
 
     /// Records a [`FileDigest`] of every file stored (a backup manifest's per-file checksums).
@@ -89,6 +119,12 @@ impl<'a, 'r> Archiver<'a, 'r> {
 
     /// Entries that disappear between listing and reading are left out without a warning (a live
     /// database's data directory, where dropped tables' files vanish as a matter of course).
+    /// Every file's bytes also go through `inspect` as they are read (findings in [`Archiver::findings`]).
+    pub fn inspecting(mut self, inspect: &'a dyn Inspect) -> Self {
+        self.inspect = Some(inspect);
+        self
+    }
+
     pub fn tolerate_vanished(mut self) -> Self {
         self.tolerate_vanished = true;
         self
@@ -235,9 +271,10 @@ impl<'a, 'r> Archiver<'a, 'r> {
                 }
             };
             let params = self.chunking.unwrap_or(self.backup.repository().config().chunker);
+            let mut inspector = self.inspect.and_then(|i| i.file(rel));
             let submitted = if let Some(digests) = &mut self.digests {
                 let digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
-                let mut reader = Crc32cReader { inner: file, digest, len: 0 };
+                let mut reader = Crc32cReader { inner: file, digest, len: 0, inspector: inspector.as_mut() };
                 let s = self.backup.submit_chunks(&mut reader, params, Some(meta.len()));
                 if s.is_ok() {
                     digests.push(FileDigest {
@@ -259,6 +296,9 @@ impl<'a, 'r> Archiver<'a, 'r> {
                 }
                 Err(e) => return Err(e),
             };
+            if let Some(i) = inspector {
+                self.findings.extend(i.finish());
+            }
             // A live data directory (tolerate_vanished) changes all the time and WAL replay mends it.
             if !self.tolerate_vanished && changed_since(path, meta) {
                 match self.reread(path, meta, stream.take().expect("submitted"))? {

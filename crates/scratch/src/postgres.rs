@@ -83,6 +83,15 @@ impl ScratchPostgres {
 
     /// Like [`start`](Self::start), with extra `postgresql.conf` lines (e.g. `archive_mode = on`).
     pub fn start_with(bins: &PgBinaries, settings: &[&str]) -> Result<Self> {
+        Self::start_initdb(bins, settings, &[])
+    }
+
+    /// Like [`start_with`](Self::start_with), the cluster made with page checksums (`initdb -k`).
+    pub fn start_with_checksums(bins: &PgBinaries, settings: &[&str]) -> Result<Self> {
+        Self::start_initdb(bins, settings, &["--data-checksums"])
+    }
+
+    fn start_initdb(bins: &PgBinaries, settings: &[&str], initdb_args: &[&str]) -> Result<Self> {
         let as_postgres_user = is_root();
         let dir = tempfile::Builder::new()
             .prefix("bunker-scratch-pg-")
@@ -93,20 +102,10 @@ impl ScratchPostgres {
         }
         let mut pg = ScratchPostgres { bins: bins.clone(), dir, port: 0, as_postgres_user, stopped: true };
         let data = pg.data_dir();
-        pg.run(
-            "initdb",
-            &[
-                "-D",
-                path_str(&data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-instructions",
-                "--no-sync",
-            ],
-        )?;
+        let mut args = vec!["-D", path_str(&data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"];
+        args.extend(["--no-instructions", "--no-sync"]);
+        args.extend_from_slice(initdb_args);
+        pg.run("initdb", &args)?;
         let mut conf = String::from(
             "listen_addresses = '127.0.0.1'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
              max_connections = 40\nshared_buffers = 64MB\nmax_wal_size = 1GB\n",

@@ -72,6 +72,26 @@ impl Repo {
         self.cmd(args).output().expect("run bunker")
     }
 
+    /// [`Repo::cmd`] run as the `nobody` user (through setpriv, so only as root), for tests of what
+    /// permissions stop; its scratch directory is opened to everyone first.
+    pub fn cmd_as_nobody(&self, args: &[&str]) -> Command {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o777)).expect("chmod root");
+        let inner = self.cmd(args);
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.env("HOME", &self.root).current_dir(&self.root).stdin(Stdio::null());
+        c
+    }
+
     /// Runs and asserts exit 0; returns stdout.
     pub fn ok(&self, args: &[&str]) -> Vec<u8> {
         let out = self.run(args);

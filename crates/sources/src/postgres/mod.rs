@@ -6,6 +6,7 @@ pub mod conn;
 pub mod globals;
 pub mod logical;
 pub mod manifest;
+pub mod pages;
 pub mod physical;
 pub mod pitr;
 pub mod restore;

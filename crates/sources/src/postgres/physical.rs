@@ -286,13 +286,22 @@ impl PhysicalCluster {
         } else {
             "SELECT pg_start_backup($1, true, false)::text"
         };
-        client.query_one(start_sql, &[&label]).map_err(query_err(&self.conn))?;
+        // Page checksums are verified as the files are read when the cluster has them (8 KiB pages only).
+        let checksums: String = client
+            .query_one("SELECT current_setting('data_checksums') || '/' || current_setting('block_size')", &[])
+            .map_err(query_err(&self.conn))?
+            .get(0);
+        let start: String = client.query_one(start_sql, &[&label]).map_err(query_err(&self.conn))?.get(0);
         // From here on a failure must end the backup mode; dropping the session does that (non-exclusive).
+        let pages = super::pages::PageChecks { start_lsn: super::wal::parse_lsn(&start).unwrap_or(0) };
         let exclude = crate::files::globs(&EXCLUDED.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
         let mut archiver = Archiver::new(backup, &exclude)
             .chunking(ChunkerParams::fixed(CHUNK_SIZE))
             .tolerate_vanished()
             .with_digests();
+        if checksums == format!("on/{}", super::pages::BLOCK_SIZE) {
+            archiver = archiver.inspecting(&pages);
+        }
         let mut nodes = archiver.save_contents(data_dir)?;
         // pg_wal moved elsewhere (initdb --waldir) is a symlink: stored as one, a restore would point the
         // copy at this server's WAL. Stored as an empty directory instead, as pg_basebackup does.
@@ -339,7 +348,11 @@ impl PhysicalCluster {
         nodes.retain(|n| !extra.iter().any(|x| x.name == n.name));
         nodes.extend(extra);
         let root = archiver.save_tree(bunker_engine::tree::Tree { nodes })?;
-        Ok(Copied { root, backup_label, stop_lsn, warnings: archiver.warnings })
+        // Damaged pages at the source: the backup stands (it holds what the server has), with a warning
+        // naming each relation file and block.
+        let mut warnings = archiver.warnings;
+        warnings.append(&mut archiver.findings);
+        Ok(Copied { root, backup_label, stop_lsn, warnings })
     }
 }
 
