@@ -446,3 +446,77 @@ fn s3_transient_outages_are_retried() {
     let out = repo.run(&["check", "--read-data"]);
     assert_eq!(out.status.code(), Some(0), "check --read-data after the outage: {}", stderr(&out));
 }
+
+/// On S3 with a cold cache: a snapshot object overwritten with garbage and an index object deleted are
+/// skipped (exit 3), the other snapshots restore, a new backup works, `check` names the damage, and
+/// `repair index` + `repair snapshots` bring back every snapshot whose packs are intact.
+#[test]
+fn s3_damaged_files_are_skipped_and_repaired() {
+    let moto = Moto::start();
+    moto.create_bucket("damaged");
+    let repo = s3_repo(&moto, "damaged", "r");
+    let cold = |args: &[&str]| repo.cmd(args).env("BUNKER_CACHE_DIR", "off").output().unwrap();
+    // What a damaged store does, through boto3 (moto wants signed object requests).
+    let s3 = |op: &str, key: &str| {
+        let script = r#"
+import boto3, sys
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+op, key = sys.argv[2], sys.argv[3]
+if op == "list":
+    print("\n".join(o["Key"] for o in s3.list_objects_v2(Bucket="damaged", Prefix=key).get("Contents", [])))
+elif op == "garble":
+    s3.put_object(Bucket="damaged", Key=key, Body=b"garbage")
+else:
+    s3.delete_object(Bucket="damaged", Key=key)
+"#;
+        let out = Command::new(common::moto::workspace().join(".venv/bin/python"))
+            .args(["-c", script, &moto.endpoint(), op, key])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{op} {key}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect::<Vec<_>>()
+    };
+    let index_keys = || s3("list", "r/index/");
+    repo.ok(&["init"]);
+    let a = mixed_data(400_000, 1);
+    let b = random_data(700_000, 2);
+    repo.backup_bytes("a", &a);
+    let before = index_keys();
+    repo.backup_bytes("b", &b);
+    let b_index = index_keys().into_iter().find(|k| !before.contains(k)).expect("b's index file");
+    let c = repo.backup_bytes("c", &mixed_data(300_000, 3));
+    s3("garble", &format!("r/snapshots/{c}"));
+    s3("delete", &b_index);
+
+    let listed = cold(&["snapshots", "--json"]);
+    assert_eq!(listed.status.code(), Some(3), "{}", stderr(&listed));
+    let names: Vec<String> = serde_json::from_slice::<serde_json::Value>(&listed.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    let dumped = cold(&["dump", "a:latest"]);
+    assert_eq!((dumped.status.code(), dumped.stdout == a), (Some(3), true), "{}", stderr(&dumped));
+    let lost = cold(&["dump", "b:latest"]);
+    assert!(!lost.status.success() && stderr(&lost).contains("is not in the index"), "{}", stderr(&lost));
+    let d = mixed_data(200_000, 4);
+    let input = repo.root.join("d");
+    std::fs::write(&input, &d).unwrap();
+    let o =
+        repo.cmd(&["backup", "--stdin", "--name", "d"]).stdin(std::fs::File::open(&input).unwrap()).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "a new backup around the damage: {}", stderr(&o));
+    assert_eq!(cold(&["dump", "d:latest"]).stdout, d);
+    let check = cold(&["check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    assert!(stderr(&check).contains(&c), "check names the damaged snapshot: {}", stderr(&check));
+
+    for args in [&["repair", "index"][..], &["repair", "snapshots"], &["check", "--read-data"]] {
+        let o = cold(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(cold(&["dump", "b:latest"]).stdout, b);
+    assert_eq!(cold(&["dump", "a:latest"]).status.code(), Some(0));
+}
