@@ -94,6 +94,7 @@ impl Context {
         // Refuse a missing repository or unknown format before asking for a password.
         Repository::read_config(&storage)?;
         let (password, stored) = self.stored_or_given_password("repository password: ", false)?;
+        crate::redact::register(&password);
         let repo = Repository::open_with(storage, &password, stored)?;
         self.damage.lock().expect("damage logs").push(repo.damage().clone());
         Ok((repo, password))
@@ -115,6 +116,9 @@ impl Context {
         match acquire(repo.storage(), false, operation, self.global.retry_lock) {
             Ok(guard) => Ok(Some(guard)),
             Err(e) if e.refuses_writes() => {
+                if let Some(holder) = bunker_engine::lock::live_exclusive(repo.storage())? {
+                    bail!(bunker_engine::Error::Locked { mode: " exclusively", holder });
+                }
                 tracing::warn!(
                     "cannot write a lock into the repository ({e}); reading without one, as with --no-lock (a prune running meanwhile could remove what this reads)"
                 );

@@ -23,21 +23,25 @@ pub fn is_broken_pipe(e: &std::io::Error) -> bool {
 
 /// A closed stdout ends the process quietly with [`CLOSED_STDOUT`] instead of a panic and a backtrace:
 /// `println!` panics when its write fails, and SIGPIPE stays ignored so that a child that dies (a
-/// pg_restore fed through a pipe) is an error we report, not a signal that kills us.
+/// pg_restore fed through a pipe) is an error we report, not a signal that kills us. The panic is kept
+/// quiet here and unwinds (so locks are released on the way); `main` turns it into the exit code.
 pub fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
-            std::process::exit(CLOSED_STDOUT);
+        if !is_closed_stdout(info.payload()) {
+            default(info);
         }
-        default(info);
     }));
+}
+
+/// Whether a panic's payload is `println!` failing on a closed stdout.
+pub fn is_closed_stdout(payload: &(dyn std::any::Any + Send)) -> bool {
+    let msg = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    msg.contains("failed printing to stdout") && msg.contains("Broken pipe")
 }
 
 /// The worse of two exit codes: any failure over incomplete over success (a command made of several

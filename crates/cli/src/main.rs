@@ -22,7 +22,13 @@ fn main() {
     init_logging(args.global.verbose, args.global.quiet);
     exit::install_signal_handlers();
     exit::quiet_on_closed_stdout();
-    let code = match commands::run(args) {
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commands::run(args)));
+    let ran = match ran {
+        Ok(r) => r,
+        Err(payload) if exit::is_closed_stdout(payload.as_ref()) => std::process::exit(exit::CLOSED_STDOUT),
+        Err(payload) => std::panic::resume_unwind(payload),
+    };
+    let code = match ran {
         Ok(code) => code,
         Err(e) => {
             eprintln!("bunker: error: {}", exit::one_line(&e));

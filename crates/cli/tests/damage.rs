@@ -334,6 +334,13 @@ fn a_damaged_snapshot_asked_for_by_id_is_named() {
     let err = stderr(&out);
     assert_eq!(code(&out), 1, "{err}");
     assert!(err.contains("damaged") && err.contains("repair snapshots"), "{err}");
+    // Prune would delete the data only that snapshot used: it refuses until the file is dealt with.
+    let out = repo.cmd(&["prune"]).env("BUNKER_CACHE_DIR", "off").output().unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("refusing to prune") && stderr(&out).contains("repair snapshots"));
+    repo.ok(&["repair", "snapshots"]);
+    repo.ok(&["prune"]);
+    repo.ok(&["check", "--read-data"]);
 }
 
 /// A repository whose second backup's index file is gone and whose third snapshot is damaged.

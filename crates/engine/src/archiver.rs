@@ -144,21 +144,23 @@ impl<'a, 'r> Archiver<'a, 'r> {
         let mut nodes = Vec::new();
         for path in paths {
             let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-            let name = match path.file_name() {
-                Some(n) => n.to_string_lossy().into_owned(),
+            let file_name = match path.file_name() {
+                Some(n) => n.to_os_string(),
                 None => std::fs::canonicalize(path)
                     .ok()
-                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .and_then(|p| p.file_name().map(|n| n.to_os_string()))
                     .unwrap_or_else(|| "root".into()),
             };
+            let (name, name_bytes) = crate::tree::node_name(&file_name);
             if nodes.iter().any(|n: &Node| n.name == name) {
                 return Err(Error::invalid(
                     "paths",
                     format!("two paths end in {name:?}; back them up under separate names"),
                 ));
             }
-            if let Some((node, stream)) = self.save_entry(path, Path::new(&name), name.clone(), &meta)? {
+            if let Some((node, stream)) = self.save_entry(path, Path::new(&file_name), name.clone(), &meta)? {
                 let mut node = node;
+                node.name_bytes = name_bytes;
                 if let Some(stream) = stream {
                     self.resolve(&mut node, stream)?;
                 }
@@ -272,11 +274,11 @@ impl<'a, 'r> Archiver<'a, 'r> {
             };
             let params = self.chunking.unwrap_or(self.backup.repository().config().chunker);
             let mut inspector = self.inspect.and_then(|i| i.file(rel));
-            let submitted = if let Some(digests) = &mut self.digests {
+            let submitted = if self.digests.is_some() || inspector.is_some() {
                 let digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
                 let mut reader = Crc32cReader { inner: file, digest, len: 0, inspector: inspector.as_mut() };
                 let s = self.backup.submit_chunks(&mut reader, params, Some(meta.len()));
-                if s.is_ok() {
+                if let (true, Some(digests)) = (s.is_ok(), &mut self.digests) {
                     digests.push(FileDigest {
                         path: rel.to_string_lossy().into_owned(),
                         size: reader.len,

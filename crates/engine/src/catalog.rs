@@ -85,6 +85,14 @@ impl RunRecord {
     }
 }
 
+/// A run record's plaintext, once its seal checked out: what does not decode is another version's.
+pub(crate) fn decode_run(id: &FileId, plain: &[u8]) -> Result<RunRecord> {
+    let mut run: RunRecord =
+        serde_json::from_slice(plain).map_err(|e| Error::UnknownContent(format!("run record {}: {e}", id.short())))?;
+    run.id = Some(*id);
+    Ok(run)
+}
+
 impl Repository {
     /// Stores a run's record. Needs no lock: a new, content-named file never conflicts with another.
     pub fn save_run(&self, run: &mut RunRecord) -> Result<FileId> {
@@ -100,13 +108,7 @@ impl Repository {
         let ids = self.list_files(FileKind::Run)?;
         let mut runs = Vec::with_capacity(ids.len());
         for id in &ids {
-            let decode = |plain: Vec<u8>| -> Result<RunRecord> {
-                let mut run: RunRecord = serde_json::from_slice(&plain)
-                    .map_err(|e| Error::Corrupt(format!("run record {}: {e}", id.short())))?;
-                run.id = Some(*id);
-                Ok(run)
-            };
-            if let Some(run) = self.load_tolerant(FileKind::Run, id, decode)? {
+            if let Some(run) = self.load_tolerant(FileKind::Run, id, |p| decode_run(id, &p))? {
                 runs.push(run);
             }
         }

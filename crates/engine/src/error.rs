@@ -48,6 +48,11 @@ pub enum Error {
     #[error("damaged data: {0}")]
     Corrupt(String),
 
+    /// A file that is authentic (its name and seal check out) but does not decode: written by another
+    /// version of bunker, not damaged. Readers skip it like damage; `repair` never removes it.
+    #[error("{0}: written in a form this bunker does not read (by a newer bunker?); upgrade bunker to read it")]
+    UnknownContent(String),
+
     #[error("no snapshot matches {0:?}; `bunker snapshots` lists them")]
     NoSnapshot(String),
 

@@ -161,6 +161,12 @@ pub fn list_locks(storage: &Storage) -> Result<Vec<(String, Option<LockInfo>)>> 
     Ok(out)
 }
 
+/// A reader that could not write its own shared lock still must not read under a live exclusive one (a
+/// prune deleting what it reads): the holder's description, if there is one.
+pub fn live_exclusive(storage: &Storage) -> Result<Option<String>> {
+    Ok(read_lock(storage, EXCLUSIVE_PATH)?.filter(|i| !i.is_stale()).map(|i| i.describe()))
+}
+
 /// Removes stale locks (all locks with `all`); returns how many were removed.
 pub fn remove_locks(storage: &Storage, all: bool) -> Result<usize> {
     let mut n = 0;

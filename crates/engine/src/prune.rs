@@ -71,7 +71,15 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
     let listed = listing.packs;
     let mut used = BlobSet::default();
     let restorer = Restorer::new(repo, &index);
-    for snap in repo.load_snapshots()? {
+    let snapshots = repo.load_snapshots()?;
+    if let Some(d) = repo.damage().list().into_iter().find(|d| d.path.starts_with("snapshots/")) {
+        // Its data would look unused and be deleted, while the file might still be put back from a copy.
+        return Err(crate::Error::Corrupt(format!(
+            "{} cannot be read ({}); refusing to prune (the data only it uses would be deleted): put it back from a copy of the repository, or remove it with `bunker repair snapshots`, then prune",
+            d.path, d.problem
+        )));
+    }
+    for snap in snapshots {
         collect_blobs(&restorer, &snap, &mut used).map_err(|e| match e {
             crate::Error::Corrupt(m) => crate::Error::Corrupt(format!(
                 "snapshot {} ({}): {m}; refusing to prune: `bunker repair snapshots` removes snapshots whose data is gone",

@@ -10,8 +10,10 @@
 //!   With `read_data` every pack is read whole; the blobs of one that no longer matches its name that
 //!   still open are copied into new packs (written before the index), and the damaged pack is left out.
 //! - [`repair_snapshots`] removes snapshot files that cannot be opened, snapshots that name a tree or
-//!   blob no intact pack holds, and run records of the catalog that cannot be opened. It refuses while an index file is damaged: a blob only that file lists
-//!   would be taken for lost, and a restorable snapshot removed.
+//!   blob no intact pack holds, and run records of the catalog that cannot be opened. It refuses while an
+//!   index file is damaged or a pack is not of its indexed size (run `repair index` first): a blob that
+//!   could still be saved would be taken for lost, and a restorable snapshot removed. A file that opens
+//!   but is written in a form this bunker does not read (a newer one's) is never removed.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -90,7 +92,7 @@ pub fn repair_index(
                         blobs
                     }
                     Err(e @ Error::Corrupt(_)) => {
-                        match listed.filter(|_| read_data) {
+                        match listed {
                             // The index still says where its blobs are: save those that open.
                             Some(blobs) => salvage.push((*pack, blobs.clone())),
                             None => {
@@ -196,6 +198,14 @@ pub fn repair_snapshots(repo: &Repository, lock: &LockGuard, dry_run: bool) -> R
         .into_iter()
         .filter_map(|o| pack_id_from_path(&o.path).map(|id| (id, o.size)))
         .collect();
+    // A pack that is there but not of its indexed size may still hold intact blobs: save them first.
+    if let Some((pack, _)) =
+        listing.packs.iter().find(|(p, b)| stored.get(*p).is_some_and(|size| *size != expected_pack_size(b)))
+    {
+        return Err(Error::Corrupt(format!(
+            "pack {pack} is not the size its index says; run `bunker repair index --read-data` first, so that its intact blobs are saved before snapshots that need them are judged lost"
+        )));
+    }
     // Only blobs in packs that are there, of the size their index implies, count as stored.
     let mut index = Index::new();
     for (pack, blobs) in &listing.packs {
@@ -211,6 +221,10 @@ pub fn repair_snapshots(repo: &Repository, lock: &LockGuard, dry_run: bool) -> R
         let snap = match repo.load_snapshot(&id) {
             Ok(s) => s,
             Err(Error::NotFound { .. }) => continue,
+            Err(e @ Error::UnknownContent(_)) => {
+                tracing::warn!("keeping snapshot {}: {e}", id.short());
+                continue;
+            }
             Err(e @ Error::Corrupt(_)) => {
                 report.removed.push(RemovedSnapshot { id: id.to_hex(), name: None, why: e.to_string() });
                 continue;
@@ -235,11 +249,8 @@ pub fn repair_snapshots(repo: &Repository, lock: &LockGuard, dry_run: bool) -> R
     let runs = repo.list_files(FileKind::Run)?;
     let mut damaged_runs = Vec::new();
     for id in runs {
-        match repo
-            .load_file(FileKind::Run, &id)
-            .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).map_err(|e| Error::Corrupt(e.to_string())))
-        {
-            Ok(_) | Err(Error::NotFound { .. }) => {}
+        match repo.load_file(FileKind::Run, &id).and_then(|p| crate::catalog::decode_run(&id, &p)) {
+            Ok(_) | Err(Error::NotFound { .. } | Error::UnknownContent(_)) => {}
             Err(e @ Error::Corrupt(_)) => {
                 report.runs_removed.push(format!("runs/{id}: {e}"));
                 damaged_runs.push(id);
@@ -256,6 +267,7 @@ pub fn repair_snapshots(repo: &Repository, lock: &LockGuard, dry_run: bool) -> R
         pause_point("repair-snapshot-deleted");
     }
     for id in damaged_runs {
+        lock.verify()?;
         repo.storage().delete(&format!("{}/{id}", FileKind::Run.dir()))?;
     }
     Ok(report)

@@ -200,7 +200,7 @@ impl Repository {
         match self.load_file(kind, id).and_then(decode) {
             Ok(v) => Ok(Some(v)),
             Err(Error::NotFound { .. }) => Ok(None),
-            Err(e @ Error::Corrupt(_)) => {
+            Err(e @ (Error::Corrupt(_) | Error::UnknownContent(_))) => {
                 self.damage.report(kind, id, &e);
                 Ok(None)
             }
@@ -426,7 +426,7 @@ impl Repository {
 
 fn decode_snapshot(id: &FileId, plain: &[u8]) -> Result<Snapshot> {
     let mut s: Snapshot =
-        serde_json::from_slice(plain).map_err(|e| Error::Corrupt(format!("snapshot {}: {e}", id.short())))?;
+        serde_json::from_slice(plain).map_err(|e| Error::UnknownContent(format!("snapshot {}: {e}", id.short())))?;
     s.id = Some(*id);
     Ok(s)
 }

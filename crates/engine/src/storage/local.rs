@@ -107,7 +107,10 @@ fn ensure_parent(root: &Path, target: &Path) -> Result<()> {
 fn make_dir(dir: &Path) -> Result<()> {
     match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
         Ok(()) => {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).map_err(|e| Error::write(dir, e))
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
+                .map_err(|e| Error::write(dir, e))?;
+            // The new directory's own name must survive a power loss too.
+            sync_parent(dir)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(Error::write(dir, e)),

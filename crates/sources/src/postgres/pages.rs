@@ -7,12 +7,12 @@
 //! `pd_upper` = 0) have no checksum; a page whose LSN is at or past the backup's start LSN is being
 //! rewritten while we read it (a torn page is expected there, WAL replay repairs it) and is skipped.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bunker_engine::archiver::{Inspect, InspectFile};
 
 pub const BLOCK_SIZE: usize = 8192;
-/// Blocks per segment file (1 GiB segments, PostgreSQL's default).
+#[cfg(test)]
 const BLOCKS_PER_SEGMENT: u64 = 131072;
 const N_SUMS: usize = 32;
 const FNV_PRIME: u32 = 16777619;
@@ -51,8 +51,9 @@ pub fn page_checksum(page: &[u8], blkno: u32) -> u16 {
 }
 
 /// The relation files of a data directory (`base/<db>/<relfilenode>[_fsm|_vm|_init][.<segment>]`,
-/// `global/<relfilenode>…`) and the block number their first page has.
-fn relation_file(rel: &Path) -> Option<u64> {
+/// `global/<relfilenode>…`) and the block number their first page has (segments of
+/// `blocks_per_segment` blocks: the cluster's `segment_size`).
+fn relation_file(rel: &Path, blocks_per_segment: u64) -> Option<u64> {
     let mut parts = rel.iter().map(|p| p.to_str());
     let name = match (parts.next()?, parts.next()?, parts.next()) {
         (Some("base"), Some(db), Some(Some(name))) if db.bytes().all(|b| b.is_ascii_digit()) => name,
@@ -67,21 +68,37 @@ fn relation_file(rel: &Path) -> Option<u64> {
         None => (name, 0),
     };
     let node = stem.strip_suffix("_fsm").or(stem.strip_suffix("_vm")).or(stem.strip_suffix("_init")).unwrap_or(stem);
-    (!node.is_empty() && node.bytes().all(|b| b.is_ascii_digit())).then_some(segment * BLOCKS_PER_SEGMENT)
+    (!node.is_empty() && node.bytes().all(|b| b.is_ascii_digit())).then_some(segment * blocks_per_segment)
+}
+
+/// Whether a page passes: new (no checksum yet), being rewritten (LSN at or past `start_lsn`), or its
+/// checksum matches.
+fn page_ok(page: &[u8], blkno: u64, start_lsn: u64) -> bool {
+    let lsn = (u64::from(u32::from_le_bytes(page[0..4].try_into().expect("4"))) << 32)
+        | u64::from(u32::from_le_bytes(page[4..8].try_into().expect("4")));
+    let upper = u16::from_le_bytes(page[14..16].try_into().expect("2"));
+    let stored = u16::from_le_bytes(page[8..10].try_into().expect("2"));
+    upper == 0 || lsn >= start_lsn || page_checksum(page, blkno as u32) == stored
 }
 
 /// Checks the pages of every relation file a base backup reads.
 pub struct PageChecks {
     /// The backup's start LSN: pages at or past it are being written and are not checked.
     pub start_lsn: u64,
+    /// The cluster's `segment_size`, in blocks.
+    pub blocks_per_segment: u64,
+    /// Where the files are, to read a failing page once more (a read torn by a concurrent write).
+    pub data_dir: PathBuf,
 }
 
 impl Inspect for PageChecks {
     fn file(&self, rel: &Path) -> Option<Box<dyn InspectFile>> {
-        let first_block = relation_file(rel)?;
+        let first_block = relation_file(rel, self.blocks_per_segment)?;
         Some(Box::new(FilePages {
             rel: rel.display().to_string(),
+            path: self.data_dir.join(rel),
             start_lsn: self.start_lsn,
+            first_block,
             block: first_block,
             partial: Vec::with_capacity(BLOCK_SIZE),
             failed: Vec::new(),
@@ -91,7 +108,9 @@ impl Inspect for PageChecks {
 
 struct FilePages {
     rel: String,
+    path: PathBuf,
     start_lsn: u64,
+    first_block: u64,
     block: u64,
     partial: Vec<u8>,
     failed: Vec<u64>,
@@ -101,15 +120,20 @@ impl FilePages {
     fn page(&mut self, page: &[u8]) {
         let blkno = self.block;
         self.block += 1;
-        let lsn = (u64::from(u32::from_le_bytes(page[0..4].try_into().expect("4"))) << 32)
-            | u64::from(u32::from_le_bytes(page[4..8].try_into().expect("4")));
-        let upper = u16::from_le_bytes(page[14..16].try_into().expect("2"));
-        if upper == 0 || lsn >= self.start_lsn {
-            return;
-        }
-        let stored = u16::from_le_bytes(page[8..10].try_into().expect("2"));
-        if page_checksum(page, blkno as u32) != stored {
+        if !page_ok(page, blkno, self.start_lsn) {
             self.failed.push(blkno);
+        }
+    }
+
+    /// Reads a failing page again: one whose write raced our read passes now.
+    fn still_fails(&self, blkno: u64) -> bool {
+        use std::os::unix::fs::FileExt;
+        let mut page = vec![0u8; BLOCK_SIZE];
+        let at = (blkno - self.first_block) * BLOCK_SIZE as u64;
+        match std::fs::File::open(&self.path).and_then(|f| f.read_exact_at(&mut page, at)) {
+            Ok(()) => !page_ok(&page, blkno, self.start_lsn),
+            // Truncated or gone meanwhile (a dropped relation): WAL replay takes care of it.
+            Err(_) => false,
         }
     }
 }
@@ -136,11 +160,12 @@ impl InspectFile for FilePages {
 
     fn finish(self: Box<Self>) -> Vec<String> {
         // A trailing partial page is a relation being extended as we read: not checked.
-        if self.failed.is_empty() {
+        let failed: Vec<u64> = self.failed.iter().copied().filter(|b| self.still_fails(*b)).collect();
+        if failed.is_empty() {
             return Vec::new();
         }
-        let blocks: Vec<String> = self.failed.iter().take(10).map(|b| b.to_string()).collect();
-        let more = if self.failed.len() > 10 { format!(" and {} more", self.failed.len() - 10) } else { String::new() };
+        let blocks: Vec<String> = failed.iter().take(10).map(|b| b.to_string()).collect();
+        let more = if failed.len() > 10 { format!(" and {} more", failed.len() - 10) } else { String::new() };
         vec![format!(
             "{}: page checksum verification failed for block {}{more}: the source's data is damaged there (PostgreSQL will refuse to read it); check it with pg_checksums or amcheck",
             self.rel,
@@ -155,14 +180,14 @@ mod tests {
 
     #[test]
     fn relation_files_are_recognised_with_their_first_block() {
-        assert_eq!(relation_file(Path::new("base/16384/16385")), Some(0));
-        assert_eq!(relation_file(Path::new("base/16384/16385.2")), Some(2 * BLOCKS_PER_SEGMENT));
-        assert_eq!(relation_file(Path::new("base/1/1259_fsm")), Some(0));
-        assert_eq!(relation_file(Path::new("global/1262_vm")), Some(0));
-        assert_eq!(relation_file(Path::new("base/1/pg_internal.init")), None);
-        assert_eq!(relation_file(Path::new("base/1/PG_VERSION")), None);
-        assert_eq!(relation_file(Path::new("global/pg_control")), None);
-        assert_eq!(relation_file(Path::new("pg_xact/0000")), None);
+        assert_eq!(relation_file(Path::new("base/16384/16385"), BLOCKS_PER_SEGMENT), Some(0));
+        assert_eq!(relation_file(Path::new("base/16384/16385.2"), BLOCKS_PER_SEGMENT), Some(2 * BLOCKS_PER_SEGMENT));
+        assert_eq!(relation_file(Path::new("base/1/1259_fsm"), BLOCKS_PER_SEGMENT), Some(0));
+        assert_eq!(relation_file(Path::new("global/1262_vm"), BLOCKS_PER_SEGMENT), Some(0));
+        assert_eq!(relation_file(Path::new("base/1/pg_internal.init"), BLOCKS_PER_SEGMENT), None);
+        assert_eq!(relation_file(Path::new("base/1/PG_VERSION"), BLOCKS_PER_SEGMENT), None);
+        assert_eq!(relation_file(Path::new("global/pg_control"), BLOCKS_PER_SEGMENT), None);
+        assert_eq!(relation_file(Path::new("pg_xact/0000"), BLOCKS_PER_SEGMENT), None);
     }
 
     #[test]
@@ -179,7 +204,9 @@ mod tests {
         assert_eq!(page_checksum(&page, 7), sum, "pd_checksum itself does not count");
         let mut checks = FilePages {
             rel: "base/1/2".into(),
+            path: PathBuf::from("/nonexistent"),
             start_lsn: u64::MAX,
+            first_block: 7,
             block: 7,
             partial: Vec::new(),
             failed: Vec::new(),

@@ -288,18 +288,27 @@ impl PhysicalCluster {
         };
         // Page checksums are verified as the files are read when the cluster has them (8 KiB pages only).
         let checksums: String = client
-            .query_one("SELECT current_setting('data_checksums') || '/' || current_setting('block_size')", &[])
+            .query_one(
+                "SELECT current_setting('data_checksums') || '/' || current_setting('block_size') || '/' \
+                 || (SELECT setting FROM pg_settings WHERE name = 'segment_size')",
+                &[],
+            )
             .map_err(query_err(&self.conn))?
             .get(0);
+        let blocks_per_segment = checksums.rsplit('/').next().and_then(|s| s.parse().ok()).unwrap_or(131072);
         let start: String = client.query_one(start_sql, &[&label]).map_err(query_err(&self.conn))?.get(0);
         // From here on a failure must end the backup mode; dropping the session does that (non-exclusive).
-        let pages = super::pages::PageChecks { start_lsn: super::wal::parse_lsn(&start).unwrap_or(0) };
+        let pages = super::pages::PageChecks {
+            start_lsn: super::wal::parse_lsn(&start).unwrap_or(0),
+            blocks_per_segment,
+            data_dir: data_dir.to_path_buf(),
+        };
         let exclude = crate::files::globs(&EXCLUDED.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
         let mut archiver = Archiver::new(backup, &exclude)
             .chunking(ChunkerParams::fixed(CHUNK_SIZE))
             .tolerate_vanished()
             .with_digests();
-        if checksums == format!("on/{}", super::pages::BLOCK_SIZE) {
+        if checksums.starts_with(&format!("on/{}/", super::pages::BLOCK_SIZE)) {
             archiver = archiver.inspecting(&pages);
         }
         let mut nodes = archiver.save_contents(data_dir)?;

@@ -130,7 +130,15 @@ fn previous(backup: &Backup<'_>, name: &str) -> Result<HashMap<String, Entry>, S
     let Root::Stream { content, .. } = &prev.root else { return Ok(HashMap::new()) };
     let (index, _) = repo.load_index()?;
     let restorer = Restorer::new(repo, &index);
-    let entries = read_manifest(&restorer, content)?;
+    let entries = match read_manifest(&restorer, content) {
+        Ok(entries) => entries,
+        // Its manifest's chunks only in a damaged index file, or in a damaged pack: download everything.
+        Err(SourceError::Engine(e @ bunker_engine::Error::Corrupt(_))) => {
+            tracing::warn!("the previous snapshot of {name} cannot be read ({e}); every object is downloaded again");
+            return Ok(HashMap::new());
+        }
+        Err(e) => return Err(e),
+    };
     // Only entries whose every chunk the readable index still lists are reused: a chunk known only to a
     // damaged index file is downloaded and stored again, never referenced on trust.
     let intact = |e: &Entry| {
