@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::moto::Moto;
+use common::moto::{Moto, Request};
 use common::{mixed_data, random_data, Repo};
 
 fn stderr(o: &Output) -> String {
@@ -273,41 +273,8 @@ impl Drop for ReadOnlyGate {
 }
 
 fn gate(mut client: TcpStream, upstream: u16, refused: &AtomicU64) -> std::io::Result<()> {
-    client.set_nonblocking(false)?;
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 65536];
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        let n = client.read(&mut byte)?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&byte[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut length = 0usize;
-    let mut headers = Vec::new();
-    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if !lower.starts_with("connection:") {
-            headers.push(line.to_string());
-        }
-    }
-    headers.push("Connection: close".into());
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < length {
-        let n = client.read(&mut byte)?;
-        if n == 0 {
-            return Ok(());
-        }
-        body.extend_from_slice(&byte[..n]);
-    }
-    if !(head.starts_with("GET ") || head.starts_with("HEAD ")) {
+    let Some(request) = Request::read(&mut client)? else { return Ok(()) };
+    if !matches!(request.method_and_path().0, "GET" | "HEAD") {
         refused.fetch_add(1, Ordering::SeqCst);
         let xml = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
         return write!(
@@ -316,12 +283,7 @@ fn gate(mut client: TcpStream, upstream: u16, refused: &AtomicU64) -> std::io::R
             xml.len()
         );
     }
-    let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
-    server.write_all(format!("{}\r\n\r\n", headers.join("\r\n")).as_bytes())?;
-    server.write_all(&body)?;
-    let mut response = Vec::new();
-    server.read_to_end(&mut response)?;
-    client.write_all(&response)
+    client.write_all(&request.forward(upstream)?)
 }
 
 #[test]

@@ -5,14 +5,14 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::moto::{workspace, Moto};
+use common::moto::{workspace, Moto, Request};
 use common::Repo;
 
 /// boto3 against moto: `populate`, `day2` and `dump` (a JSON map of key → md5, size, type, metadata).
@@ -225,44 +225,8 @@ fn forward(
     served: &[AtomicU64; 3],
     seen: &Mutex<HashSet<String>>,
 ) -> std::io::Result<()> {
-    client.set_nonblocking(false)?;
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 4096];
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        let n = client.read(&mut byte)?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&byte[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or_default().to_string();
-    let mut parts = request_line.split(' ');
-    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    let mut length = 0usize;
-    let mut headers = vec![request_line.clone()];
-    for line in lines.filter(|l| !l.is_empty()) {
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if !lower.starts_with("connection:") {
-            headers.push(line.to_string());
-        }
-    }
-    headers.push("Connection: close".into());
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < length {
-        let n = client.read(&mut byte)?;
-        if n == 0 {
-            return Ok(());
-        }
-        body.extend_from_slice(&byte[..n]);
-    }
+    let Some(request) = Request::read(&mut client)? else { return Ok(()) };
+    let (method, path) = request.method_and_path();
     let first_time = seen.lock().unwrap().insert(format!("{method} {path}"));
     let fault = if first_time { choose(method, path) } else { None };
     if let Some(f) = fault {
@@ -284,11 +248,7 @@ fn forward(
         }
         _ => {}
     }
-    let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
-    server.write_all(format!("{}\r\n\r\n", headers.join("\r\n")).as_bytes())?;
-    server.write_all(&body)?;
-    let mut response = Vec::new();
-    server.read_to_end(&mut response)?;
+    let response = request.forward(upstream)?;
     if fault == Some(Fault::Cut) {
         let body_at = response.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).unwrap_or(0);
         let half = body_at + (response.len() - body_at) / 2;

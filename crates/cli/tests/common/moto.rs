@@ -178,3 +178,70 @@ pub fn create_bucket(port: u16, bucket: &str) {
         }
     }
 }
+
+/// One HTTP/1.1 request, read whole by a test proxy: its request line, its other header lines (less
+/// `Connection`: a one-request-per-connection proxy sets its own) and its body.
+pub struct Request {
+    pub line: String,
+    pub headers: Vec<String>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// Reads one request from `client`; `None` when the client hung up first.
+    pub fn read(client: &mut TcpStream) -> std::io::Result<Option<Request>> {
+        client.set_nonblocking(false)?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        let head_end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let n = client.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n").filter(|l| !l.is_empty());
+        let line = lines.next().unwrap_or_default().to_string();
+        let mut length = 0usize;
+        let mut headers = Vec::new();
+        for l in lines {
+            let lower = l.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if !lower.starts_with("connection:") {
+                headers.push(l.to_string());
+            }
+        }
+        let mut body = buf[head_end..].to_vec();
+        while body.len() < length {
+            let n = client.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        Ok(Some(Request { line, headers, body }))
+    }
+
+    /// The method and the path (with its query) of the request line.
+    pub fn method_and_path(&self) -> (&str, &str) {
+        let mut parts = self.line.split(' ');
+        (parts.next().unwrap_or_default(), parts.next().unwrap_or_default())
+    }
+
+    /// Sends the request to `upstream` on loopback (`Connection: close`) and returns the whole response.
+    pub fn forward(&self, upstream: u16) -> std::io::Result<Vec<u8>> {
+        let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+        let head = format!("{}\r\n{}\r\nConnection: close\r\n\r\n", self.line, self.headers.join("\r\n"));
+        server.write_all(head.as_bytes())?;
+        server.write_all(&self.body)?;
+        let mut response = Vec::new();
+        server.read_to_end(&mut response)?;
+        Ok(response)
+    }
+}
