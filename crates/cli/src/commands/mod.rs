@@ -40,28 +40,27 @@ use crate::context::Context;
 pub fn run(cli: Cli) -> Result<i32> {
     let ctx = Context::new(cli.global);
     crate::notify::install(ctx.config().ok().flatten().map(|loaded| &loaded.config));
-    // PostgreSQL reads wal-push's and wal-fetch's exit codes, and status has a scale of its own (a
-    // damaged file is a warning there): their codes stay as they are.
-    let own_codes = match &cli.command {
-        Command::WalPush(_) | Command::WalFetch(_) | Command::Daemon(_) | Command::Repair(_) => Some(None),
-        Command::Status => Some(Some(1)),
-        _ => None,
+    // What a command that completed around damaged files exits with: "done, with problems". PostgreSQL
+    // reads wal-push's and wal-fetch's codes, and status has a scale of its own (a warning there).
+    let around_damage = match &cli.command {
+        Command::WalPush(_) | Command::WalFetch(_) | Command::Daemon(_) | Command::Repair(_) => None,
+        Command::Status => Some(crate::exit::FAILURE),
+        _ => Some(crate::exit::INCOMPLETE),
     };
     let code = dispatch(&ctx, cli.command)?;
-    // Done around damaged files (each was warned about when first met): "done, with problems".
     let damaged = ctx.damaged();
-    if code == crate::exit::OK && !damaged.is_empty() {
-        if let Some(instead) = own_codes {
-            return Ok(instead.unwrap_or(code));
+    match around_damage {
+        Some(instead) if code == crate::exit::OK && !damaged.is_empty() => {
+            // Each file was warned about when first met; this line sums them up.
+            eprintln!(
+                "bunker: done, skipping {} damaged repository file(s) ({}); `bunker check` names them, `bunker repair` removes them",
+                damaged.len(),
+                damaged.iter().map(|d| d.path.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            Ok(instead)
         }
-        eprintln!(
-            "bunker: done, skipping {} damaged repository file(s) ({}); `bunker check` names them, `bunker repair` removes them",
-            damaged.len(),
-            damaged.iter().map(|d| d.path.as_str()).collect::<Vec<_>>().join(", ")
-        );
-        return Ok(crate::exit::INCOMPLETE);
+        _ => Ok(code),
     }
-    Ok(code)
 }
 
 fn dispatch(ctx: &Context, command: Command) -> Result<i32> {
