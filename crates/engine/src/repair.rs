@@ -15,14 +15,12 @@
 //!   could still be saved would be taken for lost, and a restorable snapshot removed. A file that opens
 //!   but is written in a form this bunker does not read (a newer one's) is never removed.
 
-use std::collections::{BTreeMap, HashMap};
-
 use crate::error::{Error, Result};
 use crate::failpoint::pause_point;
 use crate::id::FileId;
 use crate::index::Index;
 use crate::lock::LockGuard;
-use crate::pack::{expected_pack_size, header_span, pack_id_from_path, pack_path, parse_sealed_header, PackedBlob};
+use crate::pack::{expected_pack_size, header_span, pack_path, parse_sealed_header, PackedBlob};
 use crate::repository::{FileKind, Repository};
 use crate::restorer::Restorer;
 use crate::walk::{collect_blobs, BlobSet};
@@ -60,12 +58,7 @@ pub fn repair_index(
 ) -> Result<IndexRepair> {
     let repo = &repo.without_cache();
     let listing = repo.load_pack_listing()?;
-    let stored: BTreeMap<FileId, u64> = repo
-        .storage()
-        .list("data")?
-        .into_iter()
-        .filter_map(|o| pack_id_from_path(&o.path).map(|id| (id, o.size)))
-        .collect();
+    let stored = repo.stored_packs()?;
     let mut report = IndexRepair {
         packs: stored.len(),
         damaged_index_files: listing.unreadable.iter().map(|(id, e)| format!("index/{id}: {e}")).collect(),
@@ -192,12 +185,7 @@ pub fn repair_snapshots(repo: &Repository, lock: &LockGuard, dry_run: bool) -> R
             "index {id} cannot be read ({e}); run `bunker repair index` first, so that no snapshot whose blobs only it lists is taken for lost"
         )));
     }
-    let stored: HashMap<FileId, u64> = repo
-        .storage()
-        .list("data")?
-        .into_iter()
-        .filter_map(|o| pack_id_from_path(&o.path).map(|id| (id, o.size)))
-        .collect();
+    let stored = repo.stored_packs()?;
     // A pack that is there but not of its indexed size may still hold intact blobs: save them first.
     if let Some((pack, _)) =
         listing.packs.iter().find(|(p, b)| stored.get(*p).is_some_and(|size| *size != expected_pack_size(b)))

@@ -349,6 +349,16 @@ impl Repository {
         Ok(listing)
     }
 
+    /// The packs under `data/`, with their sizes.
+    pub fn stored_packs(&self) -> Result<std::collections::BTreeMap<FileId, u64>> {
+        Ok(self
+            .storage
+            .list("data")?
+            .into_iter()
+            .filter_map(|o| crate::pack::pack_id_from_path(&o.path).map(|id| (id, o.size)))
+            .collect())
+    }
+
     pub fn save_index(&self, packs: &[(FileId, Vec<crate::pack::PackedBlob>)]) -> Result<FileId> {
         self.save_file(FileKind::Index, &index::encode(packs))
     }
