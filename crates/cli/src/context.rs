@@ -24,8 +24,12 @@ impl Context {
     }
 
     /// The damaged repository files this command skipped, each once.
+    /// (A command made of several runs, `restore --point`, opens the repository once per run.)
     pub fn damaged(&self) -> Vec<bunker_engine::repository::Damaged> {
-        self.damage.lock().expect("damage logs").iter().flat_map(|d| d.list()).collect()
+        let mut all: Vec<_> = self.damage.lock().expect("damage logs").iter().flat_map(|d| d.list()).collect();
+        all.sort_by(|a, b| a.path.cmp(&b.path));
+        all.dedup_by(|a, b| a.path == b.path);
+        all
     }
 
     /// The stack file, if there is one (`--config`, `$BUNKER_CONFIG`, `./bunker.toml`).

@@ -84,16 +84,21 @@ impl DamageLog {
     }
 
     pub fn insert(&self, damaged: Damaged) {
+        // Warned once per process, also when a command opens the repository several times.
+        static WARNED: Mutex<std::collections::BTreeSet<String>> = Mutex::new(std::collections::BTreeSet::new());
         let mut seen = self.0.lock().expect("damage log");
-        if !seen.contains_key(&damaged.path) {
+        if seen.contains_key(&damaged.path) {
+            return;
+        }
+        if WARNED.lock().expect("warned").insert(damaged.path.clone()) {
             tracing::warn!(
                 "skipping damaged {}: {} ({}; `bunker check` lists every damaged file, `bunker repair` removes them)",
                 damaged.path,
                 damaged.problem,
                 damaged.affects
             );
-            seen.insert(damaged.path.clone(), damaged);
         }
+        seen.insert(damaged.path.clone(), damaged);
     }
 
     pub fn list(&self) -> Vec<Damaged> {
