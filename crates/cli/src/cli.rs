@@ -223,8 +223,10 @@ pub struct RestoreArgs {
     /// PostgreSQL into --pgdata DIR (DIR/TARGET with several) recovered to the point's time
     #[arg(long, conflicts_with_all = ["into", "rdb_file", "exec", "include"])]
     pub point: Option<String>,
-    /// Directory to restore a file tree into (created if missing)
-    #[arg(long, required_unless_present_any = ["into", "pgdata", "rdb_file", "exec", "point"], conflicts_with = "into")]
+    /// Directory to restore a file tree (or an S3 snapshot's objects, a file per key) into (created if
+    /// missing). Without --to, --into, --pgdata, --rdb-file or --exec, the snapshot goes back where its
+    /// target lives according to the stack file
+    #[arg(long, conflicts_with = "into")]
     pub to: Option<PathBuf>,
     /// Database to restore a PostgreSQL snapshot into: a libpq URL, or a database name on the
     /// target's server (created if missing); for a Redis snapshot, a redis:// or rediss:// URL; for an S3
@@ -398,13 +400,18 @@ pub struct DaemonArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct DrillArgs {
-    /// The recovery point to drill: `latest`, or an ID from `bunker points`. Without points, the newest
-    /// snapshot of each target is drilled
-    #[arg(long, default_value = "latest")]
-    pub point: String,
-    /// Only these targets of the point (default: [drill] targets, else all)
+    /// The recovery point to drill: `latest`, or an ID from `bunker points`. Default: the newest point
+    /// (without points, or with --targets or --group: each target's newest complete snapshot)
+    #[arg(long)]
+    pub point: Option<String>,
+    /// Only these targets, each's newest complete snapshot (of the point with --point); default:
+    /// [drill] targets, else all
     #[arg(long, num_args = 1.., value_delimiter = ',')]
     pub targets: Vec<String>,
+    /// The targets of this group of the stack file, each's newest complete snapshot, and only the
+    /// group's smoke tests (`[groups.NAME] after_restore`)
+    #[arg(long)]
+    pub group: Option<String>,
     /// Leave the scratch servers and directories in place and print how to connect to them
     #[arg(long)]
     pub keep: bool,
@@ -506,8 +513,9 @@ pub struct ForgetArgs {
     /// Keep every snapshot younger than this, counted back from the newest (e.g. 7d, 2w)
     #[arg(long, value_parser = humantime::parse_duration)]
     pub keep_within: Option<std::time::Duration>,
-    /// Never remove snapshots younger than this, counted back from now (with the stack file's policies:
-    /// its min_age, 7 days by default)
+    /// Never remove snapshots younger than this, counted back from now. Without it, the floor of
+    /// --keep-* rules and of the stack file's policies alike is the stack file's min_age (7 days by
+    /// default) for targets it gives a retention policy ([retention] for other names), else none
     #[arg(long, value_parser = humantime::parse_duration)]
     pub min_age: Option<std::time::Duration>,
     /// Only snapshots of this target

@@ -109,27 +109,15 @@ impl Context {
         Ok(acquire(repo.storage(), exclusive, operation, self.global.retry_lock)?)
     }
 
-    /// The shared lock of a command that only reads (dump, restore, check, stats, drill…), or none: with
-    /// `--no-lock`, and by itself, with a warning, when the repository refuses the lock's write for good
-    /// (a read-only mount, a full disk, read-only credentials, Object Lock). Reading back what is there
-    /// matters more than keeping a concurrent prune away; a held lock of another process still stops us.
+    /// How this command may lock (`--no-lock`, `--retry-lock`), for operations that lock themselves.
+    pub fn lock_policy(&self) -> bunker_ops::lock::LockPolicy {
+        bunker_ops::lock::LockPolicy { no_lock: self.global.no_lock, retry: self.global.retry_lock }
+    }
+
+    /// The shared lock of a command that only reads (dump, check, stats…), or none: see
+    /// [`bunker_ops::lock::read_lock`].
     pub fn read_lock(&self, repo: &Repository, operation: &str) -> Result<Option<LockGuard>> {
-        if self.global.no_lock {
-            return Ok(None);
-        }
-        match acquire(repo.storage(), false, operation, self.global.retry_lock) {
-            Ok(guard) => Ok(Some(guard)),
-            Err(e) if e.refuses_writes() => {
-                if let Some(holder) = bunker_engine::lock::live_exclusive(repo.storage())? {
-                    bail!(bunker_engine::Error::Locked { mode: " exclusively", holder });
-                }
-                tracing::warn!(
-                    "cannot write a lock into the repository ({e}); reading without one, as with --no-lock (a prune running meanwhile could remove what this reads)"
-                );
-                Ok(None)
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(bunker_ops::lock::read_lock(repo, self.lock_policy(), operation)?)
     }
 
     pub fn progress(&self) -> bool {

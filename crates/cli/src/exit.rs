@@ -5,6 +5,8 @@ use bunker_engine::Error;
 pub const OK: i32 = 0;
 pub const FAILURE: i32 = 1;
 pub const INCOMPLETE: i32 = 3;
+/// A confirmation prompt was declined: nothing was changed.
+pub const CANCELLED: i32 = 4;
 pub const NO_REPOSITORY: i32 = 10;
 pub const LOCKED: i32 = 11;
 pub const WRONG_PASSWORD: i32 = 12;
@@ -60,7 +62,22 @@ pub fn worse(a: i32, b: i32) -> i32 {
 }
 
 pub fn code_for(e: &anyhow::Error) -> i32 {
-    match e.chain().find_map(engine_error) {
+    if e.chain().any(is_cancelled) {
+        return CANCELLED;
+    }
+    engine_code(e.chain().find_map(engine_error))
+}
+
+/// The exit code of an operation's error (as [`code_for`]).
+pub fn code_for_operation(e: &bunker_ops::Error) -> i32 {
+    if is_cancelled(e) {
+        return CANCELLED;
+    }
+    engine_code(e.engine())
+}
+
+fn engine_code(e: Option<&Error>) -> i32 {
+    match e {
         Some(Error::NoRepository { .. } | Error::NoBucket { .. }) => NO_REPOSITORY,
         Some(Error::Locked { .. }) => LOCKED,
         Some(Error::WrongPassword { .. }) => WRONG_PASSWORD,
@@ -69,12 +86,21 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
     }
 }
 
-/// The engine error behind a failure, also when a source wrapped it.
+/// The engine error behind a failure, also when a source or an operation wrapped it.
 fn engine_error<'a>(c: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
-    c.downcast_ref::<Error>().or_else(|| match c.downcast_ref::<bunker_sources::SourceError>() {
-        Some(bunker_sources::SourceError::Engine(inner)) => Some(inner),
-        _ => None,
-    })
+    c.downcast_ref::<Error>()
+        .or_else(|| c.downcast_ref::<bunker_sources::SourceError>().and_then(|s| s.engine()))
+        .or_else(|| c.downcast_ref::<bunker_ops::Error>().and_then(|o| o.engine()))
+}
+
+/// Whether a person declined a confirmation prompt.
+fn is_cancelled(c: &(dyn std::error::Error + 'static)) -> bool {
+    let source =
+        c.downcast_ref::<bunker_sources::SourceError>().or_else(|| match c.downcast_ref::<bunker_ops::Error>() {
+            Some(bunker_ops::Error::Source(s)) => Some(s),
+            _ => None,
+        });
+    matches!(source, Some(bunker_sources::SourceError::Cancelled(_)))
 }
 
 /// The error and its causes on one line, without repeating a cause the message already includes.

@@ -82,6 +82,8 @@ pub fn event_for(record: &RunRecord, previous: Option<&RunRecord>) -> Option<Eve
     match record.status {
         RunStatus::Failed => Some(EventKind::Failure),
         RunStatus::Warning | RunStatus::Interrupted => Some(EventKind::Warning),
+        // Nobody needs telling that they said no.
+        RunStatus::Cancelled => None,
         RunStatus::Success => match previous {
             Some(p) if p.status != RunStatus::Success => Some(EventKind::Recovery),
             _ => None,

@@ -229,3 +229,38 @@ fn restore_point_puts_every_target_back() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no recovery point"));
 }
+
+#[test]
+fn forget_keep_flags_respect_the_stack_files_floor() {
+    let repo = Repo::new();
+    let cfg = stack(
+        &repo,
+        "[retention]\nkeep_daily = 7\n\n\
+         [targets.web]\ntype = \"command\"\nbackup = \"date +%N\"\n\n\
+         [targets.search]\ntype = \"command\"\nbackup = \"date +%N\"\nretention = { min_age = \"0s\" }\n\n\
+         [targets.media]\ntype = \"command\"\nbackup = \"date +%N\"\nretention = \"none\"\n",
+    );
+    let run = |args: &[&str]| {
+        let o = repo.cmd(args).env("BUNKER_CONFIG", &cfg).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    for _ in 0..3 {
+        run(&["backup", "web"]);
+        run(&["backup", "search"]);
+        run(&["backup", "media"]);
+    }
+    repo.backup_bytes("adhoc", b"one");
+    repo.backup_bytes("adhoc", b"two");
+    let counts = || (count(&repo, "web"), count(&repo, "search"), count(&repo, "media"), count(&repo, "adhoc"));
+    // Command-line rules keep the stack file's floor: [retention]'s 7 days, search's own "0s".
+    run(&["forget", "--keep-last", "1"]);
+    assert_eq!(counts(), (3, 1, 3, 2));
+    // "none" unsets every inherited rule: media keeps everything; adhoc is no target.
+    let o = run(&["--json", "forget", "--min-age", "0s"]);
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(out["decisions"].as_array().unwrap().iter().filter(|d| d["name"] == "media").all(|d| d["keep"] == true));
+    assert_eq!(counts(), (1, 1, 3, 2));
+    run(&["forget", "--keep-last", "1", "--min-age", "0s"]);
+    assert_eq!(counts(), (1, 1, 1, 1));
+}

@@ -100,7 +100,8 @@ pub(crate) fn duration(value: &Value, doc: &Document, key: &KeyPath) -> Result<D
     .ok_or_else(|| doc.wrong_type(key, "a duration string like \"15m\" or \"26h\"", value))
 }
 
-fn strings(value: &Value, doc: &Document, key: &KeyPath, expected: &'static str) -> Result<Vec<String>> {
+/// A string or a list of strings (`after_restore`: one command or several).
+pub(crate) fn strings(value: &Value, doc: &Document, key: &KeyPath, expected: &'static str) -> Result<Vec<String>> {
     match value {
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Array(items) => items

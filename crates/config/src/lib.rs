@@ -1,5 +1,5 @@
-//! `bunker.toml`, the stack configuration: the repository, the targets to back up, and sections that later
-//! features read (schedules, retention, …).
+//! `bunker.toml`, the stack configuration: the repository, the targets to back up, and the sections that
+//! say how they are run (groups, schedules, retention, health, notifications, drills).
 //!
 //! Loading is parse → check the shape → interpolate `${VAR}` in every string value → build the typed parts.
 //! This crate knows nothing about what a postgres or files target contains: each target keeps its keys as a
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 mod drill;
 mod error;
+mod groups;
 mod health;
 mod interpolate;
 mod notifications;
@@ -24,6 +25,7 @@ mod target;
 
 pub use drill::{DrillConfig, Objectives};
 pub use error::{Error, Result};
+pub use groups::GroupConfig;
 pub use health::HealthConfig;
 pub use interpolate::Env;
 pub use notifications::{EmailConfig, Events, HealthchecksConfig, NotificationsConfig, SlackConfig, WebhookConfig};
@@ -41,8 +43,8 @@ pub const FILE_NAME: &str = "bunker.toml";
 pub const ENV_VAR: &str = "BUNKER_CONFIG";
 
 /// Top-level sections that later features will read. They are accepted now, kept raw in [`Config::extra`],
-/// so a config written for a newer bunker still loads in this one.
-pub const TOLERATED_SECTIONS: &[&str] = &["groups"];
+/// so a config written for a newer bunker still loads in this one. None at present.
+pub const TOLERATED_SECTIONS: &[&str] = &[];
 
 /// A parsed `bunker.toml`.
 #[derive(Clone, Default, PartialEq)]
@@ -53,10 +55,14 @@ pub struct Config {
     pub secondaries: Vec<(String, RepositoryConfig)>,
     /// The targets, in the order the file names them.
     pub targets: Vec<TargetConfig>,
-    /// `[retention]`: every target's policy unless it overrides keys with its own `retention`.
+    /// `[retention]`: every target's policy unless it overrides keys with its own `retention`. Holds only
+    /// rules in force (a `keep_* = 0` there is left out); read a target's policy with
+    /// [`Config::retention_for`].
     pub retention: Option<RetentionConfig>,
     /// `[health]`: its thresholds, or the defaults.
     pub health: HealthConfig,
+    /// `[groups]`: named sets of targets, in file order (look one up with [`Config::group`]).
+    pub groups: Vec<GroupConfig>,
     /// `[schedules]`: the daemon's jobs, in file order.
     pub schedules: Vec<Schedule>,
     /// `[notifications]`: where failures, recoveries and warnings are sent.
@@ -83,6 +89,7 @@ impl fmt::Debug for Config {
             .field("secondaries", &self.secondaries)
             .field("targets", &self.targets)
             .field("retention", &self.retention)
+            .field("groups", &self.groups.iter().map(|g| &g.name).collect::<Vec<_>>())
             .field("schedules", &self.schedules.iter().map(|s| &s.name).collect::<Vec<_>>())
             .field("extra", &self.extra.keys().collect::<Vec<_>>())
             .finish()
@@ -237,8 +244,13 @@ impl Config {
         }
         targets.sort_by_key(|t| t.line);
         let retention = match table.remove("retention") {
-            Some(value) => keep(&mut errors, RetentionConfig::from_value(&value, &doc, &KeyPath::key("retention"))),
+            Some(value) => keep(&mut errors, RetentionConfig::from_value(&value, &doc, &KeyPath::key("retention")))
+                .map(|r| r.in_force()),
             None => None,
+        };
+        let groups = match table.remove("groups") {
+            Some(value) => groups::from_value(&value, &doc, &mut errors),
+            None => Vec::new(),
         };
         let health = match table.remove("health") {
             Some(value) => keep(&mut errors, HealthConfig::from_value(&value, &doc)).unwrap_or_default(),
@@ -263,6 +275,7 @@ impl Config {
             targets,
             retention,
             health,
+            groups,
             schedules,
             notifications,
             extra: table.into_iter().collect(),
@@ -274,25 +287,16 @@ impl Config {
     /// groups, copy jobs name secondary repositories.
     fn cross_references(&self, doc: &Document) -> Vec<Error> {
         let mut errors = Vec::new();
-        let groups = self.extra.get("groups").and_then(|g| g.as_table());
-        if let Some(groups) = groups {
-            for (group, members) in groups {
-                let path = KeyPath::key("groups").child(group);
-                let line = doc.value_line(&path);
-                let invalid =
-                    |detail: String| Error::Invalid { path: doc.path.clone(), line, key: path.to_string(), detail };
-                match members.as_array() {
-                    Some(list) if !list.is_empty() => {
-                        for m in list {
-                            match m.as_str() {
-                                Some(name) if self.target(name).is_some() => {}
-                                Some(name) => errors.push(invalid(format!("names {name:?}, which is no target"))),
-                                None => errors.push(invalid("must be a list of target names".into())),
-                            }
-                        }
-                    }
-                    _ => errors.push(invalid("must be a non-empty list of target names".into())),
-                }
+        for group in &self.groups {
+            for name in group.targets.iter().filter(|name| self.target(name).is_none()) {
+                let path = KeyPath::key("groups").child(&group.name);
+                errors.push(Error::Invalid {
+                    path: doc.path.clone(),
+                    // The list's line, in either spelling (`web = […]` or `targets = […]`).
+                    line: doc.value_line(&path.child("targets")),
+                    key: path.to_string(),
+                    detail: format!("names {name:?}, which is no target"),
+                });
             }
         }
         for name in &self.drill.targets {
@@ -315,7 +319,8 @@ impl Config {
                 detail,
             };
             if let Some(group) = &job.group {
-                if !groups.is_some_and(|g| g.contains_key(group)) {
+                // A group with an error of its own is left out of `groups` but is in the file.
+                if self.group(group).is_none() && !doc.contains(&KeyPath::key("groups").child(group)) {
                     errors.push(invalid(format!("group {group:?} is not in [groups]")));
                 }
             }
@@ -336,6 +341,11 @@ impl Config {
         self.secondaries.iter().find(|(n, _)| n == name).map(|(_, r)| r)
     }
 
+    /// The group called `name`.
+    pub fn group(&self, name: &str) -> Option<&GroupConfig> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
     /// The target called `name`.
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
         self.targets.iter().find(|t| t.name == name)
@@ -348,14 +358,15 @@ impl Config {
         self.target(base)
     }
 
-    /// The retention policy of `target`: `[retention]` with the target's own keys over it; `None` when
-    /// neither says anything.
+    /// The retention policy of `target`: `[retention]` with the target's own keys over it, the rules
+    /// either switches off (`keep_* = 0`, `retention = "none"`) left out; `None` when neither says anything.
+    /// A policy left without rules ([`RetentionConfig::has_rules`] false) keeps every snapshot.
     pub fn retention_for(&self, target: &TargetConfig) -> Option<RetentionConfig> {
         match (&self.retention, &target.retention) {
             (None, None) => None,
-            (Some(d), None) => Some(d.clone()),
-            (None, Some(t)) => Some(t.clone()),
-            (Some(d), Some(t)) => Some(d.overridden_by(t)),
+            (Some(d), None) => Some(d.in_force()),
+            (None, Some(t)) => Some(t.in_force()),
+            (Some(d), Some(t)) => Some(d.overridden_by(t).in_force()),
         }
     }
 }
@@ -368,7 +379,15 @@ fn keep<T>(errors: &mut Vec<Error>, r: Result<T>) -> Option<T> {
 fn is_known_section(key: &str) -> bool {
     matches!(
         key,
-        "repository" | "repositories" | "targets" | "retention" | "health" | "schedules" | "notifications" | "drill"
+        "repository"
+            | "repositories"
+            | "targets"
+            | "retention"
+            | "health"
+            | "groups"
+            | "schedules"
+            | "notifications"
+            | "drill"
     ) || TOLERATED_SECTIONS.contains(&key)
 }
 

@@ -113,6 +113,22 @@ impl<'t> Document<'t> {
         self.line_of(path, false)
     }
 
+    /// Whether the document has a value at `path` (whatever its type).
+    pub(crate) fn contains(&self, path: &KeyPath) -> bool {
+        let mut current: Option<&DeValue> = None;
+        for segment in &path.0 {
+            let found = match (segment, current) {
+                (Segment::Key(key), None) => entry(self.tree.get_ref(), key).map(|(_, v)| v),
+                (Segment::Key(key), Some(value)) => value.as_table().and_then(|t| entry(t, key)).map(|(_, v)| v),
+                (Segment::Index(index), Some(value)) => value.as_array().and_then(|a| a.get(*index)),
+                (Segment::Index(_), None) => None,
+            };
+            let Some(value) = found else { return false };
+            current = Some(value.get_ref());
+        }
+        current.is_some()
+    }
+
     fn line_of(&self, path: &KeyPath, want_key: bool) -> usize {
         let offset = self.span_of(path, want_key).map_or(0, |span| span.start);
         line_column(self.text, offset).0
@@ -196,6 +212,11 @@ inline = { type = "files", paths = ["/x"] }
         assert_eq!(doc.key_line(&path(&["targets", "inline"])), 16);
         assert_eq!(doc.value_line(&path(&["targets", "inline", "paths", "0"])), 16);
         assert_eq!(doc.key_line(&path(&["targets", "app-db", "nope"])), 5, "falls back to the enclosing table");
+        assert!(doc.contains(&path(&["targets", "app-db", "assert", "1", "name"])));
+        assert!(doc.contains(&path(&["targets", "inline"])));
+        assert!(!doc.contains(&path(&["targets", "app-db", "nope"])), "an enclosing table is not the key");
+        assert!(!doc.contains(&path(&["targets", "app-db", "assert", "2"])));
+        assert!(!doc.contains(&KeyPath::default()), "the empty path names no value");
     }
 
     #[test]

@@ -27,13 +27,16 @@ pub struct TargetConfig {
     pub origin: PathBuf,
     /// Commands run around its backups and restores (taken out of `options`: every source has them).
     pub hooks: Hooks,
-    /// Its own `retention = { … }` keys, over `[retention]` (taken out of `options` too).
+    /// Its own `retention = { … }` keys as written, over `[retention]` (taken out of `options` too): a rule
+    /// it switches off (`keep_daily = 0`, `retention = "none"`) is held as a zero here. Read the policy in
+    /// force with [`Config::retention_for`](crate::Config::retention_for), which never shows a zero.
     pub retention: Option<crate::RetentionConfig>,
     /// Its own `rto_objective` / `rpo_objective`, which `bunker drill` holds it to (taken out of `options`).
     pub objectives: crate::Objectives,
 }
 
-/// `before_backup`, `after_backup`, `before_restore`, `after_restore` and `hook_timeout` of a target.
+/// `before_backup`, `after_backup`, `before_restore`, `after_restore`, `hook_timeout` and
+/// `drill_after_restore` of a target.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Hooks {
     pub before_backup: Option<String>,
@@ -42,6 +45,10 @@ pub struct Hooks {
     pub after_restore: Option<String>,
     /// How long one hook may run (default 5 minutes).
     pub timeout: std::time::Duration,
+    /// `drill_after_restore = true`: a drill runs `after_restore` too, once it has restored this target into
+    /// its scratch instance. Off by default, because a hook written for a real restore may act on
+    /// production (rebuild a live search index, call a live service).
+    pub drill_after_restore: bool,
 }
 
 /// Hook keys a target table may hold besides its source's options.
@@ -189,8 +196,15 @@ impl TargetConfig {
             };
             *slot = Some(text);
         }
+        if let Some(value) = options.remove("drill_after_restore") {
+            let key_path = path.child("drill_after_restore");
+            let Value::Boolean(on) = value else {
+                return Err(doc.wrong_type(&key_path, "true or false", &value));
+            };
+            hooks.drill_after_restore = on;
+        }
         let retention = match options.remove("retention") {
-            Some(value) => Some(crate::RetentionConfig::from_value(&value, doc, &path.child("retention"))?),
+            Some(value) => Some(crate::RetentionConfig::from_target_value(&value, doc, &path.child("retention"))?),
             None => None,
         };
         let mut objectives = crate::Objectives::default();

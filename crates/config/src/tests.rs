@@ -98,7 +98,7 @@ keep = ["${A}"]
     assert_eq!(t.kind, "files");
     assert_eq!(t.options["nested"]["list"][0][0].as_str(), Some("val"));
     assert_eq!(t.options["nested"]["list"][1]["x"].as_str(), Some("${A}"));
-    assert_eq!(config.extra["groups"]["keep"][0].as_str(), Some("val"));
+    assert_eq!(config.group("keep").unwrap().targets, ["val"]);
 }
 
 #[test]
@@ -181,28 +181,17 @@ fn syntax_errors_give_line_and_column() {
 }
 
 #[test]
-fn unknown_sections_are_rejected_but_future_ones_kept() {
+fn unknown_sections_are_rejected() {
     assert_eq!(
         error("[repository]\nurl = \"/r\"\n\n[foo]\nx = 1\n", &[]),
         "/etc/bunker/bunker.toml:4: unknown section [foo]; expected repository, repositories, targets, retention, \
          health, schedules, notifications, groups or drill"
     );
     assert!(error("stray = 1\n", &[]).starts_with("/etc/bunker/bunker.toml:1: unknown section [stray]"));
-    let text = r#"
-[retention]
-keep_daily = 7
-[health]
-[[groups]]
-name = "g"
-url = "${HOOK:-none}"
-"#;
-    let config = parse(text, &[]).unwrap();
-    let keys: Vec<_> = config.extra.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["groups"]);
+    let config = parse("[retention]\nkeep_daily = 7\n[health]\n[groups]\nweb = [\"a\"]\n", &[]).unwrap();
+    assert!(config.extra.is_empty(), "groups are read, not kept raw");
+    assert!(TOLERATED_SECTIONS.is_empty());
     assert_eq!(config.retention.as_ref().and_then(|r| r.keep_daily), Some(7));
-    assert_eq!(config.extra["groups"][0]["url"].as_str(), Some("none"));
-    assert_eq!(config.extra["groups"][0]["name"].as_str(), Some("g"));
-    assert!(!format!("{config:?}").contains("none"), "extra values stay out of Debug");
 }
 
 #[test]
@@ -369,8 +358,20 @@ fn retention_defaults_and_per_target_overrides() {
 fn retention_errors_name_the_line_and_key() {
     let e = error("[retention]\nkeep_daily = 7\nkeep_dayly = 3\n", &[]);
     assert!(e.contains("bunker.toml:3:") && e.contains("retention.keep_dayly") && e.contains("keep_daily"), "{e}");
-    let e = error("[retention]\nkeep_last = 0\n", &[]);
-    assert!(e.contains(":2:") && e.contains("at least 1"), "{e}");
+    let e = error("[retention]\nkeep_last = -1\n", &[]);
+    assert!(e.contains(":2:") && e.contains("0 or more"), "{e}");
+    let e = error("[retention]\nkeep_within = \"never\"\n", &[]);
+    assert!(e.contains(":2:") && e.contains("retention.keep_within") && e.contains("\"none\""), "{e}");
+    let e = error("[retention]\nmin_age = \"none\"\n", &[]);
+    assert!(e.contains(":2:") && e.contains("retention.min_age"), "min_age is turned off with \"0s\": {e}");
+    let e = error("[targets.x]\ntype = \"files\"\nretention = \"nothing\"\n", &[]);
+    assert_eq!(
+        e,
+        "/etc/bunker/bunker.toml:3: targets.x.retention must be a table (e.g. { keep_daily = 7, keep_weekly = 4 }) \
+         or \"none\", not another string"
+    );
+    let e = error("[targets.x]\ntype = \"files\"\nretention = 0\n", &[]);
+    assert!(e.contains(":3:") && e.contains("or \"none\", not integer"), "{e}");
     let e = error("[targets.x]\ntype = \"files\"\npaths = [\"/\"]\nretention = { min_age = \"a week\" }\n", &[]);
     assert!(e.contains(":4:") && e.contains("targets.x.retention.min_age") && e.contains("30d"), "{e}");
     let e = error("retention = 3\n", &[]);
@@ -467,4 +468,181 @@ report = "reports/drill.html"
     assert!(err.contains("unknown key") || err.contains("drill.rpo"), "{err}");
     let err = error("[targets.db]\ntype = \"files\"\nrpo_objective = \"soon\"\n", &[]);
     assert!(err.contains(":3:") && err.contains("rpo_objective"), "{err}");
+}
+
+#[test]
+fn retention_rules_switched_off_are_left_out_of_the_policy() {
+    let text = "[retention]\nkeep_daily = 7\nkeep_weekly = 4\nkeep_within = \"2d\"\nkeep_yearly = 0\nmin_age = \"3d\"\n\n\
+                [targets.db]\ntype = \"files\"\nretention = { keep_daily = 0, keep_within = \"0s\", keep_last = 3 }\n\n\
+                [targets.logs]\ntype = \"files\"\nretention = { keep_within = \"none\", keep_weekly = 0, keep_daily = 0 }\n\n\
+                [targets.media]\ntype = \"files\"\nretention = \"none\"\n\n\
+                [targets.web]\ntype = \"files\"\n";
+    let c = parse(text, &[]).unwrap();
+    let policy = |name: &str| c.retention_for(c.target(name).unwrap()).unwrap();
+    assert_eq!(c.retention.as_ref().unwrap().keep_yearly, None, "keep_yearly = 0 in [retention]: no rule");
+
+    let db = policy("db");
+    assert_eq!(
+        db,
+        RetentionConfig {
+            keep_last: Some(3),
+            keep_weekly: Some(4),
+            min_age: Some(std::time::Duration::from_secs(3 * 86400)),
+            ..Default::default()
+        },
+        "keep_daily and keep_within unset over [retention], keep_weekly inherited"
+    );
+    assert!(db.has_rules());
+
+    let logs = policy("logs");
+    assert!(!logs.has_rules(), "every inherited rule switched off: {logs:?}");
+    assert_eq!(
+        logs,
+        RetentionConfig { min_age: Some(std::time::Duration::from_secs(3 * 86400)), ..Default::default() }
+    );
+
+    let media = policy("media");
+    assert!(!media.has_rules(), "retention = \"none\": {media:?}");
+    assert_eq!(media.floor(), std::time::Duration::from_secs(3 * 86400), "the floor is still [retention]'s");
+    assert_eq!(c.target("media").unwrap().retention, Some(RetentionConfig::none()));
+
+    assert_eq!(policy("web").keep_daily, Some(7));
+    for t in &c.targets {
+        let p = c.retention_for(t).unwrap();
+        let counts = [p.keep_last, p.keep_hourly, p.keep_daily, p.keep_weekly, p.keep_monthly, p.keep_yearly];
+        assert!(!counts.contains(&Some(0)) && p.keep_within != Some(std::time::Duration::ZERO), "{}: {p:?}", t.name);
+    }
+
+    // Without [retention], a target that switches everything off still has a (ruleless) policy.
+    let c = parse("[targets.a]\ntype = \"files\"\nretention = \"none\"\n[targets.b]\ntype = \"files\"\n", &[]).unwrap();
+    let a = c.retention_for(c.target("a").unwrap()).unwrap();
+    assert!(!a.has_rules() && a.min_age.is_none() && a.floor() == DEFAULT_MIN_AGE, "{a:?}");
+    assert_eq!(c.retention_for(c.target("b").unwrap()), None);
+    let zeros =
+        RetentionConfig { keep_last: Some(0), keep_within: Some(std::time::Duration::ZERO), ..Default::default() };
+    assert!(!zeros.has_rules(), "a zero is no rule, even on a policy as written");
+    assert!(!RetentionConfig::none().has_rules());
+}
+
+#[test]
+fn groups_in_both_spellings() {
+    let text = r#"[targets.db]
+type = "files"
+[targets.files]
+type = "files"
+
+[groups]
+nightly = ["db", "files"]
+
+[groups.web]
+targets = ["files"]
+after_restore = "curl -fsS http://localhost/${PATH_PART:-health}"
+
+[groups.all]
+targets = ["db", "files"]
+after_restore = ["./a.sh", "./b.sh"]
+"#;
+    let c = parse(text, &[]).unwrap();
+    let shape: Vec<_> = c.groups.iter().map(|g| (g.name.as_str(), g.line)).collect();
+    assert_eq!(shape, [("nightly", 7), ("web", 9), ("all", 13)], "file order, lines of their keys");
+    assert_eq!(
+        c.group("nightly"),
+        Some(&GroupConfig {
+            name: "nightly".into(),
+            targets: vec!["db".into(), "files".into()],
+            after_restore: vec![],
+            line: 7
+        })
+    );
+    let web = c.group("web").unwrap();
+    assert_eq!(web.targets, ["files"]);
+    assert_eq!(web.after_restore, ["curl -fsS http://localhost/health"], "interpolated");
+    assert_eq!(c.group("all").unwrap().after_restore, ["./a.sh", "./b.sh"]);
+    assert!(c.group("nope").is_none());
+    assert!(c.extra.is_empty());
+    let shown = format!("{:?}", c.group("web").unwrap());
+    assert!(!shown.contains("curl") && shown.contains("1 command(s)"), "commands stay out of Debug: {shown}");
+    assert!(Config::check_with_env(text, Path::new("/b.toml"), &|_| None).is_empty());
+    assert!(parse("[targets.a]\ntype = \"files\"\n", &[]).unwrap().groups.is_empty());
+}
+
+#[test]
+fn group_errors_name_the_line_and_what_is_accepted() {
+    let e = error("[groups.web]\ntargets = [\"a\"]\nafter_restor = \"x\"\n", &[]);
+    assert_eq!(
+        e,
+        "/etc/bunker/bunker.toml:3: unknown key groups.web.after_restor; expected one of targets or after_restore"
+    );
+    let e = error("[groups.web]\nafter_restore = \"x\"\n", &[]);
+    assert!(e.starts_with("/etc/bunker/bunker.toml:1: groups.web.targets is missing; add targets ="), "{e}");
+    let e = error("[groups]\nweb = []\n", &[]);
+    assert_eq!(e, "/etc/bunker/bunker.toml:2: groups.web: must be a non-empty list of target names");
+    let e = error("[groups]\nweb = \"db\"\n", &[]);
+    assert_eq!(e, "/etc/bunker/bunker.toml:2: groups.web: must be a non-empty list of target names");
+    let e = error("[groups]\nweb = [\"db\", 3]\n", &[]);
+    assert_eq!(e, "/etc/bunker/bunker.toml:2: groups.web: must be a list of target names");
+    let e = error("[groups.web]\n\ntargets = []\n", &[]);
+    assert_eq!(e, "/etc/bunker/bunker.toml:3: groups.web.targets: must be a non-empty list of target names");
+    let e = error("[groups.web]\ntargets = [\"a\"]\nafter_restore = 5\n", &[]);
+    assert!(e.starts_with("/etc/bunker/bunker.toml:3: groups.web.after_restore must be a command or a list"), "{e}");
+    let e = error("groups = [\"a\"]\n", &[]);
+    assert!(e.starts_with("/etc/bunker/bunker.toml:1: groups must be a table"), "{e}");
+    let e = error("[[groups]]\nname = \"g\"\n", &[]);
+    assert!(e.starts_with("/etc/bunker/bunker.toml:1: groups must be a table"), "{e}");
+}
+
+#[test]
+fn check_reports_group_errors_beside_the_others() {
+    let text = r#"[targets.db]
+type = "files"
+
+[groups.web]
+targets = ["db", "ghost"]
+
+[groups]
+broken = []
+bad = { targets = ["db"], extra = 1 }
+
+[schedules.a]
+run = "backup"
+group = "broken"
+cron = "0 * * * *"
+[schedules.b]
+run = "backup"
+group = "missing"
+cron = "0 * * * *"
+
+[targets.x]
+type = 3
+"#;
+    let errors: Vec<String> =
+        Config::check_with_env(text, Path::new("/b.toml"), &|_| None).iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        errors,
+        [
+            "/b.toml:5: groups.web: names \"ghost\", which is no target",
+            "/b.toml:8: groups.broken: must be a non-empty list of target names",
+            "/b.toml:9: unknown key groups.bad.extra; expected one of targets or after_restore",
+            "/b.toml:15: schedules.b: group \"missing\" is not in [groups]",
+            "/b.toml:21: targets.x.type must be a string, not integer",
+        ],
+        "a group with an error of its own is not also reported as missing by the job naming it"
+    );
+    let (config, _) = Config::check_keeping(text, Path::new("/b.toml"), &|_| None);
+    let names: Vec<_> = config.unwrap().groups.iter().map(|g| g.name.clone()).collect();
+    assert_eq!(names, ["web"], "what could be read is handed back");
+}
+
+#[test]
+fn targets_opt_in_to_after_restore_in_drills() {
+    let c = parse("[targets.a]\ntype = \"files\"\nafter_restore = \"reindex\"\ndrill_after_restore = true\n[targets.b]\ntype = \"files\"\n", &[]).unwrap();
+    let a = c.target("a").unwrap();
+    assert!(a.hooks.drill_after_restore);
+    assert_eq!(a.hooks.after_restore.as_deref(), Some("reindex"));
+    assert!(!a.options.contains_key("drill_after_restore"), "not a source option");
+    assert!(!c.target("b").unwrap().hooks.drill_after_restore, "off by default");
+    let c = parse("[targets.a]\ntype = \"files\"\ndrill_after_restore = false\n", &[]).unwrap();
+    assert!(!c.target("a").unwrap().hooks.drill_after_restore);
+    let e = error("[targets.a]\ntype = \"files\"\n\ndrill_after_restore = \"yes\"\n", &[]);
+    assert_eq!(e, "/etc/bunker/bunker.toml:4: targets.a.drill_after_restore must be true or false, not string");
 }

@@ -18,6 +18,8 @@ pub enum RunStatus {
     Warning,
     Failed,
     Interrupted,
+    /// Stopped before changing anything because a person said no (a declined confirmation prompt).
+    Cancelled,
 }
 
 impl RunStatus {
@@ -27,6 +29,7 @@ impl RunStatus {
             RunStatus::Warning => "warning",
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 }

@@ -132,3 +132,111 @@ pub fn run_restore(
         other => other,
     }
 }
+
+/// `type = "command"`: a command's output, and streams backed up from standard input.
+pub struct CommandKind;
+
+impl crate::Kind for CommandKind {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+
+    fn snapshot_kinds(&self) -> &'static [&'static str] {
+        &[KIND, "stream"]
+    }
+
+    fn plan(&self, target: &bunker_config::TargetConfig) -> Result<Vec<Planned>, SourceError> {
+        plan(target)
+    }
+
+    fn home(
+        &self,
+        _snapshot: &bunker_engine::Snapshot,
+        _target: &bunker_config::TargetConfig,
+        _base: &crate::HomeBase,
+    ) -> Result<crate::Destination, SourceError> {
+        Ok(crate::Destination::Exec(None))
+    }
+
+    fn restore(&self, job: &crate::RestoreJob<'_>) -> Result<crate::Restored, SourceError> {
+        let snap = job.snapshot;
+        let given = match job.destination {
+            crate::Destination::Exec(given) => given,
+            crate::Destination::Dir(_) => return crate::files::restore_tree(job),
+            other => {
+                return Err(crate::fail(format!(
+                    "snapshot {} is a command's output; feed it to a command with --exec [COMMAND], or write it out with `bunker dump {} > FILE` (not {})",
+                    snap.short_id(),
+                    snap.short_id(),
+                    other.flag()
+                )))
+            }
+        };
+        let command = match given {
+            Some(c) => c.clone(),
+            None => {
+                let configured = match job.target {
+                    Some(t) if t.kind == "command" => restore_command(t)?,
+                    _ => None,
+                };
+                configured.ok_or_else(|| {
+                    crate::fail(format!(
+                        "no restore command for {}: add restore = \"…\" to [targets.{}] or give one with --exec COMMAND",
+                        snap.name, snap.name
+                    ))
+                })?
+            }
+        };
+        let Root::Stream { content, .. } = &snap.root else {
+            return Err(crate::fail(format!("snapshot {} is a file tree; restore it with --to DIR", snap.short_id())));
+        };
+        let restorer = bunker_engine::restorer::Restorer::new(job.repo, job.index);
+        let started = std::time::Instant::now();
+        let bytes = run_restore(&command, |stdin| Ok(restorer.dump(content, stdin)?))?;
+        Ok(crate::Restored {
+            into: "its restore command".into(),
+            bytes,
+            lines: vec![format!(
+                "fed snapshot {} ({}) to the restore command in {:.1}s",
+                snap.short_id(),
+                crate::size(bytes),
+                started.elapsed().as_secs_f64()
+            )],
+            json: serde_json::json!({ "snapshot": snap.id().to_hex(), "bytes": bytes }),
+            ..Default::default()
+        })
+    }
+
+    fn drill(&self, job: &crate::drill::DrillJob<'_>, out: &mut crate::drill::DrillOutcome) -> Result<(), SourceError> {
+        let snap = job.main().ok_or_else(|| crate::fail(format!("no snapshot of {} to drill", job.name)))?;
+        drill_stream(job, snap, out)
+    }
+}
+
+/// A stream (a command's output) in a drill: read whole, every chunk checked against its ID, the length
+/// against the snapshot's. Its `restore` command is never run by a drill: it would act on production.
+pub(crate) fn drill_stream(
+    job: &crate::drill::DrillJob<'_>,
+    snap: &bunker_engine::Snapshot,
+    out: &mut crate::drill::DrillOutcome,
+) -> Result<(), SourceError> {
+    use crate::drill::{Check, Clock};
+    let Root::Stream { size, content } = &snap.root else {
+        return Err(crate::fail(format!("snapshot {} holds no stream", snap.short_id())));
+    };
+    let mut clock = Clock::default();
+    out.restored_into = "read and checked in memory".into();
+    out.provision_seconds = clock.lap();
+    let read = bunker_engine::restorer::Restorer::new(job.repo, job.index)
+        .dump(content, &mut std::io::sink())
+        .map_err(|e| crate::fail(format!("reading snapshot {} failed: {e}", snap.short_id())))?;
+    out.bytes = read;
+    out.restore_seconds = clock.lap();
+    out.checks.push(Check::new(
+        "stream",
+        read == *size,
+        format!("{read} bytes read, every chunk equal to its ID; {size} recorded"),
+    ));
+    out.verify_seconds = clock.lap();
+    Ok(())
+}

@@ -68,3 +68,148 @@ pub fn plan(target: &bunker_config::TargetConfig) -> Result<Vec<crate::Planned>,
     let source = FilesSource::new(opts.paths, &opts.exclude)?;
     Ok(vec![crate::Planned { snapshot_name: target.name.clone(), source: Box::new(source) }])
 }
+
+/// `type = "files"`: file trees.
+pub struct Files;
+
+impl crate::Kind for Files {
+    fn name(&self) -> &'static str {
+        "files"
+    }
+
+    fn snapshot_kinds(&self) -> &'static [&'static str] {
+        &["files"]
+    }
+
+    fn plan(&self, target: &bunker_config::TargetConfig) -> Result<Vec<crate::Planned>, crate::SourceError> {
+        plan(target)
+    }
+
+    fn home(
+        &self,
+        snapshot: &bunker_engine::Snapshot,
+        _target: &bunker_config::TargetConfig,
+        base: &crate::HomeBase,
+    ) -> Result<crate::Destination, crate::SourceError> {
+        match &base.files {
+            Some(dir) => Ok(crate::Destination::Dir(dir.join(&snapshot.name))),
+            None => Err(crate::fail(format!(
+                "give --to DIR to restore the files target {} into DIR/{}",
+                snapshot.name, snapshot.name
+            ))),
+        }
+    }
+
+    fn restore(&self, job: &crate::RestoreJob<'_>) -> Result<crate::Restored, crate::SourceError> {
+        restore_tree(job)
+    }
+
+    fn drill(
+        &self,
+        job: &crate::drill::DrillJob<'_>,
+        out: &mut crate::drill::DrillOutcome,
+    ) -> Result<(), crate::SourceError> {
+        let snap = job.main().ok_or_else(|| crate::fail(format!("no snapshot of {} to drill", job.name)))?;
+        drill_tree(job, snap, out)
+    }
+
+    fn smoke_variable(&self) -> Option<&'static str> {
+        Some("BUNKER_DRILL_FILES_DIR")
+    }
+}
+
+/// A file tree into `--to DIR` (created if missing; a non-empty one only with `--force`), optionally
+/// only the paths `--include` matches.
+pub fn restore_tree(job: &crate::RestoreJob<'_>) -> Result<crate::Restored, crate::SourceError> {
+    use bunker_engine::snapshot::Root;
+    let snap = job.snapshot;
+    let crate::Destination::Dir(to) = job.destination else {
+        return Err(crate::fail(format!(
+            "snapshot {} is a file tree; restore it with --to DIR (not {})",
+            snap.short_id(),
+            job.destination.flag()
+        )));
+    };
+    let Root::Tree { tree } = &snap.root else {
+        return Err(crate::fail(format!(
+            "snapshot {} is a stream; write it out with `bunker dump {} > FILE`, or restore a PostgreSQL dump with --into",
+            snap.short_id(),
+            snap.short_id()
+        )));
+    };
+    let include = if job.options.include.is_empty() { None } else { Some(globs(&job.options.include)?) };
+    bunker_engine::restorer::ensure_empty_or_absent(to, job.options.force)?;
+    let started = std::time::Instant::now();
+    let stats = bunker_engine::restorer::Restorer::new(job.repo, job.index).restore_tree(
+        tree,
+        to,
+        include.as_ref(),
+        job.options.force,
+    )?;
+    if include.is_some() && stats.files + stats.dirs + stats.symlinks == 0 {
+        return Err(crate::fail(format!(
+            "--include {} matched nothing in snapshot {}; patterns match paths below the snapshot's roots (e.g. 'conf/**', 'www/index.html')",
+            job.options.include.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", "),
+            snap.short_id()
+        )));
+    }
+    let mut restored = crate::Restored {
+        into: to.display().to_string(),
+        bytes: stats.bytes,
+        details: vec![("to".into(), serde_json::json!(to))],
+        json: serde_json::json!({ "snapshot": snap.id().to_hex(), "to": to, "stats": stats }),
+        ..Default::default()
+    };
+    restored.lines.push(format!(
+        "restored snapshot {} into {}: {} files, {} directories, {} symlinks, {} in {:.1}s",
+        snap.short_id(),
+        to.display(),
+        stats.files,
+        stats.dirs,
+        stats.symlinks,
+        crate::size(stats.bytes),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(restored)
+}
+
+/// A file tree into a temporary directory, then every file compared chunk by chunk with the snapshot.
+fn drill_tree(
+    job: &crate::drill::DrillJob<'_>,
+    snap: &bunker_engine::Snapshot,
+    out: &mut crate::drill::DrillOutcome,
+) -> Result<(), crate::SourceError> {
+    use crate::drill::{Check, Clock, ScratchDir};
+    let bunker_engine::snapshot::Root::Tree { tree } = &snap.root else {
+        return crate::command::drill_stream(job, snap, out);
+    };
+    let mut clock = Clock::default();
+    let dir = ScratchDir::new("bunker-drill-files-")?;
+    let to = dir.path().join("restored");
+    out.restored_into = to.display().to_string();
+    out.provision_seconds = clock.lap();
+    let restored = bunker_engine::restorer::Restorer::new(job.repo, job.index).restore_tree(tree, &to, None, false);
+    out.scratch.push(Box::new(dir));
+    let stats = restored.map_err(|e| crate::fail(format!("restoring snapshot {} failed: {e}", snap.short_id())))?;
+    out.bytes = stats.bytes;
+    out.restore_seconds = clock.lap();
+    let found = bunker_engine::compare::compare_tree(job.repo, job.index, tree, &to)?;
+    out.checks.push(Check::new(
+        "file hashes",
+        found.matches(),
+        if found.matches() {
+            format!(
+                "{} files ({} bytes), {} directories, {} symlinks equal to the snapshot",
+                found.files, found.bytes, found.dirs, found.symlinks
+            )
+        } else {
+            format!(
+                "{} differences: {}",
+                found.differences.len(),
+                found.differences.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            )
+        },
+    ));
+    out.verify_seconds = clock.lap();
+    Ok(())
+}

@@ -12,9 +12,9 @@ use bunker_sources::{plan_target, Planned};
 use crate::cli::BackupArgs;
 use crate::context::Context;
 use crate::exit;
-use crate::hooks::{self, HookEnv, Phase};
 use crate::output::{json, size, Progress};
-use crate::runs::Run;
+use crate::runs::{Finish, Run};
+use bunker_ops::hooks::{self, HookEnv, Phase};
 
 /// `bunker backup`. Run from cron or a Kubernetes CronJob (not by the daemon, which pings for its own
 /// jobs), a backup of the stack's targets sends the `backup` healthchecks pings: start, then its exit code.
@@ -103,7 +103,8 @@ pub fn back_up_target(
     };
     let before = HookEnv { target: &name, snapshot: None, status: None, extra: Vec::new() };
     if let Some(h) = &hooks {
-        if let Err(e) = hooks::run(h, Phase::BeforeBackup, &before) {
+        if let Err(e) = hooks::run(h, Phase::BeforeBackup, &before, &crate::runs::Printer).map_err(anyhow::Error::from)
+        {
             let mut run = Run::start("backup");
             run.target(&name);
             run.finish(repo, Err(&e));
@@ -159,7 +160,7 @@ fn after_hook(
 ) -> bool {
     let Some(h) = hooks else { return true };
     let env = HookEnv { target, snapshot: Some(snapshots), status: Some(status), extra: Vec::new() };
-    match hooks::run(h, Phase::AfterBackup, &env) {
+    match hooks::run(h, Phase::AfterBackup, &env, &crate::runs::Printer).map_err(anyhow::Error::from) {
         Ok(_) => true,
         Err(e) => {
             eprintln!("bunker: warning: {}", exit::one_line(&e));

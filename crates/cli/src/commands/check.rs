@@ -5,7 +5,7 @@ use crate::cli::{CheckArgs, DataSubset};
 use crate::context::Context;
 use crate::exit;
 use crate::output::json;
-use crate::runs::Run;
+use crate::runs::{Finish, Run};
 
 /// `bunker check`: the repository's structure and, with `--read-data[-subset]`, its bytes. Recorded in
 /// the catalog (operation `check`, with the part read), which `status` and the daemon's rotation read.

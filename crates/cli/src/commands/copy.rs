@@ -14,7 +14,7 @@ use crate::cli::CopyArgs;
 use crate::context::Context;
 use crate::exit;
 use crate::output::{json, size, Progress};
-use crate::runs::Run;
+use crate::runs::{Finish, Run};
 
 /// The secondary's password when the stack file gives none (it is never asked for on a terminal).
 const PASSWORD_VAR: &str = "BUNKER_SECONDARY_PASSWORD";

@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 
 use crate::cli::DrillsArgs;
 use crate::context::Context;
-use crate::drill::html;
-use crate::drill::record::{self, secs, StoredDrill};
 use crate::exit;
 use crate::output::json;
+use bunker_ops::drill::html;
+use bunker_ops::drill::record::{self, secs, StoredDrill};
 
 pub fn run(ctx: &Context, args: DrillsArgs) -> Result<i32> {
     let repo = ctx.open()?;
@@ -91,7 +91,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::drill::record::{DrillRecord, TargetDrill};
+    use bunker_ops::drill::record::{DrillRecord, TargetDrill};
 
     fn drill(day: u32, passed: Option<bool>) -> StoredDrill {
         let started = Utc.with_ymd_and_hms(2026, 11, day, 3, 0, 0).unwrap();

@@ -13,15 +13,11 @@ mod forget;
 mod history;
 mod init;
 mod key;
-mod pg;
-mod pitr;
 mod points;
 mod prune;
-mod redis;
 mod repair;
 mod report;
 mod restore;
-mod s3;
 mod snapshots;
 mod stats;
 pub(crate) mod status;
@@ -30,8 +26,6 @@ mod verify;
 mod wal;
 
 use anyhow::Result;
-
-pub use points::TAG_PREFIX as POINT_TAG_PREFIX;
 
 use crate::cli::{Cli, Command};
 use crate::context::Context;

@@ -4,7 +4,7 @@ use crate::cli::PruneArgs;
 use crate::context::Context;
 use crate::exit;
 use crate::output::{json, size};
-use crate::runs::Run;
+use crate::runs::{Finish, Run};
 
 fn refuses_writes(e: &anyhow::Error) -> bool {
     e.downcast_ref::<bunker_engine::Error>().is_some_and(|e| e.refuses_writes())

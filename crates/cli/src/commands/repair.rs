@@ -5,7 +5,7 @@ use crate::cli::RepairCommand;
 use crate::context::Context;
 use crate::exit;
 use crate::output::json;
-use crate::runs::Run;
+use crate::runs::{Finish, Run};
 
 /// `bunker repair index|snapshots`, under the exclusive lock, recorded in the catalog (operation
 /// `repair`, with what it rebuilt or removed).

@@ -1,243 +1,246 @@
-use anyhow::{bail, Result};
-use bunker_engine::restorer::Restorer;
-use bunker_engine::snapshot::{select, Root};
-use bunker_engine::Repository;
-use bunker_sources::files::globs;
-use bunker_sources::postgres::restore::StoredArchive;
+//! `bunker restore`: flags → a destination and options → the one restore route of
+//! [`bunker_ops::restore`] (hooks, the kind's restore and verification, the catalog run) → what it
+//! printed. By name, ID, `latest` or `--point`, it is the same route.
 
-use crate::cli::RestoreArgs;
+use anyhow::{anyhow, bail, Context as _, Result};
+use bunker_ops::restore::{PointReport, RestoreReport, RestoreRequest};
+use bunker_sources::postgres::pitr::{RecoveryTarget, TargetAction};
+use bunker_sources::postgres::wal;
+use bunker_sources::{Destination, HomeBase, Recovery, RestoreOptions};
+
+use crate::cli::{PitrArgs, RestoreArgs};
 use crate::context::Context;
 use crate::exit;
-use crate::hooks::{self, HookEnv, Phase};
-use crate::output::{json, size};
-use crate::runs::Run;
+use crate::output::json;
+use crate::runs::{code_of, Printer};
 
 pub fn run(ctx: &Context, args: RestoreArgs) -> Result<i32> {
-    if args.point.is_some() {
-        return super::points::restore_point(ctx, &args);
-    }
+    let config = ctx.config()?.map(|l| &l.config);
     let repo = ctx.open()?;
-    // The target's hooks, when the snapshot is named after a target of the stack file.
-    let target = args.snapshot().split([':', '/']).next().unwrap_or(args.snapshot()).to_string();
-    let hooks = ctx.config()?.and_then(|c| c.config.target(&target)).map(|t| t.hooks.clone());
-    let Some(hooks) = hooks else { return restore(ctx, &repo, &args) };
-    let env = |status| HookEnv { target: &target, snapshot: Some(args.snapshot()), status, extra: Vec::new() };
-    if let Err(e) = hooks::run(&hooks, Phase::BeforeRestore, &env(None)) {
-        let mut run = Run::start("restore");
-        run.target(&target);
-        run.finish(&repo, Err(&e));
-        let _ = hooks::run(&hooks, Phase::AfterRestore, &env(Some("failed")));
-        return Err(e);
+    let ask = |question: &str| crate::context::confirm(question);
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let options = RestoreOptions {
+        force: args.force,
+        jobs: args.jobs,
+        no_verify: args.no_verify,
+        with_globals: args.with_globals,
+        include: args.include.clone(),
+        dry_run: args.dry_run,
+        delete_extra: args.delete_extra,
+        recovery: recovery(&args.pitr)?,
+        confirm: if terminal { Some(&ask) } else { None },
+    };
+    let wal_fetch = |target: &str| wal_fetch_command(ctx, target).map_err(|e| bunker_sources::fail(exit::one_line(&e)));
+    let request =
+        RestoreRequest { selector: args.snapshot(), destination: destination(&args), options, wal_fetch: &wal_fetch };
+    if let Some(point) = &args.point {
+        let Some(config) = config else {
+            bail!("restore --point puts each target back where the stack file says it lives; give --config PATH")
+        };
+        let base = HomeBase { files: args.to.clone(), pgdata: args.pitr.pgdata.clone(), several_data_dirs: false };
+        let report =
+            bunker_ops::restore::restore_point(config, &repo, ctx.lock_policy(), point, &base, &request, &Printer)?;
+        return Ok(print_point(ctx, &report));
     }
-    let outcome = restore(ctx, &repo, &args);
-    let status = if matches!(outcome, Ok(exit::OK)) { "success" } else { "failed" };
-    match hooks::run(&hooks, Phase::AfterRestore, &env(Some(status))) {
-        Ok(_) => outcome,
-        Err(e) => {
-            eprintln!("bunker: warning: {}", exit::one_line(&e));
-            let mut run = Run::start("hook");
-            run.target(&target);
-            run.detail("phase", "after_restore".into());
-            run.finish(&repo, Err(&e));
-            outcome.map(|code| if code == exit::OK { exit::INCOMPLETE } else { code })
-        }
-    }
+    let report = bunker_ops::restore::restore(config, &repo, ctx.lock_policy(), &request, &Printer)?;
+    print(ctx, &report);
+    Ok(code_of(report.status))
 }
 
-fn restore(ctx: &Context, repo: &Repository, args: &RestoreArgs) -> Result<i32> {
-    let mut run = Run::start("restore");
-    run.target(args.snapshot());
+/// The destination the flags name, if any (without: where the snapshot's target lives).
+fn destination(args: &RestoreArgs) -> Option<Destination> {
+    if args.point.is_some() {
+        return None;
+    }
     if let Some(path) = &args.rdb_file {
-        let outcome = super::redis::write_rdb(ctx, repo, args, path, &mut run);
-        run.finish(repo, outcome.as_ref().copied());
-        return outcome;
+        return Some(Destination::RdbFile(path.clone()));
     }
     if let Some(command) = &args.exec {
-        let outcome = restore_exec(ctx, repo, args, command.as_deref(), &mut run);
-        run.finish(repo, outcome.as_ref().copied());
-        return outcome;
+        return Some(Destination::Exec(command.clone()));
     }
-    let outcome = match (&args.to, &args.into, &args.pitr.pgdata) {
-        (Some(to), _, _) => restore_files(ctx, repo, args, to, &mut run),
-        (None, Some(into), _) => restore_database(ctx, repo, args, into, &mut run),
-        (None, None, Some(pgdata)) => super::pitr::restore(ctx, repo, args, pgdata, &mut run),
-        (None, None, None) => unreachable!("clap requires --to, --into, --pgdata or --rdb-file"),
-    };
-    run.finish(repo, outcome.as_ref().copied());
-    outcome
+    match (&args.to, &args.into, &args.pitr.pgdata) {
+        (Some(to), _, _) => Some(Destination::Dir(to.clone())),
+        (None, Some(into), _) => Some(Destination::Into(into.clone())),
+        (None, None, Some(pgdata)) => Some(Destination::DataDir(pgdata.clone())),
+        (None, None, None) => None,
+    }
 }
 
-/// A stream snapshot fed to a command: the one given, else its target's `restore` command.
-fn restore_exec(
-    ctx: &Context,
-    repo: &Repository,
-    args: &RestoreArgs,
-    given: Option<&str>,
-    run: &mut Run,
-) -> Result<i32> {
-    let _lock = ctx.read_lock(repo, "restore")?;
-    let snapshots = repo.load_snapshots()?;
-    let snap = repo.select(&snapshots, args.snapshot())?;
-    run.target(&snap.name);
-    run.snapshot(&snap.id());
-    let command = match given {
-        Some(c) => c.to_string(),
-        None => {
-            let target = ctx.config()?.and_then(|c| c.config.target(&snap.name));
-            let configured = match target {
-                Some(t) if t.kind == "command" => bunker_sources::command::restore_command(t)?,
-                _ => None,
-            };
-            configured.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no restore command for {}: add restore = \"…\" to [targets.{}] or give one with --exec COMMAND",
-                    snap.name,
-                    snap.name
-                )
-            })?
-        }
-    };
-    let Root::Stream { content, .. } = &snap.root else {
-        bail!("snapshot {} is a file tree; restore it with --to DIR", snap.short_id())
-    };
-    let (index, _) = repo.load_index()?;
-    let restorer = Restorer::new(repo, &index);
-    let started = std::time::Instant::now();
-    let bytes = bunker_sources::command::run_restore(&command, |stdin| Ok(restorer.dump(content, stdin)?))?;
-    run.bytes(bytes, 0);
+fn print(ctx: &Context, report: &RestoreReport) {
     if ctx.global.json {
-        json(&serde_json::json!({ "snapshot": snap.id().to_hex(), "bytes": bytes }));
-    } else {
-        println!(
-            "fed snapshot {} ({}) to the restore command in {:.1}s",
-            snap.short_id(),
-            size(bytes),
-            started.elapsed().as_secs_f64()
-        );
+        json(&report.restored.json);
+        return;
     }
-    Ok(exit::OK)
+    for line in &report.restored.lines {
+        println!("{line}");
+    }
+    for w in &report.restored.warnings {
+        eprintln!("{w}");
+    }
 }
 
-/// A PostgreSQL snapshot into a database (roles first with --with-globals), then verification.
-fn restore_database(ctx: &Context, repo: &Repository, args: &RestoreArgs, into: &str, run: &mut Run) -> Result<i32> {
-    let _lock = ctx.read_lock(repo, "restore")?;
-    let snapshots = repo.load_snapshots()?;
-    let snap = repo.select(&snapshots, args.snapshot())?;
-    run.target(&snap.name);
-    run.snapshot(&snap.id());
-    if snap.kind.starts_with("redis-") {
-        return super::redis::restore_into(ctx, repo, args, snap, into, run);
-    }
-    if snap.kind == bunker_sources::s3::KIND {
-        return super::s3::restore_into(ctx, repo, args, snap, into, run);
-    }
-    let pg = super::pg::load(ctx, snap)?;
-    let target = pg.database(into)?;
-    run.detail("into", target.display().into());
-    let Root::Stream { content, .. } = &snap.root else { bail!("snapshot {} holds no dump stream", snap.short_id()) };
-    let started = std::time::Instant::now();
-    let (index, _) = repo.load_index()?;
-    let restorer = Restorer::new(repo, &index);
-    if args.with_globals {
-        let target_name = snap.name.split('/').next().unwrap_or(&snap.name);
-        let globals_name = format!("{target_name}/{}", bunker_sources::postgres::GLOBALS);
-        let globals = select(&snapshots, &format!("{globals_name}:latest")).map_err(|_| {
-            anyhow::anyhow!(
-                "no roles snapshot {globals_name}: back the target up with databases = \"all\" or globals = true"
-            )
-        })?;
-        let Root::Stream { content, .. } = &globals.root else {
-            bail!("snapshot {} holds no script", globals.short_id())
+/// One line per snapshot of the point (or one JSON document), then the summary; returns the worst exit code.
+fn print_point(ctx: &Context, report: &PointReport) -> i32 {
+    let mut code = exit::OK;
+    let mut results = Vec::new();
+    for m in &report.members {
+        let c = match &m.outcome {
+            Ok(r) => code_of(r.status),
+            Err(e) => {
+                eprintln!("bunker: error: restore of {} failed: {e}", m.name);
+                exit::code_for_operation(e)
+            }
         };
-        let mut script = tempfile::Builder::new().prefix("bunker-globals-").suffix(".sql").tempfile()?;
-        restorer.dump(content, script.as_file_mut())?;
-        let major = (pg.meta.server_version_num / 10000) as u32;
-        let pg_bin_dir = pg.settings.as_ref().and_then(|s| s.pg_bin_dir.as_deref());
-        let skipped = bunker_sources::postgres::globals::apply(script.path(), &target, pg_bin_dir, major)?;
-        if skipped > 0 {
-            tracing::warn!("{skipped} statements of the roles script failed (usually: the role already exists)");
+        if let (Ok(r), false) = (&m.outcome, ctx.global.json) {
+            print(ctx, r);
         }
+        code = exit::worse(code, c);
+        results.push(serde_json::json!({
+            "snapshot": m.snapshot,
+            "name": m.name,
+            "into": m.into,
+            "exit_code": c,
+            "error": m.outcome.as_ref().err().map(|e| e.to_string()),
+            "result": m.outcome.as_ref().ok().map(|r| r.restored.json.clone()),
+        }));
     }
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
-    let ask = |what: &str| crate::context::confirm(&format!("{what}. Replace what the dump contains?"));
-    let opts = bunker_sources::postgres::restore::RestoreOptions {
-        jobs,
-        force: args.force,
-        keep_owners: args.with_globals,
-        pg_bin_dir: pg.settings.as_ref().and_then(|s| s.pg_bin_dir.as_deref()),
-        confirm: if std::io::IsTerminal::is_terminal(&std::io::stdin()) { Some(&ask) } else { None },
-    };
-    let archive = StoredArchive { restorer: &restorer, content, layout: pg.meta.archive.as_ref() };
-    let restored = bunker_sources::postgres::restore::restore(&archive, &target, &opts)?;
-    run.bytes(restored.bytes, 0);
-    run.detail("method", restored.method.into());
-    if !ctx.global.json {
-        println!(
-            "restored snapshot {} ({}) into {} with {jobs} jobs ({}) in {:.1}s",
-            snap.short_id(),
-            size(restored.bytes),
-            target.display(),
-            restored.method,
-            started.elapsed().as_secs_f64()
+    let failed = results.iter().filter(|r| r["exit_code"] != 0).count();
+    if ctx.global.json {
+        json(
+            &serde_json::json!({ "point": report.point, "time": report.time, "until": report.until.to_rfc3339(), "restored": results }),
         );
+    } else {
+        println!("recovery point {}: {} of {} snapshots restored", report.point, results.len() - failed, results.len());
     }
-    if args.no_verify {
-        if ctx.global.json {
-            json(&serde_json::json!({ "snapshot": snap.id().to_hex(), "into": target.display(), "verified": false }));
-        }
-        return Ok(exit::OK);
-    }
-    let report = bunker_sources::postgres::verify::verify(&target, &pg.meta.tables, pg.assertions())?;
-    run.detail("verified", true.into());
-    Ok(super::pg::report(ctx, &report, run))
+    code
 }
 
-fn restore_files(
-    ctx: &Context,
-    repo: &Repository,
-    args: &RestoreArgs,
-    to: &std::path::Path,
-    run: &mut Run,
-) -> Result<i32> {
-    let include = if args.include.is_empty() { None } else { Some(globs(&args.include)?) };
-    run.detail("to", serde_json::json!(to));
-    bunker_engine::restorer::ensure_empty_or_absent(to, args.force)?;
-    let _lock = ctx.read_lock(repo, "restore")?;
-    let snapshots = repo.load_snapshots()?;
-    let snap = repo.select(&snapshots, args.snapshot())?;
-    run.target(&snap.name);
-    run.snapshot(&snap.id());
-    let Root::Tree { tree } = &snap.root else {
-        bail!(
-            "snapshot {} is a stream; write it out with `bunker dump {} > FILE`, or restore a PostgreSQL dump with --into",
-            snap.short_id(),
-            args.snapshot()
-        );
+/// How a physical PostgreSQL restore recovers, from the flags.
+fn recovery(p: &PitrArgs) -> Result<Recovery> {
+    let action = TargetAction::parse(&p.target_action)
+        .ok_or_else(|| anyhow!("--target-action {:?} is not one of promote, pause, shutdown", p.target_action))?;
+    // None: latest; Some(0): the base backup's own ("current"), known once it is chosen.
+    let timeline = match p.timeline.as_deref() {
+        None | Some("latest") => None,
+        Some("current") => Some(0),
+        Some(t) => Some(t.parse::<u32>().map_err(|_| anyhow!("--timeline {t:?} is not latest, current or a number"))?),
     };
-    let (index, _) = repo.load_index()?;
-    let started = std::time::Instant::now();
-    let stats = Restorer::new(repo, &index).restore_tree(tree, to, include.as_ref(), args.force)?;
-    run.bytes(stats.bytes, 0);
-    if include.is_some() && stats.files + stats.dirs + stats.symlinks == 0 {
-        bail!(
-            "--include {} matched nothing in snapshot {}; patterns match paths below the snapshot's roots (e.g. 'conf/**', 'www/index.html')",
-            args.include.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", "),
-            snap.short_id()
-        );
-    }
-    if ctx.global.json {
-        json(&serde_json::json!({ "snapshot": snap.id().to_hex(), "to": to, "stats": stats }));
+    Ok(Recovery {
+        target: recovery_target(p)?,
+        timeline,
+        action,
+        start: if p.start { Some((p.port.expect("clap requires --port with --start"), p.start_timeout)) } else { None },
+        keep_archiving: p.keep_archiving,
+        restore_command: p.restore_command.clone(),
+    })
+}
+
+fn recovery_target(p: &PitrArgs) -> Result<RecoveryTarget> {
+    Ok(if let Some(t) = &p.to_time {
+        RecoveryTarget::Time(parse_time(t)?)
+    } else if let Some(l) = &p.to_lsn {
+        RecoveryTarget::Lsn(
+            wal::parse_lsn(l).ok_or_else(|| anyhow!("--to-lsn {l:?} is not a WAL location like 0/3000148"))?,
+        )
+    } else if let Some(x) = p.to_xid {
+        RecoveryTarget::Xid(x)
+    } else if let Some(n) = &p.to_name {
+        RecoveryTarget::Name(n.clone())
+    } else if p.immediate {
+        RecoveryTarget::Immediate
     } else {
-        println!(
-            "restored snapshot {} into {}: {} files, {} directories, {} symlinks, {} in {:.1}s",
-            snap.short_id(),
-            to.display(),
-            stats.files,
-            stats.dirs,
-            stats.symlinks,
-            size(stats.bytes),
-            started.elapsed().as_secs_f64()
+        RecoveryTarget::Latest
+    })
+}
+
+/// RFC 3339, or `YYYY-MM-DD HH:MM:SS[.frac][+TZ]` as PostgreSQL prints times; local time without a zone.
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%#z"] {
+        if let Ok(t) = chrono::DateTime::parse_from_str(s, fmt) {
+            return Ok(t);
+        }
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+        if let Ok(naive) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+            if let Some(t) = naive.and_local_timezone(chrono::Local).earliest() {
+                return Ok(t.fixed_offset());
+            }
+        }
+    }
+    bail!("--to-time {s:?} is not a time like 2026-11-21T10:15:00Z or \"2026-11-21 10:15:00+01\"")
+}
+
+/// The restore_command PostgreSQL will run: this bunker, the same repository and stack file, and the
+/// password from a file (never the password itself in postgresql.auto.conf).
+fn wal_fetch_command(ctx: &Context, target: &str) -> Result<String> {
+    let exe = std::env::current_exe().context("cannot find bunker's own path for restore_command")?;
+    let mut cmd = String::new();
+    let from_config = ctx
+        .config()?
+        .and_then(|c| c.config.repository.as_ref())
+        .is_some_and(|r| r.password.is_some() || r.password_file.is_some());
+    if let Ok(file) = std::env::var("BUNKER_PASSWORD_FILE") {
+        let abs = std::fs::canonicalize(&file).with_context(|| format!("BUNKER_PASSWORD_FILE {file}"))?;
+        cmd.push_str(&format!("BUNKER_PASSWORD_FILE={} ", shell_quote(&abs.display().to_string())));
+    } else if std::env::var_os("BUNKER_PASSWORD").is_some() || !from_config {
+        bail!(
+            "restore_command needs the repository password without a prompt: set BUNKER_PASSWORD_FILE (its path goes into restore_command) or password_file in the stack file, or give --restore-command"
         );
     }
-    Ok(exit::OK)
+    if let Ok(dir) = std::env::var("BUNKER_CACHE_DIR") {
+        cmd.push_str(&format!("BUNKER_CACHE_DIR={} ", shell_quote(&dir)));
+    }
+    cmd.push_str(&shell_quote(&exe.display().to_string()));
+    if let Some(repo) = &ctx.global.repo {
+        let repo = match std::fs::canonicalize(repo) {
+            Ok(abs) => abs.display().to_string(),
+            Err(_) => repo.clone(),
+        };
+        cmd.push_str(&format!(" --repo {}", shell_quote(&repo)));
+    }
+    if let Some(loaded) = ctx.config()? {
+        let abs = std::fs::canonicalize(&loaded.path).unwrap_or_else(|_| loaded.path.clone());
+        cmd.push_str(&format!(" --config {}", shell_quote(&abs.display().to_string())));
+    }
+    cmd.push_str(&format!(" wal-fetch --target {} %f %p", shell_quote(target)));
+    if matches!(ctx.location()?, bunker_engine::storage::Location::S3(_))
+        && std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("AWS_"))
+    {
+        tracing::warn!(
+            "restore_command runs in PostgreSQL's environment, without this shell's AWS_* variables: make sure the server's user finds S3 credentials (~/.aws, or the server's environment), or recovery stops at its first segment"
+        );
+    }
+    Ok(cmd)
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-:=+@".contains(&b)) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_the_forms_people_paste() {
+        let utc = |s: &str| parse_time(s).unwrap().with_timezone(&chrono::Utc).to_rfc3339();
+        assert_eq!(utc("2026-11-21T10:15:00Z"), "2026-11-21T10:15:00+00:00");
+        assert_eq!(utc("2026-11-21 10:15:00.123456+01"), "2026-11-21T09:15:00.123456+00:00");
+        assert_eq!(utc("2026-11-21 10:15:00+01:00"), "2026-11-21T09:15:00+00:00");
+        assert!(parse_time("2026-11-21 10:15:00").is_ok());
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("/usr/bin/bunker"), "/usr/bin/bunker");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
 }

@@ -73,26 +73,17 @@ pub fn gather(
             .into_iter()
             .collect(),
     };
-    let physical: BTreeSet<String> = stack
-        .map(|s| {
-            s.targets
-                .iter()
-                .filter(|t| {
-                    t.kind == "postgres" && bunker_sources::postgres::settings(t).is_ok_and(|p| p.mode == "physical")
-                })
-                .map(|t| t.name.clone())
-                .collect()
-        })
-        .unwrap_or_default();
     let mut judged: Vec<TargetHealth> = Vec::new();
     for target in &targets {
-        let wal = if physical.contains(target) {
-            let listing =
-                bunker_sources::postgres::wal::list(repo, target, bunker_sources::postgres::wal::DEFAULT_SEGMENT_SIZE)?;
-            Some(listing.newest.and_then(|t| t.elapsed().ok()).filter(|_| listing.files > 0))
-        } else {
-            None
+        // What the target keeps beside its snapshots (archived WAL), as its kind reports it.
+        let live = match stack.and_then(|s| s.target(target)) {
+            Some(t) => match bunker_sources::kind_of_target(t) {
+                Ok(kind) => kind.live_data(repo, t)?,
+                Err(_) => None,
+            },
+            None => None,
         };
+        let wal = live.map(|l| l.newest.and_then(|t| t.elapsed().ok()).filter(|_| l.files > 0));
         let none = Vec::new();
         let runs = by_target.get(target).unwrap_or(&none);
         judged.push(health::evaluate_target(target, runs, now, &thresholds, wal));

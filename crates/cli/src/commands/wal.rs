@@ -14,7 +14,7 @@ use crate::cli::{WalCommand, WalFetchArgs, WalPushArgs};
 use crate::context::Context;
 use crate::exit;
 use crate::output::{json, size};
-use crate::runs::Run;
+use crate::runs::{Finish, Run};
 
 /// `--target`, else the stack file's only physical PostgreSQL target.
 pub fn physical_target(ctx: &Context, given: Option<&str>) -> Result<String> {

@@ -33,7 +33,7 @@ use crate::commands::status::{gather, StatusReport};
 use crate::context::Context;
 use crate::exit;
 use crate::health::Level;
-use crate::runs::Run;
+use crate::runs::{Finish, Run};
 use plan::{random_jitter, Plan};
 
 /// The catalog operation of the daemon's own record of each job it ran.

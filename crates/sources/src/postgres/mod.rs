@@ -14,6 +14,11 @@ pub mod tools;
 pub mod verify;
 pub mod wal;
 
+mod drill;
+mod kind;
+pub use kind::{base_backups, database, report_lines, Postgres};
+pub use physical::PhysicalMeta;
+
 pub use conn::ConnInfo;
 pub use logical::{LogicalDatabase, LogicalMeta};
 pub use verify::{Assertion, VerifyReport};

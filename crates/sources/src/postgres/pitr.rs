@@ -11,9 +11,10 @@ use super::wal;
 use crate::SourceError;
 
 /// Where recovery stops.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum RecoveryTarget {
     /// Replay everything archived.
+    #[default]
     Latest,
     /// Stop as soon as the base backup is consistent.
     Immediate,
@@ -45,8 +46,9 @@ impl RecoveryTarget {
 }
 
 /// What the server does on reaching the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TargetAction {
+    #[default]
     Promote,
     Pause,
     Shutdown,

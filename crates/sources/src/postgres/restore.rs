@@ -99,7 +99,8 @@ fn prepare_target(into: &ConnInfo, opts: &RestoreOptions<'_>) -> Result<(i32, bo
     }
     match opts.confirm {
         Some(ask) if ask(&what) => Ok((major, true)),
-        _ => Err(SourceError::Config(format!("{what}; pass --force to replace what the dump contains"))),
+        Some(_) => Err(SourceError::Cancelled(format!("{what}; restore cancelled, nothing was changed"))),
+        None => Err(SourceError::Config(format!("{what}; pass --force to replace what the dump contains"))),
     }
 }
 

@@ -10,6 +10,9 @@ pub mod restore;
 pub mod sync;
 pub mod url;
 
+mod kind;
+pub use kind::Redis;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;

@@ -7,6 +7,9 @@
 pub mod bucket;
 pub mod restore;
 
+mod kind;
+pub use kind::S3;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;

@@ -4,21 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One check of a restored target: row counts, foreign keys, an assertion, key counts, checksums…
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Check {
-    /// What was checked, e.g. `row counts`, `foreign keys`, `assertion users_have_email`, `objects`.
-    pub name: String,
-    pub passed: bool,
-    /// What was found, e.g. `12/12 tables as recorded` or `orders: 1000 rows, recorded 1001`.
-    pub detail: String,
-}
-
-impl Check {
-    pub fn new(name: impl Into<String>, passed: bool, detail: impl Into<String>) -> Check {
-        Check { name: name.into(), passed, detail: detail.into() }
-    }
-}
+pub use bunker_sources::drill::Check;
 
 /// One target of the point, restored into scratch and verified.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -51,14 +37,31 @@ pub struct TargetDrill {
     pub error: Option<String>,
 }
 
-/// An `after_restore` smoke test run against the restored stack.
+/// An `after_restore` smoke test run against the restored stack (or a target's own hook), or one
+/// that was not run and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HookResult {
     pub command: String,
+    /// Whose it is: `drill` (the stack's `[drill]`), `group NAME`, or `target NAME` (its own
+    /// `after_restore`). Older records have none: the stack's.
+    #[serde(default = "stack_scope")]
+    pub scope: String,
+    /// Whether it ran: a target's own hook runs in a drill only where the target opts in
+    /// (`drill_after_restore = true`); otherwise it is listed, not run.
+    #[serde(default = "ran")]
+    pub ran: bool,
     pub passed: bool,
     pub seconds: f64,
     /// The exit status and the tail of its output.
     pub detail: String,
+}
+
+fn stack_scope() -> String {
+    "drill".into()
+}
+
+fn ran() -> bool {
+    true
 }
 
 /// A whole drill: the details of its `drill` run in the catalog.
@@ -112,8 +115,9 @@ impl DrillRecord {
         if let Some(obj) = self.rpo_objective_seconds.filter(|o| self.rpo_seconds > *o) {
             problems.push(format!("RPO {} over the objective {}", secs(self.rpo_seconds), secs(obj)));
         }
-        for h in self.hooks.iter().filter(|h| !h.passed) {
-            problems.push(format!("after_restore {:?}: {}", h.command, h.detail));
+        for h in self.hooks.iter().filter(|h| h.ran && !h.passed) {
+            let whose = if h.scope == "drill" { String::new() } else { format!(" ({})", h.scope) };
+            problems.push(format!("after_restore {:?}{whose}: {}", h.command, h.detail));
         }
         if self.targets.is_empty() {
             problems.push("nothing was drilled".into());
@@ -195,7 +199,23 @@ mod tests {
         d.targets[0].rto_objective_seconds = Some(5.0);
         d.rpo_objective_seconds = Some(60.0);
         d.rpo_seconds = 100.0;
-        d.hooks.push(HookResult { command: "./smoke".into(), passed: false, seconds: 1.0, detail: "exit 3".into() });
+        d.hooks.push(HookResult {
+            command: "./smoke".into(),
+            scope: "drill".into(),
+            ran: true,
+            passed: false,
+            seconds: 1.0,
+            detail: "exit 3".into(),
+        });
+        // A target's own hook that was not run (no opt-in) is listed but fails nothing.
+        d.hooks.push(HookResult {
+            command: "reindex".into(),
+            scope: "target cache".into(),
+            ran: false,
+            passed: false,
+            seconds: 0.0,
+            detail: "not run in drills".into(),
+        });
         d.judge();
         assert_eq!(
             d.problems,

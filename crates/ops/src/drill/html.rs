@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::record::{secs, DrillRecord, StoredDrill, TargetDrill};
-use crate::output::size;
+use bunker_sources::size;
 
 const CSS: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222;padding:0 1em}
 h1{font-size:1.4em;margin:0}h2{font-size:1.15em;margin:1.6em 0 .5em}h3{font-size:1em;margin:1em 0 .3em}
@@ -15,7 +15,7 @@ h1{font-size:1.4em;margin:0}h2{font-size:1.15em;margin:1.6em 0 .5em}h3{font-size
 .pass{color:#2e7d32;font-weight:600}.fail{color:#c62828;font-weight:600}
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1.2em}dt{color:#666}dd{margin:0}
 table{border-collapse:collapse;margin:.3em 0}th,td{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;
-vertical-align:top}th{background:#f4f4f4}.targets td:nth-child(n+5):not(:last-child),.hooks td:nth-child(3),.history td:nth-child(n+3)
+vertical-align:top}th{background:#f4f4f4}.targets td:nth-child(n+5):not(:last-child),.hooks td:nth-child(4),.history td:nth-child(n+3)
 {text-align:right;white-space:nowrap}
 .problems{background:#fdecea;border-left:4px solid #c62828;padding:.5em 1em .5em 2em}
 .small{color:#666;font-size:.9em}code{font-size:.95em}svg text{font:12px system-ui,sans-serif}";
@@ -211,12 +211,13 @@ fn checks(r: &DrillRecord) -> String {
     let rows = r.hooks.iter().map(|h| {
         vec![
             format!("<code>{}</code>", escape(&h.command)),
-            pass_fail(h.passed).into(),
+            escape(&h.scope),
+            if h.ran { pass_fail(h.passed).into() } else { "not run".into() },
             secs(h.seconds),
             escape(&h.detail),
         ]
     });
-    c.push_str(&table("hooks", &["Command", "Result", "Time", "Detail"], rows));
+    c.push_str(&table("hooks", &["Command", "Of", "Result", "Time", "Detail"], rows));
     c
 }
 
@@ -401,6 +402,8 @@ mod tests {
             targets: vec![db, evil],
             hooks: vec![HookResult {
                 command: "./smoke.sh".into(),
+                scope: "drill".into(),
+                ran: true,
                 passed: true,
                 seconds: 2.0,
                 detail: "exit 0".into(),

@@ -1,19 +1,21 @@
-//! Hooks: a target's `before_backup`, `after_backup`, `before_restore` and `after_restore` commands, run
-//! with `sh -c` in their own process group, with `BUNKER_TARGET`, `BUNKER_SNAPSHOT`, `BUNKER_PHASE` (and
-//! `BUNKER_STATUS` for after hooks) in their environment, and killed at `hook_timeout`.
+//! Hooks: a target's `before_backup`, `after_backup`, `before_restore` and `after_restore` commands, and
+//! the smoke tests of drills, run with `sh -c` in their own process group, with `BUNKER_TARGET`,
+//! `BUNKER_SNAPSHOT`, `BUNKER_PHASE` (and `BUNKER_STATUS` for after hooks) in their environment, and
+//! killed at their timeout. Their output goes to [`Events::hook_output`].
 //!
 //! Failure policy: a `before_*` hook that fails (non-zero exit, or timeout) cancels the operation, which
 //! is recorded as failed. The `after_*` hook runs whenever its `before_*` hook ran, even after a failure
 //! (so "maintenance off" follows "maintenance on"), with `BUNKER_STATUS=success|failed`; when it fails, a
 //! successful operation becomes a warning (exit 3) and its snapshot stays.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
 use bunker_config::Hooks;
+
+use crate::{fail, Error, Events, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -33,7 +35,7 @@ impl Phase {
         }
     }
 
-    fn command(self, hooks: &Hooks) -> Option<&str> {
+    pub fn command(self, hooks: &Hooks) -> Option<&str> {
         match self {
             Phase::BeforeBackup => hooks.before_backup.as_deref(),
             Phase::AfterBackup => hooks.after_backup.as_deref(),
@@ -49,14 +51,25 @@ pub struct HookEnv<'a> {
     pub snapshot: Option<&'a str>,
     /// `success` or `failed`, for after hooks.
     pub status: Option<&'a str>,
-    /// Extra variables (drills put scratch endpoints here).
+    /// Extra variables (the snapshot's full ID; drills put scratch endpoints here).
     pub extra: Vec<(String, String)>,
 }
 
-/// Runs a target's hook for `phase`, if it has one. Its output goes to stderr (stdout stays for --json).
-pub fn run(hooks: &Hooks, phase: Phase, env: &HookEnv<'_>) -> Result<bool> {
+/// Runs a target's hook for `phase`, if it has one; `Ok(false)` when it has none.
+pub fn run(hooks: &Hooks, phase: Phase, env: &HookEnv<'_>, events: &dyn Events) -> Result<bool> {
     let Some(command) = phase.command(hooks) else { return Ok(false) };
-    // The command as run may hold interpolated secrets: it is not logged.
+    run_command(command, hooks.timeout, phase, env, events)?;
+    Ok(true)
+}
+
+/// Runs one hook command. The command as run may hold interpolated secrets: it is not logged.
+pub fn run_command(
+    command: &str,
+    timeout: Duration,
+    phase: Phase,
+    env: &HookEnv<'_>,
+    events: &dyn Events,
+) -> Result<()> {
     tracing::info!("running the {} hook of {}", phase.name(), env.target);
     // An after hook undoes what its before hook did: it runs to its end (or timeout) even when the
     // operation was interrupted.
@@ -77,34 +90,41 @@ pub fn run(hooks: &Hooks, phase: Phase, env: &HookEnv<'_>) -> Result<bool> {
         cmd.env("BUNKER_STATUS", status);
     }
     let mut child =
-        cmd.spawn().map_err(|e| anyhow::anyhow!("{} hook of {}: cannot run sh: {e}", phase.name(), env.target))?;
-    let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<String>::new()));
-    let forwarders: Vec<_> = [
+        cmd.spawn().map_err(|e| fail(format!("{} hook of {}: cannot run sh: {e}", phase.name(), env.target)))?;
+    // Both outputs come back as lines over one channel, handed to the sink from this thread.
+    let (send, lines) = std::sync::mpsc::channel::<String>();
+    let outputs = [
         child.stdout.take().map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
         child.stderr.take().map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|out| {
-        let tail = tail.clone();
+    ];
+    for out in outputs.into_iter().flatten() {
+        let send = send.clone();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = writeln!(std::io::stderr(), "  | {line}");
-                let mut t = tail.lock().expect("tail");
-                t.push_back(line);
-                if t.len() > 3 {
-                    t.pop_front();
+            for line in std::io::BufReader::new(out).lines().map_while(std::result::Result::ok) {
+                if send.send(line).is_err() {
+                    return;
                 }
             }
-        })
-    })
-    .collect();
+        });
+    }
+    drop(send);
+    let mut tail = std::collections::VecDeque::<String>::new();
+    let take = |line: String, tail: &mut std::collections::VecDeque<String>| {
+        events.hook_output(&line);
+        tail.push_back(line);
+        if tail.len() > 3 {
+            tail.pop_front();
+        }
+    };
     let started = Instant::now();
     let status = loop {
+        while let Ok(line) = lines.try_recv() {
+            take(line, &mut tail);
+        }
         if let Some(status) = child.try_wait()? {
             break Some(status);
         }
-        if started.elapsed() >= hooks.timeout || (interruptible && bunker_engine::interrupt::requested()) {
+        if started.elapsed() >= timeout || (interruptible && bunker_engine::interrupt::requested()) {
             // The whole group: the shell and whatever it started.
             // SAFETY: kill with a negative pid signals the process group we created for the hook.
             unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
@@ -113,32 +133,32 @@ pub fn run(hooks: &Hooks, phase: Phase, env: &HookEnv<'_>) -> Result<bool> {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    // A process the hook left running in the background may hold its output open: give the
-    // forwarders a moment, then stop waiting for them.
+    // A process the hook left running in the background may hold its output open: give the readers a
+    // moment, then stop waiting for them.
     let deadline = Instant::now() + Duration::from_secs(2);
-    for f in forwarders {
-        while !f.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if f.is_finished() {
-            let _ = f.join();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => take(line, &mut tail),
+            Err(_) => break,
         }
     }
-    let last = tail.lock().expect("tail").iter().cloned().collect::<Vec<_>>().join(" | ");
+    let last = tail.iter().cloned().collect::<Vec<_>>().join(" | ");
     match status {
-        Some(s) if s.success() => Ok(true),
-        Some(s) => bail!(
+        Some(s) if s.success() => Ok(()),
+        Some(s) => Err(fail(format!(
             "{} hook of {} failed ({s}){}",
             phase.name(),
             env.target,
             if last.is_empty() { String::new() } else { format!(": {last}") }
-        ),
-        None if interruptible && bunker_engine::interrupt::requested() => Err(bunker_engine::Error::Interrupted.into()),
-        None => bail!(
+        ))),
+        None if interruptible && bunker_engine::interrupt::requested() => {
+            Err(Error::Engine(bunker_engine::Error::Interrupted))
+        }
+        None => Err(fail(format!(
             "{} hook of {} did not finish within {}s and was killed; raise hook_timeout or fix the command",
             phase.name(),
             env.target,
-            hooks.timeout.as_secs()
-        ),
+            timeout.as_secs()
+        ))),
     }
 }

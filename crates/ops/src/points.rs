@@ -1,0 +1,125 @@
+//! Recovery points: `backup --all` / `--group G` backs up several targets as one point, whose ID (its
+//! start time, plus four random hex digits) every snapshot of it carries as the tag `point:ID`, and
+//! whose run in the catalog (operation `point`) lists the targets it meant to take, the snapshots it
+//! took and the targets that failed. This module reads them back: which points exist, which snapshots
+//! each still has, whether it is complete.
+
+use bunker_config::Config;
+use bunker_engine::catalog::{RunRecord, RunStatus};
+use bunker_engine::Snapshot;
+
+use crate::{fail, Result};
+
+pub const TAG_PREFIX: &str = "point:";
+
+/// A new point's ID: `20261121T223000Z-3fa2`, sortable and readable; its tail (from the sub-second time
+/// and the process) tells apart points started in the same second.
+pub fn new_point_id(now: chrono::DateTime<chrono::Utc>) -> String {
+    let tail = (now.timestamp_subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!("{}-{tail:04x}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// One recovery point, from its run record and the snapshots that carry its tag.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Point<'a> {
+    pub point: String,
+    /// When the point started and ended (physical PostgreSQL recovers to its end).
+    pub time: chrono::DateTime<chrono::Utc>,
+    #[serde(skip)]
+    pub ended: chrono::DateTime<chrono::Utc>,
+    pub status: RunStatus,
+    /// Every target it meant to take has a complete snapshot in it.
+    pub complete: bool,
+    pub targets: Vec<String>,
+    pub missing: Vec<String>,
+    /// Its snapshots that remain, oldest first.
+    #[serde(serialize_with = "brief")]
+    pub snapshots: Vec<&'a Snapshot>,
+}
+
+fn brief<S: serde::Serializer>(snaps: &[&Snapshot], s: S) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(snaps.len()))?;
+    for snap in snaps {
+        seq.serialize_element(&serde_json::json!({"id": snap.id().to_hex(), "name": snap.name, "time": snap.time}))?;
+    }
+    seq.end()
+}
+
+/// The target a snapshot belongs to: its name up to the first `/` (`db/app` is a database of `db`).
+pub fn target_of(snapshot_name: &str) -> &str {
+    snapshot_name.split('/').next().unwrap_or(snapshot_name)
+}
+
+/// Every recovery point of the catalog, oldest first.
+pub fn list<'a>(runs: &[RunRecord], snapshots: &'a [Snapshot]) -> Vec<Point<'a>> {
+    let mut out: Vec<Point<'a>> =
+        runs.iter().filter(|r| r.operation == "point").filter_map(|r| point(r, snapshots)).collect();
+    out.sort_by_key(|p| p.time);
+    out
+}
+
+fn point<'a>(r: &RunRecord, snapshots: &'a [Snapshot]) -> Option<Point<'a>> {
+    let id = r.details.get("point").and_then(|p| p.as_str())?.to_string();
+    let tag = format!("{TAG_PREFIX}{id}");
+    let wanted: Vec<String> = r.details["targets"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let mut members: Vec<&Snapshot> = snapshots.iter().filter(|s| s.tags.contains(&tag)).collect();
+    members.sort_by_key(|s| s.time);
+    let missing: Vec<String> =
+        wanted.iter().filter(|t| !members.iter().any(|s| target_of(&s.name) == t.as_str())).cloned().collect();
+    let complete = missing.is_empty() && members.iter().all(|s| s.warnings.is_empty());
+    Some(Point {
+        point: id,
+        time: r.started,
+        ended: r.ended,
+        status: r.status,
+        complete,
+        targets: wanted,
+        missing,
+        snapshots: members,
+    })
+}
+
+/// The point `wanted` names: `latest` (the newest that still has snapshots) or an ID.
+pub fn find<'a>(wanted: &str, runs: &[RunRecord], snapshots: &'a [Snapshot]) -> Result<Point<'a>> {
+    let points = list(runs, snapshots);
+    let found = match wanted {
+        "latest" => points.into_iter().filter(|p| !p.snapshots.is_empty()).max_by_key(|p| p.time),
+        id => points.into_iter().find(|p| p.point == id),
+    };
+    let Some(point) = found else {
+        return Err(fail(format!("no recovery point {wanted:?}; `bunker points` lists them")));
+    };
+    if point.snapshots.is_empty() {
+        return Err(fail(format!("recovery point {} has no snapshots left (forgotten?)", point.point)));
+    }
+    Ok(point)
+}
+
+/// Whether the catalog has any recovery point at all.
+pub fn any(runs: &[RunRecord]) -> bool {
+    runs.iter().any(|r| r.operation == "point")
+}
+
+/// The targets of `--all` (`group` `None`) or `--group NAME`, in the stack file's order.
+pub fn targets_of(config: &Config, origin: &std::path::Path, group: Option<&str>) -> Result<Vec<String>> {
+    let all: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
+    let Some(group) = group else {
+        if all.is_empty() {
+            return Err(fail(format!("{} has no targets to back up", origin.display())));
+        }
+        return Ok(all);
+    };
+    let Some(g) = config.group(group) else {
+        let known: Vec<&str> = config.groups.iter().map(|g| g.name.as_str()).collect();
+        return Err(fail(format!(
+            "{} has no group {group:?} (its groups: {}); add it under [groups] as {group} = [\"target\", …]",
+            origin.display(),
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        )));
+    };
+    Ok(g.targets.clone())
+}
