@@ -626,3 +626,63 @@ fn a_local_base_backup_verifies_page_checksums_and_names_a_damaged_page() {
     assert_eq!(damaged.status.code(), Some(3), "{err}");
     assert!(err.contains(&rel) && err.contains("page checksum verification failed for block 1"), "{err}");
 }
+
+#[test]
+fn every_route_to_a_physical_restore_runs_the_targets_hooks_verifies_and_records_it() {
+    let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
+    let site = Site::new();
+    site.ok(&["init"]);
+    let pg = ScratchPostgres::start_with(&bins, &["archive_mode = on", &site.archive_command()]).unwrap();
+    let log = site.root.join("hooks.log");
+    let line = format!(
+        "echo \\\"$BUNKER_PHASE $BUNKER_TARGET $BUNKER_STATUS d$BUNKER_DRILL $BUNKER_SNAPSHOT_ID\\\" >> {}",
+        log.display()
+    );
+    site.write_config_with(
+        Some(pg.port()),
+        &format!("before_restore = \"{line}\"\nafter_restore = \"{line}\"\ndrill_after_restore = true\n"),
+    );
+    pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, batch text NOT NULL)").unwrap();
+    pg.psql("postgres", "INSERT INTO t (batch) SELECT 'A' FROM generate_series(1, 100)").unwrap();
+    site.ok(&["backup", "--all"]);
+    // Recovery to the point's end needs WAL written after it.
+    std::thread::sleep(Duration::from_millis(1100));
+    pg.psql("postgres", "INSERT INTO t (batch) SELECT 'B' FROM generate_series(1, 100)").unwrap();
+    switch_and_wait(&pg);
+    let snaps: serde_json::Value = serde_json::from_str(&site.ok(&["--json", "snapshots"])).unwrap();
+    let id = snaps[0]["id"].as_str().unwrap().to_string();
+    let lines = || {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        t.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>()
+    };
+    for (route, selector) in [("name", vec!["main"]), ("id", vec![&id[..12]]), ("point", vec!["--point", "latest"])] {
+        let d = site.root.join(format!("route-{route}"));
+        let port = free_port().unwrap().to_string();
+        let mut args = vec!["restore"];
+        args.extend(&selector);
+        args.extend(["--pgdata", d.to_str().unwrap(), "--start", "--port", &port]);
+        let out = site.cmd_as_self(&args, "cache-self").output().unwrap();
+        assert!(out.status.success(), "{route}: {}{}", text(&out.stdout), text(&out.stderr));
+        Started(d.clone(), bins.clone(), false).stop();
+        let seen = lines();
+        assert!(seen.contains(&format!("before_restore main d {id}")), "{route}: {seen:#?}");
+        assert!(seen.contains(&format!("after_restore main success d {id}")), "{route}: {seen:#?}");
+        // The restore ran as root and wrote its run record as root: read it back as root too.
+        let history =
+            site.cmd_as_self(&["--json", "history", "--operation", "restore"], "cache-self").output().unwrap();
+        assert!(history.status.success(), "{}", text(&history.stderr));
+        let runs: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+        let run = runs.as_array().unwrap().last().unwrap();
+        assert_eq!((run["target"].as_str(), run["snapshot"].as_str()), (Some("main"), Some(id.as_str())), "{run:#}");
+        assert_eq!(run["status"], "success", "{route}: {run:#}");
+        assert_eq!(run["details"]["verified"], true, "{route}: recovery reached its target: {run:#}");
+        assert_eq!(run["details"]["hooks"], serde_json::json!(["before_restore", "after_restore"]), "{run:#}");
+    }
+    // In a drill the target opted in: its after_restore runs against the scratch cluster, flagged.
+    let out = site.cmd_as_self(&["--json", "drill"], "cache-self").output().unwrap();
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let seen = lines();
+    assert!(seen.contains(&"after_restore main success d1".to_string()), "{seen:#?}");
+    assert!(!seen.iter().any(|l| l.starts_with("before_restore")), "{seen:#?}");
+}

@@ -123,3 +123,72 @@ pub fn targets_of(config: &Config, origin: &std::path::Path, group: Option<&str>
     };
     Ok(g.targets.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use bunker_engine::snapshot::Root;
+    use bunker_engine::tree::Content;
+    use bunker_engine::FileId;
+
+    use super::*;
+
+    fn snap(name: &str, point: &str, warnings: &[&str]) -> Snapshot {
+        Snapshot {
+            id: Some(FileId::of(format!("{name}{point}").as_bytes())),
+            time: chrono::Utc::now(),
+            host: "h".into(),
+            name: name.into(),
+            kind: "stream".into(),
+            tags: vec![format!("{TAG_PREFIX}{point}")],
+            meta: serde_json::json!({}),
+            root: Root::Stream { size: 0, content: Content::Chunks(Vec::new()) },
+            stats: Default::default(),
+            parent: None,
+            warnings: warnings.iter().map(|w| w.to_string()).collect(),
+            bunker_version: "test".into(),
+        }
+    }
+
+    fn run(point: &str, minutes: i64, targets: &[&str]) -> RunRecord {
+        let mut r =
+            RunRecord::new("point", chrono::Utc::now() + chrono::Duration::minutes(minutes), RunStatus::Success);
+        r.details = serde_json::json!({ "point": point, "targets": targets });
+        r
+    }
+
+    #[test]
+    fn a_point_is_complete_when_every_target_has_a_complete_snapshot() {
+        let snapshots = vec![
+            snap("db/app", "A", &[]),
+            snap("db/globals", "A", &[]),
+            snap("files", "A", &[]),
+            snap("db", "B", &["a table could not be read"]),
+        ];
+        let runs = vec![run("A", 0, &["db", "files"]), run("B", 1, &["db", "cache"]), run("C", 2, &["db"])];
+        let points = list(&runs, &snapshots);
+        let brief: Vec<(&str, bool, Vec<String>, usize)> =
+            points.iter().map(|p| (p.point.as_str(), p.complete, p.missing.clone(), p.snapshots.len())).collect();
+        assert_eq!(
+            brief,
+            [
+                ("A", true, vec![], 3),
+                ("B", false, vec!["cache".to_string()], 1),
+                ("C", false, vec!["db".to_string()], 0)
+            ]
+        );
+        // `latest` is the newest point that still has snapshots; a forgotten one is named.
+        assert_eq!(find("latest", &runs, &snapshots).unwrap().point, "B");
+        let e = find("C", &runs, &snapshots).unwrap_err().to_string();
+        assert!(e.contains("no snapshots left"), "{e}");
+        assert!(find("D", &runs, &snapshots).unwrap_err().to_string().contains("`bunker points` lists them"));
+    }
+
+    #[test]
+    fn point_ids_sort_by_time_and_targets_are_the_name_before_the_slash() {
+        let t: chrono::DateTime<chrono::Utc> = "2026-11-21T22:30:00Z".parse().unwrap();
+        assert!(new_point_id(t).starts_with("20261121T223000Z-"));
+        assert_eq!(new_point_id(t).len(), "20261121T223000Z-3fa2".len());
+        assert_eq!(target_of("db/app"), "db");
+        assert_eq!(target_of("files"), "files");
+    }
+}

@@ -186,6 +186,7 @@ fn restore_one(
     for (k, v) in &restored.details {
         run.detail(k, v.clone());
     }
+    run.detail("verified", restored.verified.into());
     let mut status = if restored.problems.is_empty() { RunStatus::Success } else { RunStatus::Failed };
     if !restored.problems.is_empty() {
         run.problem(restored.problems.join("; "));
@@ -194,6 +195,7 @@ fn restore_one(
         Ok(true) => ran.push("after_restore"),
         Ok(false) => {}
         Err(e) => {
+            ran.push("after_restore");
             events.warning(&e.to_string());
             let mut hook_run = Run::start("hook");
             hook_run.target(target_name);
@@ -203,6 +205,10 @@ fn restore_one(
                 status = RunStatus::Warning;
             }
         }
+    }
+    run.detail("hooks", serde_json::json!(ran));
+    if target.is_none() {
+        run.detail("configured", false.into());
     }
     let recorded = run.record(repo, status, None, events);
     Ok(RestoreReport {

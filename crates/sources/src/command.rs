@@ -193,7 +193,20 @@ impl crate::Kind for CommandKind {
         let restorer = bunker_engine::restorer::Restorer::new(job.repo, job.index);
         let started = std::time::Instant::now();
         let bytes = run_restore(&command, |stdin| Ok(restorer.dump(content, stdin)?))?;
+        let size = match &snap.root {
+            Root::Stream { size, .. } => *size,
+            Root::Tree { .. } => 0,
+        };
+        // Every chunk was checked against its ID on the way; what the command got must be all of it
+        // (unless it stopped reading early and exited 0, its own business).
+        let problems = if bytes != size && bytes != 0 {
+            vec![format!("fed {bytes} bytes to the restore command, the snapshot holds {size}")]
+        } else {
+            Vec::new()
+        };
         Ok(crate::Restored {
+            verified: true,
+            problems,
             into: "its restore command".into(),
             bytes,
             lines: vec![format!(

@@ -160,6 +160,24 @@ pub fn restore_tree(job: &crate::RestoreJob<'_>) -> Result<crate::Restored, crat
         json: serde_json::json!({ "snapshot": snap.id().to_hex(), "to": to, "stats": stats }),
         ..Default::default()
     };
+    // What landed, compared chunk by chunk with the snapshot (a partial restore is not compared: the
+    // tree as a whole is not there).
+    if !job.options.no_verify && include.is_none() {
+        let mut found = bunker_engine::compare::compare_tree(job.repo, job.index, tree, to)?;
+        if job.options.force {
+            // Restoring over a directory replaces what the snapshot has and leaves the rest.
+            found.differences.retain(|d| !d.ends_with(": not in the snapshot"));
+        }
+        restored.verified = true;
+        if !found.matches() {
+            restored.problems.push(format!(
+                "{} differences after restoring: {}",
+                found.differences.len(),
+                found.differences.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            ));
+        }
+        restored.json["verified"] = found.matches().into();
+    }
     restored.lines.push(format!(
         "restored snapshot {} into {}: {} files, {} directories, {} symlinks, {} in {:.1}s",
         snap.short_id(),

@@ -311,6 +311,8 @@ fn restore_physical(job: &RestoreJob<'_>, pgdata: &Path) -> Result<Restored> {
         let settings = settings(job.target)?;
         let tools = PgTools::find(major, settings.as_ref().and_then(|s| s.pg_bin_dir.as_deref()))?;
         let reached = pitr::start_and_wait(pgdata, &tools.bin("pg_ctl"), port, rec.action, timeout)?;
+        // Recovery replayed the WAL to its target: the restored cluster is consistent and up.
+        out.verified = true;
         let value = serde_json::to_value(&reached).expect("serialises");
         out.details.push(("reached".into(), value.clone()));
         out.lines.push(format!(
