@@ -4,10 +4,8 @@
 mod cli;
 mod commands;
 mod context;
-mod daemon;
 mod exit;
-mod health;
-mod notify;
+mod http;
 mod output;
 mod redact;
 mod runs;

@@ -24,22 +24,16 @@ impl bunker_ops::Events for Printer {
         eprintln!("  | {line}");
     }
     fn run_finished(&self, repo: &Repository, record: &RunRecord) {
-        crate::notify::run_finished(repo, record);
+        bunker_ops::notify::run_finished(repo, record);
     }
 }
 
 /// The run status of a command's outcome.
 pub fn status_of(outcome: Result<i32, &anyhow::Error>) -> RunStatus {
-    match outcome {
-        Ok(exit::OK) => RunStatus::Success,
-        Ok(exit::INCOMPLETE) => RunStatus::Warning,
-        Ok(exit::INTERRUPTED) => RunStatus::Interrupted,
-        Ok(exit::CANCELLED) => RunStatus::Cancelled,
-        Ok(_) => RunStatus::Failed,
-        Err(e) if exit::code_for(e) == exit::INTERRUPTED => RunStatus::Interrupted,
-        Err(e) if exit::code_for(e) == exit::CANCELLED => RunStatus::Cancelled,
-        Err(_) => RunStatus::Failed,
-    }
+    bunker_ops::codes::run_status(match outcome {
+        Ok(code) => code,
+        Err(e) => exit::code_for(e),
+    })
 }
 
 /// What exit code a recorded run's status makes.

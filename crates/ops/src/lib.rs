@@ -1,15 +1,21 @@
 //! bunker's operations: what a verb does beyond reading or writing one snapshot. Recovery points
 //! ([`points`]), the one route every restore takes ([`restore`]: the snapshot → its target → its kind →
 //! hooks → restore → verify → catalog run), drills ([`drill`]), hooks ([`hooks`]) and run records
-//! ([`runs`]). Each takes the stack file, a repository and an [`Events`] sink and returns a report; it
+//! ([`runs`]), health and status ([`health`], [`status`]), notifications ([`notify`]) and the daemon's
+//! planner and loop ([`daemon`]). Each takes the stack file, a repository and an [`Events`] sink and returns a report; it
 //! prints nothing. The source kinds are reached only through `bunker_sources::Kind`.
 
+pub mod codes;
+pub mod daemon;
 pub mod drill;
+pub mod health;
 pub mod hooks;
 pub mod lock;
+pub mod notify;
 pub mod points;
 pub mod restore;
 pub mod runs;
+pub mod status;
 
 use bunker_engine::catalog::RunRecord;
 use bunker_engine::Repository;

@@ -286,7 +286,7 @@ pub fn restore_point(
         let mut options = RestoreOptions {
             with_globals: has_companion,
             recovery: bunker_sources::Recovery {
-                target: bunker_sources::postgres::pitr::RecoveryTarget::Time(point.ended.fixed_offset()),
+                target: bunker_sources::RecoveryTarget::Time(point.ended.fixed_offset()),
                 timeline: None,
                 ..request.options.recovery.clone()
             },

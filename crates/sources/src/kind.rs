@@ -10,6 +10,8 @@ use bunker_config::TargetConfig;
 use bunker_engine::index::Index;
 use bunker_engine::{Repository, Snapshot};
 
+pub use crate::postgres::pitr::{RecoveryTarget, TargetAction};
+
 use crate::drill::{DrillJob, DrillOutcome};
 use crate::{Planned, SourceError};
 
@@ -43,6 +45,17 @@ pub trait Kind: Send + Sync {
     /// line naming the destinations it can, and must never overwrite a non-empty destination without
     /// `force`. Problems found by verification are returned in [`Restored::problems`], not as errors.
     fn restore(&self, job: &RestoreJob<'_>) -> Result<Restored>;
+
+    /// Checks a live copy (`bunker verify SNAPSHOT --against WHERE`) against the snapshot's recorded
+    /// facts without restoring anything; kinds that record nothing to check against refuse.
+    fn verify_against(&self, snapshot: &Snapshot, target: Option<&TargetConfig>, against: &str) -> Result<Restored> {
+        let _ = (target, against);
+        Err(crate::fail(format!(
+            "snapshot {} is a {} snapshot; `bunker verify --against` checks PostgreSQL dumps (restore the others, which verifies them)",
+            snapshot.short_id(),
+            snapshot.kind
+        )))
+    }
 
     /// Provisions scratch resources on this host, restores the job's snapshots into them and verifies
     /// them, filling in `out` as it goes (timings, checks, where it restored). The scratch resources go
@@ -117,10 +130,10 @@ pub struct HomeBase {
 #[derive(Debug, Clone, Default)]
 pub struct Recovery {
     /// `--to-time` etc. as given; `None` everywhere: to the end of the archive.
-    pub target: crate::postgres::pitr::RecoveryTarget,
+    pub target: RecoveryTarget,
     /// `None`: latest; `Some(0)`: the base backup's own (`current`).
     pub timeline: Option<u32>,
-    pub action: crate::postgres::pitr::TargetAction,
+    pub action: TargetAction,
     /// Start the cluster and wait until recovery reaches its target: the port and how long to wait.
     pub start: Option<(u16, std::time::Duration)>,
     pub keep_archiving: bool,

@@ -40,7 +40,9 @@ pub struct Planned {
     pub source: Box<dyn Source>,
 }
 
-pub use kind::{Destination, HomeBase, Kind, Recovery, RestoreJob, RestoreOptions, Restored};
+pub use kind::{
+    Destination, HomeBase, Kind, Recovery, RecoveryTarget, RestoreJob, RestoreOptions, Restored, TargetAction,
+};
 
 /// Every source kind, each registered in one line.
 pub static KINDS: &[&dyn Kind] = &[&postgres::Postgres, &redis::Redis, &s3::S3, &files::Files, &command::CommandKind];

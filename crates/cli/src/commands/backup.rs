@@ -1,3 +1,7 @@
+//! `bunker backup`: a target (its sources, with its before/after hooks), `--stdin`, `--path`, and
+//! `--all` / `--group` as one recovery point (every target in turn, tagged `point:ID`, with a `point` run
+//! in the catalog listing what it meant to take, took and missed).
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -5,6 +9,8 @@ use anyhow::{bail, Result};
 use bunker_engine::backup::{Backup, SnapshotDraft};
 use bunker_engine::lock::LockGuard;
 use bunker_engine::{Repository, Snapshot};
+use bunker_ops::hooks::{self, HookEnv, Phase};
+use bunker_ops::points::{self, new_point_id, TAG_PREFIX};
 use bunker_sources::files::FilesSource;
 use bunker_sources::stream::StreamSource;
 use bunker_sources::{plan_target, Planned};
@@ -14,25 +20,24 @@ use crate::context::Context;
 use crate::exit;
 use crate::output::{json, size, Progress};
 use crate::runs::{Finish, Run};
-use bunker_ops::hooks::{self, HookEnv, Phase};
 
 /// `bunker backup`. Run from cron or a Kubernetes CronJob (not by the daemon, which pings for its own
 /// jobs), a backup of the stack's targets sends the `backup` healthchecks pings: start, then its exit code.
 pub fn run(ctx: &Context, args: BackupArgs) -> Result<i32> {
-    let pings = std::env::var_os(crate::daemon::JOB_ENV).is_none() && !args.stdin && args.path.is_empty();
+    let pings = std::env::var_os(bunker_ops::daemon::JOB_ENV).is_none() && !args.stdin && args.path.is_empty();
     if pings {
-        crate::notify::ping_start("backup");
+        bunker_ops::notify::ping_start("backup");
     }
     let outcome = back_up_args(ctx, args);
     if pings {
-        crate::notify::ping_finish("backup", outcome.as_ref().map(|c| *c).unwrap_or_else(exit::code_for));
+        bunker_ops::notify::ping_finish("backup", outcome.as_ref().map(|c| *c).unwrap_or_else(exit::code_for));
     }
     outcome
 }
 
 fn back_up_args(ctx: &Context, args: BackupArgs) -> Result<i32> {
     if args.all || args.group.is_some() {
-        return super::points::back_up_point(ctx, &args);
+        return back_up_point(ctx, &args);
     }
     let repo = ctx.open()?;
     let lock = ctx.lock(&repo, false, "backup")?;
@@ -244,4 +249,75 @@ fn back_up(
     run.snapshot(&snap.id());
     run.bytes(snap.stats.bytes_read, snap.stats.bytes_stored);
     Ok(snap)
+}
+
+/// The targets of `--all` or `--group NAME`, in the stack file's order.
+fn targets(ctx: &Context, args: &BackupArgs) -> Result<Vec<String>> {
+    let Some(loaded) = ctx.config()? else {
+        bail!("no stack file: --all and --group back up its targets; give --config PATH or set BUNKER_CONFIG")
+    };
+    Ok(points::targets_of(&loaded.config, &loaded.path, args.group.as_deref())?)
+}
+
+/// `backup --all` / `--group`: every target in turn as one recovery point. A target that fails does not
+/// stop the others; the exit code is the worst of them.
+pub fn back_up_point(ctx: &Context, args: &BackupArgs) -> Result<i32> {
+    let targets = targets(ctx, args)?;
+    let repo = ctx.open()?;
+    let lock = ctx.lock(&repo, false, "backup")?;
+    let started = chrono::Utc::now();
+    let point = new_point_id(started);
+    let mut run = Run::start("point");
+    run.detail("point", point.clone().into());
+    run.detail("targets", targets.clone().into());
+    let mut saved = Vec::new();
+    let mut failed = Vec::new();
+    let mut code = exit::OK;
+    for target in &targets {
+        let mut tags = args.tags.clone();
+        tags.push(format!("{TAG_PREFIX}{point}"));
+        let one = BackupArgs { target: Some(target.clone()), tags, ..Default::default() };
+        match back_up_target(ctx, &repo, &lock, &one) {
+            Ok((snaps, c)) => {
+                if c != exit::OK && c != exit::INCOMPLETE {
+                    failed.push(target.clone());
+                }
+                code = exit::worse(code, c);
+                saved.extend(snaps);
+            }
+            Err(e) => {
+                eprintln!("bunker: error: backup of {target} failed: {}", exit::one_line(&e));
+                failed.push(target.clone());
+                code = exit::worse(code, exit::code_for(&e));
+                if exit::code_for(&e) == exit::INTERRUPTED {
+                    break;
+                }
+            }
+        }
+    }
+    let ids: Vec<String> = saved.iter().map(|s| s.id().to_hex()).collect();
+    run.detail("snapshots", ids.into());
+    run.detail("failed", failed.clone().into());
+    if !failed.is_empty() {
+        run.problem(format!("{} of {} targets failed: {}", failed.len(), targets.len(), failed.join(", ")));
+    }
+    let bytes_read = saved.iter().map(|s| s.stats.bytes_read).sum();
+    run.bytes(bytes_read, saved.iter().map(|s| s.stats.bytes_stored).sum());
+    run.finish(&repo, Ok(code));
+    if ctx.global.json {
+        let snaps: Vec<_> =
+            saved.iter().map(|s| serde_json::json!({"id": s.id().to_hex(), "name": s.name, "time": s.time})).collect();
+        json(
+            &serde_json::json!({ "point": point, "time": started, "targets": targets, "snapshots": snaps, "failed": failed }),
+        );
+    } else {
+        print_saved(ctx, &saved);
+        println!(
+            "recovery point {point}: {} of {} targets saved{}",
+            targets.len() - failed.len(),
+            targets.len(),
+            if failed.is_empty() { String::new() } else { format!("; failed: {}", failed.join(", ")) }
+        );
+    }
+    Ok(code)
 }

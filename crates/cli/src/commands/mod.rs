@@ -33,7 +33,7 @@ use crate::context::Context;
 /// Runs a command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     let ctx = Context::new(cli.global);
-    crate::notify::install(ctx.config().ok().flatten().map(|loaded| &loaded.config));
+    bunker_ops::notify::install(ctx.config().ok().flatten().map(|loaded| &loaded.config));
     // What a command that completed around damaged files exits with: "done, with problems". PostgreSQL
     // reads wal-push's and wal-fetch's codes, and status has a scale of its own (a warning there).
     let around_damage = match &cli.command {

@@ -4,9 +4,8 @@
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use bunker_ops::restore::{PointReport, RestoreReport, RestoreRequest};
-use bunker_sources::postgres::pitr::{RecoveryTarget, TargetAction};
 use bunker_sources::postgres::wal;
-use bunker_sources::{Destination, HomeBase, Recovery, RestoreOptions};
+use bunker_sources::{Destination, HomeBase, Recovery, RecoveryTarget, RestoreOptions, TargetAction};
 
 use crate::cli::{PitrArgs, RestoreArgs};
 use crate::context::Context;

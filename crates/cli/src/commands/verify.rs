@@ -1,9 +1,9 @@
-//! `bunker verify SNAPSHOT --against DB`: a database checked against a PostgreSQL snapshot's recorded
-//! row counts, foreign keys and the target's assertions, without restoring anything.
+//! `bunker verify SNAPSHOT --against WHERE`: a live copy checked against what the snapshot recorded,
+//! without restoring anything (for PostgreSQL dumps: row counts, foreign keys and the target's
+//! assertions), by the snapshot's kind.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use bunker_engine::Repository;
-use bunker_sources::postgres::{self, verify::verify, LogicalMeta};
 
 use crate::cli::VerifyArgs;
 use crate::context::Context;
@@ -25,32 +25,23 @@ fn verify_against(ctx: &Context, repo: &Repository, args: &VerifyArgs, run: &mut
     let snap = repo.select(&snapshots, &args.snapshot)?;
     run.target(&snap.name);
     run.snapshot(&snap.id());
-    if snap.kind != postgres::logical::KIND {
-        bail!("snapshot {} is a {} snapshot, not a PostgreSQL one", snap.short_id(), snap.kind);
+    let target = ctx.config()?.and_then(|c| c.config.target(bunker_ops::points::target_of(&snap.name)));
+    let found = bunker_sources::kind_of_snapshot(snap).verify_against(snap, target, &args.against)?;
+    for (k, v) in &found.details {
+        run.detail(k, v.clone());
     }
-    let meta: LogicalMeta = bunker_sources::drill::facts(snap, "PostgreSQL")?;
-    let target = bunker_ops::points::target_of(&snap.name);
-    let settings = match ctx.config()?.and_then(|c| c.config.target(target)) {
-        Some(t) if t.kind == "postgres" => Some(postgres::settings(t)?),
-        _ => None,
-    };
-    let against = postgres::database(settings.as_ref(), &args.against)?;
-    run.detail("against", against.display().into());
-    let assertions = settings.as_ref().map(|s| s.assertions.as_slice()).unwrap_or(&[]);
-    let report = verify(&against, &meta.tables, assertions)?;
-    let failures = report.failures();
-    if !failures.is_empty() {
-        run.problem(format!("verification failed: {}", failures.join("; ")));
+    if !found.problems.is_empty() {
+        run.problem(found.problems.join("; "));
     }
     if ctx.global.json {
-        json(&serde_json::json!({ "ok": failures.is_empty(), "failures": failures, "report": report }));
+        json(&found.json);
     } else {
-        for line in postgres::report_lines(&report) {
+        for line in &found.lines {
             println!("{line}");
         }
-        for f in &failures {
-            eprintln!("mismatch: {f}");
+        for w in &found.warnings {
+            eprintln!("{w}");
         }
     }
-    Ok(if failures.is_empty() { exit::OK } else { exit::FAILURE })
+    Ok(if found.problems.is_empty() { exit::OK } else { exit::FAILURE })
 }

@@ -6,8 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use bunker_engine::objects::PutOutcome;
-use bunker_engine::Repository;
-use bunker_sources::postgres::physical::{PhysicalMeta, KIND};
+
 use bunker_sources::postgres::wal::{self, Fetched};
 
 use crate::cli::{WalCommand, WalFetchArgs, WalPushArgs};
@@ -33,13 +32,7 @@ pub fn physical_target(ctx: &Context, given: Option<&str>) -> Result<String> {
 
 fn physical_targets(ctx: &Context) -> Result<Vec<String>> {
     let Some(loaded) = ctx.config()? else { return Ok(Vec::new()) };
-    let mut out = Vec::new();
-    for t in loaded.config.targets.iter().filter(|t| t.kind == "postgres") {
-        if bunker_sources::postgres::settings(t)?.mode == "physical" {
-            out.push(t.name.clone());
-        }
-    }
-    Ok(out)
+    Ok(bunker_sources::postgres::physical_targets(&loaded.config)?)
 }
 
 pub fn push(ctx: &Context, args: WalPushArgs) -> Result<i32> {
@@ -134,19 +127,6 @@ pub fn run(ctx: &Context, cmd: WalCommand) -> Result<i32> {
     }
 }
 
-/// The base backups of a physical target, oldest first, with their recorded facts.
-pub fn base_backups(repo: &Repository, target: &str) -> Result<Vec<(bunker_engine::Snapshot, PhysicalMeta)>> {
-    let mut out = Vec::new();
-    for s in repo.load_snapshots()? {
-        if s.kind == KIND && s.name == target {
-            let meta: PhysicalMeta = serde_json::from_value(s.meta.clone())
-                .map_err(|e| anyhow::anyhow!("snapshot {} has unreadable base backup facts: {e}", s.short_id()))?;
-            out.push((s, meta));
-        }
-    }
-    Ok(out)
-}
-
 fn verify(ctx: &Context, target: Option<String>) -> Result<i32> {
     let repo = ctx.open()?;
     let targets = match target {
@@ -161,10 +141,11 @@ fn verify(ctx: &Context, target: Option<String>) -> Result<i32> {
     };
     let mut rows = Vec::new();
     let mut all_ok = true;
+    let snapshots = repo.load_snapshots()?;
     for target in targets {
         let mut run = Run::start("wal-verify");
         run.target(&target);
-        let bases = base_backups(&repo, &target)?;
+        let bases = bunker_sources::postgres::base_backups(&snapshots, &target)?;
         let segment_size = bases.last().map(|(_, m)| m.segment_size).unwrap_or(wal::DEFAULT_SEGMENT_SIZE);
         let listing = wal::list(&repo, &target, segment_size)?;
         let age = listing.newest.and_then(|t| t.elapsed().ok()).map(|d| d.as_secs_f64());

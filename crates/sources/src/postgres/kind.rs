@@ -69,6 +69,41 @@ impl Kind for Postgres {
         }
     }
 
+    fn verify_against(
+        &self,
+        snapshot: &Snapshot,
+        target: Option<&bunker_config::TargetConfig>,
+        against: &str,
+    ) -> Result<Restored> {
+        if snapshot.kind != logical::KIND {
+            return Err(fail(format!(
+                "snapshot {} is a {} snapshot; `bunker verify --against` checks logical dumps (drill a base backup instead)",
+                snapshot.short_id(),
+                snapshot.kind
+            )));
+        }
+        let meta: LogicalMeta = crate::drill::facts(snapshot, "PostgreSQL")?;
+        let settings = settings(target)?;
+        let against = database(settings.as_ref(), against)?;
+        let assertions = settings.as_ref().map(|s| s.assertions.as_slice()).unwrap_or(&[]);
+        let report = super::verify::verify(&against, &meta.tables, assertions)?;
+        let failures = report.failures();
+        Ok(Restored {
+            into: against.display(),
+            details: vec![("against".into(), against.display().into())],
+            lines: report_lines(&report),
+            warnings: failures.iter().map(|f| format!("mismatch: {f}")).collect(),
+            json: serde_json::json!({ "ok": failures.is_empty(), "failures": failures, "report": report }),
+            verified: true,
+            problems: if failures.is_empty() {
+                Vec::new()
+            } else {
+                vec![format!("verification failed: {}", failures.join("; "))]
+            },
+            ..Default::default()
+        })
+    }
+
     fn drill(&self, job: &crate::drill::DrillJob<'_>, out: &mut crate::drill::DrillOutcome) -> Result<()> {
         let main = job.main().ok_or_else(|| fail(format!("the point holds only a roles snapshot of {}", job.name)))?;
         if main.kind == physical::KIND {
@@ -221,6 +256,17 @@ fn restore_logical(job: &RestoreJob<'_>, into: &str) -> Result<Restored> {
     out.json = serde_json::json!({ "ok": failures.is_empty(), "failures": failures, "report": report });
     if !failures.is_empty() {
         out.problems.push(format!("verification failed: {}", failures.join("; ")));
+    }
+    Ok(out)
+}
+
+/// The physical PostgreSQL targets of a stack file (`type = "postgres"`, `mode = "physical"`).
+pub fn physical_targets(config: &bunker_config::Config) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for t in config.targets.iter().filter(|t| t.kind == "postgres") {
+        if super::settings(t)?.mode == "physical" {
+            out.push(t.name.clone());
+        }
     }
     Ok(out)
 }

@@ -16,7 +16,7 @@ pub mod wal;
 
 mod drill;
 mod kind;
-pub use kind::{base_backups, database, report_lines, Postgres};
+pub use kind::{base_backups, database, physical_targets, report_lines, Postgres};
 pub use physical::PhysicalMeta;
 
 pub use conn::ConnInfo;

@@ -8,9 +8,9 @@ use std::fmt::Write as _;
 use bunker_engine::catalog::{RunRecord, RunStatus};
 
 use super::plan::Planned;
-use crate::commands::status::StatusReport;
+use crate::drill::record::{drills, StoredDrill, TargetDrill};
 use crate::health::runs_by_target;
-use bunker_ops::drill::record::{drills, StoredDrill, TargetDrill};
+use crate::status::StatusReport;
 
 /// One metric family: its HELP, TYPE and samples (labels already rendered).
 struct Family {
@@ -268,7 +268,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use bunker_ops::drill::record::DrillRecord;
+    use crate::drill::record::DrillRecord;
 
     fn run(op: &str, target: &str, status: RunStatus, minute: u32, read: u64, stored: u64) -> RunRecord {
         let started = chrono::Utc.with_ymd_and_hms(2026, 11, 21, 1, minute, 0).unwrap();

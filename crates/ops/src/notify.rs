@@ -22,7 +22,7 @@ use bunker_engine::Repository;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::output::size;
+use bunker_sources::size;
 
 /// Per attempt, per destination.
 const TIMEOUT: Duration = Duration::from_secs(10);

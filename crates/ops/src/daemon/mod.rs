@@ -11,7 +11,6 @@
 //! A second signal exits at once. SIGHUP reloads the stack file (a broken one is reported and the old
 //! one kept).
 
-pub mod http;
 pub mod metrics;
 pub mod plan;
 
@@ -19,21 +18,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _, Result};
 use bunker_config::{Config, JobKind, Schedule};
 use bunker_engine::catalog::RunRecord;
 use bunker_engine::Repository;
 use chrono::{DateTime, Utc};
 
-use crate::cli::DaemonArgs;
-use crate::commands::status::{gather, StatusReport};
-use crate::context::Context;
-use crate::exit;
+use crate::codes as exit;
 use crate::health::Level;
-use crate::runs::{Finish, Run};
+use crate::runs::Run;
+use crate::status::{gather, StatusReport};
+use crate::{fail, Events, Result};
 use plan::{random_jitter, Plan};
 
 /// The catalog operation of the daemon's own record of each job it ran.
@@ -43,50 +40,67 @@ pub const JOB_ENV: &str = "BUNKER_DAEMON_JOB";
 /// How long the loop sleeps between looks at the clock and the signals.
 const TICK: Duration = Duration::from_millis(200);
 
-pub fn run(ctx: &Context, args: DaemonArgs) -> Result<i32> {
-    let Some(loaded) = ctx.config()? else {
-        bail!("the daemon runs the stack file's [schedules]: give --config PATH, set BUNKER_CONFIG, or run where bunker.toml is")
-    };
-    let config_path = loaded.path.clone();
-    let mut config = loaded.config.clone();
-    if config.schedules.is_empty() && args.listen.is_none() {
-        bail!(
-            "{} has no [schedules]; add one (e.g. backup = \"0 1 * * *\"), or give --listen to only serve metrics",
-            config_path.display()
-        );
-    }
-    let (repo, password) = ctx.open_keeping_password()?;
-    let _singleton = bunker_engine::lock::acquire_singleton(repo.storage(), "daemon", "daemon")
-        .context("another bunker daemon runs for this repository")?;
-    let hangup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
-        .context("cannot install the SIGHUP handler")?;
+/// What the loop publishes for the HTTP side to hand out (`/metrics`, `/status`, `/healthz`).
+pub struct Published {
+    pub metrics: String,
+    pub status: Option<serde_json::Value>,
+    /// The loop's last sign of life.
+    pub heartbeat: Instant,
+}
 
-    let published = http::shared();
-    if let Some(addr) = args.listen {
-        let bound = http::serve(addr, published.clone())?;
-        eprintln!("bunker daemon: serving /metrics, /healthz and /status on http://{bound}");
-    }
+pub type Shared = Arc<RwLock<Published>>;
+
+pub fn shared() -> Shared {
+    Arc::new(RwLock::new(Published { metrics: String::new(), status: None, heartbeat: Instant::now() }))
+}
+
+/// What the loop runs with; the binary opens the repository, holds the daemon's singleton lock and
+/// serves `published`.
+pub struct Setup<'a> {
+    pub repo: Repository,
+    /// The password the jobs get (in their environment, never on a command line).
+    pub password: String,
+    pub config_path: PathBuf,
+    pub config: Config,
+    /// `--repo` as given, passed on to the jobs.
+    pub repo_location: Option<String>,
+    /// The `bunker` executable the jobs run.
+    pub exe: PathBuf,
+    /// How often metrics and status are refreshed between jobs.
+    pub refresh: Duration,
+    /// Run jobs whose fire time passed while the daemon was down.
+    pub catch_up: bool,
+    pub published: Shared,
+    /// Set by SIGHUP: reload the stack file.
+    pub hangup: Arc<AtomicBool>,
+    pub events: &'a dyn Events,
+}
+
+/// Runs the schedules until interrupted.
+pub fn run(setup: Setup<'_>) -> Result<()> {
+    let mut config = setup.config.clone();
+    let events = setup.events;
     let mut daemon = Daemon {
-        ctx,
-        repo,
-        password,
-        config_path,
-        published,
+        repo_location: setup.repo_location,
+        repo: setup.repo,
+        password: setup.password,
+        config_path: setup.config_path,
+        published: setup.published,
         health: BTreeMap::new(),
-        exe: std::env::current_exe().context("cannot find the bunker executable to run jobs with")?,
+        exe: setup.exe,
+        events,
     };
+    let hangup = setup.hangup;
     let runs = daemon.repo.load_runs().unwrap_or_default();
-    let mut plan =
-        Plan::new(&config.schedules, Utc::now(), &last_started(&runs), !args.no_catch_up, &mut random_jitter);
+    let mut plan = Plan::new(&config.schedules, Utc::now(), &last_started(&runs), setup.catch_up, &mut random_jitter);
     for job in &plan.jobs {
         let next = job.next.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or("never".into());
-        eprintln!(
-            "bunker daemon: {} ({}, \"{}\"): next run {next}",
+        events.progress(&format!(
+            "{} ({}, \"{}\"): next run {next}",
             job.schedule.name,
             job.schedule.kind.as_str(),
             job.schedule.cron
-        );
+        ));
     }
     daemon.refresh(&config, &plan, Some(runs));
     let mut refreshed = Instant::now();
@@ -100,9 +114,9 @@ pub fn run(ctx: &Context, args: DaemonArgs) -> Result<i32> {
                     plan = Plan::new(&new.schedules, Utc::now(), &last_started(&runs), false, &mut random_jitter);
                     crate::notify::install(Some(&new));
                     config = new;
-                    eprintln!("bunker daemon: reloaded {} ({} jobs)", daemon.config_path.display(), plan.jobs.len());
+                    events.progress(&format!("reloaded {} ({} jobs)", daemon.config_path.display(), plan.jobs.len()));
                 }
-                Err(e) => eprintln!("bunker daemon: kept the running configuration: {}", exit::one_line(&e)),
+                Err(e) => events.progress(&format!("kept the running configuration: {e}")),
             }
         }
         let now = Utc::now();
@@ -115,18 +129,18 @@ pub fn run(ctx: &Context, args: DaemonArgs) -> Result<i32> {
             refreshed = Instant::now();
             continue;
         }
-        if refreshed.elapsed() >= args.refresh {
+        if refreshed.elapsed() >= setup.refresh {
             daemon.refresh(&config, &plan, None);
             refreshed = Instant::now();
         }
         std::thread::sleep(TICK);
     }
-    eprintln!("bunker daemon: stopped");
-    Ok(exit::OK)
+    events.progress("stopped");
+    Ok(())
 }
 
 fn reload(path: &std::path::Path) -> Result<Config> {
-    Ok(Config::discover(Some(path))?.context("the stack file disappeared")?.config)
+    Ok(Config::discover(Some(path))?.ok_or_else(|| fail("the stack file disappeared"))?.config)
 }
 
 /// A drill job's command line: the latest point, the stack file's `[drill]` targets (the command reads
@@ -135,7 +149,10 @@ fn drill_command(config: &Config) -> Result<Vec<String>> {
     let mut args = vec!["drill".to_string()];
     if let Some(report) = &config.drill.report {
         let Some(path) = report.to_str() else {
-            bail!("[drill] report {} is no UTF-8 path; choose another file name", report.display())
+            return Err(fail(format!(
+                "[drill] report {} is no UTF-8 path; choose another file name",
+                report.display()
+            )));
         };
         args.extend(["--report".to_string(), path.to_string()]);
     }
@@ -155,14 +172,15 @@ fn last_started(runs: &[RunRecord]) -> HashMap<String, DateTime<Utc>> {
 }
 
 struct Daemon<'a> {
-    ctx: &'a Context,
+    repo_location: Option<String>,
     repo: Repository,
     password: String,
     config_path: PathBuf,
-    published: http::Shared,
+    published: Shared,
     /// Each target's level at the last health evaluation: only changes are notified.
     health: BTreeMap<String, Level>,
     exe: PathBuf,
+    events: &'a dyn Events,
 }
 
 impl Daemon<'_> {
@@ -185,7 +203,7 @@ impl Daemon<'_> {
         let report = match gather(Some(config), &self.repo, &runs, Utc::now()) {
             Ok(r) => Some(r),
             Err(e) => {
-                tracing::warn!("could not judge health to refresh the metrics: {}", exit::one_line(&e));
+                tracing::warn!("could not judge health to refresh the metrics: {e}");
                 None
             }
         };
@@ -202,7 +220,7 @@ impl Daemon<'_> {
 
     /// Runs one job; returns its exit code.
     fn run_job(&mut self, config: &Config, schedule: &Schedule) -> i32 {
-        eprintln!("bunker daemon: running {} ({})", schedule.name, schedule.kind.as_str());
+        self.events.progress(&format!("running {} ({})", schedule.name, schedule.kind.as_str()));
         if schedule.kind == JobKind::Status {
             return self.evaluate_health(config);
         }
@@ -214,9 +232,9 @@ impl Daemon<'_> {
             Ok(c) => c,
             Err(e) => {
                 let code = exit::FAILURE;
-                eprintln!("bunker daemon: {} failed: {}", schedule.name, exit::one_line(&e));
+                self.events.progress(&format!("{} failed: {e}", schedule.name));
                 record.detail("exit_code", code.into());
-                record.finish(&self.repo, Err(&e));
+                record.record(&self.repo, exit::run_status(code), Some(e.to_string()), self.events);
                 crate::notify::ping_finish(&schedule.name, code);
                 return code;
             }
@@ -237,9 +255,9 @@ impl Daemon<'_> {
         if worst != exit::OK {
             record.problem(format!("{} exited with code {worst}", schedule.name));
         }
-        record.finish(&self.repo, Ok(worst));
+        record.record(&self.repo, exit::run_status(worst), None, self.events);
         crate::notify::ping_finish(&schedule.name, worst);
-        eprintln!("bunker daemon: {} ended with exit code {worst}", schedule.name);
+        self.events.progress(&format!("{} ended with exit code {worst}", schedule.name));
         worst
     }
 
@@ -262,7 +280,10 @@ impl Daemon<'_> {
                     None => config.secondaries.iter().map(|(n, _)| n.clone()).collect(),
                 };
                 if names.is_empty() {
-                    bail!("copy job {}: the stack file has no [repositories.NAME] to copy to", schedule.name);
+                    return Err(fail(format!(
+                        "copy job {}: the stack file has no [repositories.NAME] to copy to",
+                        schedule.name
+                    )));
                 }
                 names.iter().map(|n| owned(&["copy", "--to", n])).collect()
             }
@@ -294,14 +315,14 @@ impl Daemon<'_> {
         use std::os::unix::process::CommandExt;
         let mut command = Command::new(&self.exe);
         command.arg("--config").arg(&self.config_path);
-        if let Some(repo) = &self.ctx.global.repo {
+        if let Some(repo) = &self.repo_location {
             command.env("BUNKER_REPO", repo);
         }
         command.args(args).env("BUNKER_PASSWORD", &self.password).env(JOB_ENV, job).process_group(0);
         let mut child: Child = match command.spawn() {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("bunker daemon: cannot start {}: {e}", self.exe.display());
+                self.events.progress(&format!("cannot start {}: {e}", self.exe.display()));
                 return exit::FAILURE;
             }
         };
@@ -314,12 +335,12 @@ impl Daemon<'_> {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    eprintln!("bunker daemon: lost track of job {job}: {e}");
+                    self.events.progress(&format!("lost track of job {job}: {e}"));
                     return exit::FAILURE;
                 }
             }
             if bunker_engine::interrupt::requested() && !forwarded {
-                eprintln!("bunker daemon: asking job {job} to stop");
+                self.events.progress(&format!("asking job {job} to stop"));
                 // SAFETY: sending a signal to our own child's PID has no memory effects.
                 unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
                 forwarded = true;
@@ -334,14 +355,14 @@ impl Daemon<'_> {
         let runs = match self.repo.load_runs() {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("bunker daemon: cannot read the catalog to judge health: {e}");
+                self.events.progress(&format!("cannot read the catalog to judge health: {e}"));
                 return exit::FAILURE;
             }
         };
         let report = match gather(Some(config), &self.repo, &runs, Utc::now()) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("bunker daemon: cannot judge health: {}", exit::one_line(&e));
+                self.events.progress(&format!("cannot judge health: {e}"));
                 return exit::FAILURE;
             }
         };

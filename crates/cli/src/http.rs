@@ -1,10 +1,9 @@
-//! The daemon's HTTP side: `/metrics` (Prometheus text), `/healthz` (the scheduling loop is alive) and
+//! The daemon's HTTP side (the loop is `bunker_ops::daemon`): `/metrics` (Prometheus text), `/healthz` (the scheduling loop is alive) and
 //! `/status` (the health judgement as JSON). It only serves what the loop last published; nothing here
 //! touches the repository.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use axum::extract::State;
@@ -13,23 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-/// What the loop publishes for the server to hand out.
-pub struct Published {
-    pub metrics: String,
-    pub status: Option<serde_json::Value>,
-    /// The loop's last sign of life.
-    pub heartbeat: Instant,
-}
-
-pub type Shared = Arc<RwLock<Published>>;
+use bunker_ops::daemon::Shared;
 
 /// `/healthz` fails once the loop has not ticked for this long (it ticks several times a second, also
 /// while a job runs).
 const STALL: Duration = Duration::from_secs(60);
-
-pub fn shared() -> Shared {
-    Arc::new(RwLock::new(Published { metrics: String::new(), status: None, heartbeat: Instant::now() }))
-}
 
 /// Binds `addr` now (so a taken port fails the start) and serves it on a thread of its own.
 pub fn serve(addr: SocketAddr, state: Shared) -> Result<SocketAddr> {

@@ -1,0 +1,105 @@
+//! The health of a stack: each target judged from the catalog (and, for kinds that keep data beside
+//! their snapshots, that data: archived WAL), the repository's size and growth, the last check and drill.
+//! `bunker status` prints it; the daemon serves it at `/status` and notifies changes.
+
+use std::collections::BTreeSet;
+
+use bunker_config::{Config, HealthConfig};
+use bunker_engine::catalog::{RunRecord, RunStatus};
+use bunker_engine::Repository;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::health::{self, Level, TargetHealth};
+use crate::Result;
+
+/// What `bunker status --json` prints and the daemon serves at `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub level: Level,
+    pub time: DateTime<Utc>,
+    pub targets: Vec<TargetHealth>,
+    pub repository: RepositorySummary,
+    pub last_check: Option<RunBrief>,
+    pub last_drill: Option<RunBrief>,
+    pub thresholds: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RepositorySummary {
+    pub stored_bytes: u64,
+    pub snapshots: usize,
+    pub growth_7d_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunBrief {
+    pub ended: DateTime<Utc>,
+    pub status: RunStatus,
+    pub error: Option<String>,
+}
+
+/// Judges every target of the stack file (without one, every target the catalog has seen backed up)
+/// from `runs` as of `now`.
+pub fn gather(
+    stack: Option<&Config>,
+    repo: &Repository,
+    runs: &[RunRecord],
+    now: DateTime<Utc>,
+) -> Result<StatusReport> {
+    let thresholds = stack.map(|s| s.health.clone()).unwrap_or_default();
+    let by_target = health::runs_by_target(runs);
+    let targets: Vec<String> = match stack {
+        Some(s) => s.targets.iter().map(|t| t.name.clone()).collect(),
+        None => by_target
+            .iter()
+            .filter(|(_, rs)| rs.iter().any(|r| r.operation == "backup"))
+            .map(|(t, _)| t.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    };
+    let mut judged: Vec<TargetHealth> = Vec::new();
+    for target in &targets {
+        // What the target keeps beside its snapshots (archived WAL), as its kind reports it.
+        let live = match stack.and_then(|s| s.target(target)) {
+            Some(t) => match bunker_sources::kind_of_target(t) {
+                Ok(kind) => kind.live_data(repo, t)?,
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let wal = live.map(|l| l.newest.and_then(|t| t.elapsed().ok()).filter(|_| l.files > 0));
+        let none = Vec::new();
+        let runs = by_target.get(target).unwrap_or(&none);
+        judged.push(health::evaluate_target(target, runs, now, &thresholds, wal));
+    }
+    let stats = bunker_engine::stats::stats(repo)?;
+    let week = now - chrono::Duration::days(7);
+    let growth_7d_bytes: u64 = runs.iter().filter(|r| r.ended > week).map(|r| r.bytes_stored).sum();
+    let last = |op: &str| -> Option<RunBrief> {
+        runs.iter().filter(|r| r.operation == op).max_by_key(|r| r.ended).map(|r| RunBrief {
+            ended: r.ended,
+            status: r.status,
+            error: r.error.clone(),
+        })
+    };
+    Ok(StatusReport {
+        level: judged.iter().map(|t| t.level).max().unwrap_or(Level::Ok),
+        time: now,
+        repository: RepositorySummary { stored_bytes: stats.stored_bytes, snapshots: stats.snapshots, growth_7d_bytes },
+        last_check: last("check"),
+        last_drill: last("drill"),
+        thresholds: thresholds_json(&thresholds),
+        targets: judged,
+    })
+}
+
+fn thresholds_json(t: &HealthConfig) -> serde_json::Value {
+    serde_json::json!({
+        "warning_after_secs": t.warning_after.as_secs(),
+        "critical_after_secs": t.critical_after.as_secs(),
+        "wal_warning_after_secs": t.wal_warning_after.as_secs(),
+        "wal_critical_after_secs": t.wal_critical_after.as_secs(),
+    })
+}
