@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Value;
 
 use crate::error::{Error, Result};
-use crate::spans::{Document, KeyPath};
+use crate::spans::{duration, strings, Document, KeyPath};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DrillConfig {
@@ -90,24 +90,4 @@ impl DrillConfig {
 pub struct Objectives {
     pub rto: Option<Duration>,
     pub rpo: Option<Duration>,
-}
-
-pub(crate) fn duration(value: &Value, doc: &Document, key: &KeyPath) -> Result<Duration> {
-    match value {
-        Value::String(text) => humantime::parse_duration(text).ok(),
-        _ => None,
-    }
-    .ok_or_else(|| doc.wrong_type(key, "a duration string like \"15m\" or \"26h\"", value))
-}
-
-/// A string or a list of strings (`after_restore`: one command or several).
-pub(crate) fn strings(value: &Value, doc: &Document, key: &KeyPath, expected: &'static str) -> Result<Vec<String>> {
-    match value {
-        Value::String(s) => Ok(vec![s.clone()]),
-        Value::Array(items) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| doc.wrong_type(key, expected, v)))
-            .collect(),
-        other => Err(doc.wrong_type(key, expected, other)),
-    }
 }

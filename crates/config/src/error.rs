@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The longest name a target may have (it becomes part of snapshot names and file names).
+pub const MAX_NAME_LEN: usize = 64;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("config file {} (named {by}) does not exist; check the path", path.display())]
@@ -43,7 +46,7 @@ pub enum Error {
     #[error("{}:{line}: [{section}] sets both password and password_file; keep only one", path.display())]
     BothPasswords { path: PathBuf, line: usize, section: String },
 
-    #[error("{}:{line}: invalid target name {name:?}; use letters, digits, '.', '_' or '-', starting with a letter or digit, at most {max} characters", path.display(), max = crate::target::MAX_NAME_LEN)]
+    #[error("{}:{line}: invalid target name {name:?}; use letters, digits, '.', '_' or '-', starting with a letter or digit, at most {max} characters", path.display(), max = MAX_NAME_LEN)]
     BadTargetName { path: PathBuf, line: usize, name: String },
 
     #[error("{}:{line}: {key}: {detail}", path.display())]

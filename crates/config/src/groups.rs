@@ -86,7 +86,7 @@ fn group(name: &str, value: &Value, doc: &Document, path: &KeyPath) -> Result<Gr
             };
             let after_restore = match table.get("after_restore") {
                 Some(value) => {
-                    crate::drill::strings(value, doc, &path.child("after_restore"), "a command or a list of commands")?
+                    crate::spans::strings(value, doc, &path.child("after_restore"), "a command or a list of commands")?
                 }
                 None => Vec::new(),
             };

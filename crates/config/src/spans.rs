@@ -9,10 +9,11 @@
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
-use toml::Spanned;
+use toml::{Spanned, Value};
 
 use crate::error::{Error, Result};
 
@@ -166,6 +167,26 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     (line, before[line_start..].chars().count() + 1)
+}
+
+pub(crate) fn duration(value: &Value, doc: &Document, key: &KeyPath) -> Result<Duration> {
+    match value {
+        Value::String(text) => humantime::parse_duration(text).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| doc.wrong_type(key, "a duration string like \"15m\" or \"26h\"", value))
+}
+
+/// A string or a list of strings (`after_restore`: one command or several).
+pub(crate) fn strings(value: &Value, doc: &Document, key: &KeyPath, expected: &'static str) -> Result<Vec<String>> {
+    match value {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| doc.wrong_type(key, expected, v)))
+            .collect(),
+        other => Err(doc.wrong_type(key, expected, other)),
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::spans::{Document, KeyPath};
 
 /// Longest target name accepted; names end up in snapshot tags and file names.
-pub const MAX_NAME_LEN: usize = 64;
+pub use crate::error::MAX_NAME_LEN;
 
 /// One `[targets.NAME]` table, interpolated, with `type` taken out of `options`.
 #[derive(Clone, PartialEq)]
@@ -210,7 +210,7 @@ impl TargetConfig {
         let mut objectives = crate::Objectives::default();
         for (key, slot) in [("rto_objective", &mut objectives.rto), ("rpo_objective", &mut objectives.rpo)] {
             if let Some(value) = options.remove(key) {
-                *slot = Some(crate::drill::duration(&value, doc, &path.child(key))?);
+                *slot = Some(crate::spans::duration(&value, doc, &path.child(key))?);
             }
         }
         Ok(TargetConfig {

@@ -162,7 +162,13 @@ impl crate::Kind for CommandKind {
         let snap = job.snapshot;
         let given = match job.destination {
             crate::Destination::Exec(given) => given,
-            crate::Destination::Dir(_) => return crate::files::restore_tree(job),
+            crate::Destination::Dir(_) => {
+                return Err(crate::fail(format!(
+                    "snapshot {} is a stream; write it out with `bunker dump {} > FILE`, feed it to a command with --exec, or restore a PostgreSQL dump with --into",
+                    snap.short_id(),
+                    snap.short_id()
+                )))
+            }
             other => {
                 return Err(crate::fail(format!(
                     "snapshot {} is a command's output; feed it to a command with --exec [COMMAND], or write it out with `bunker dump {} > FILE` (not {})",
@@ -222,34 +228,6 @@ impl crate::Kind for CommandKind {
 
     fn drill(&self, job: &crate::drill::DrillJob<'_>, out: &mut crate::drill::DrillOutcome) -> Result<(), SourceError> {
         let snap = job.main().ok_or_else(|| crate::fail(format!("no snapshot of {} to drill", job.name)))?;
-        drill_stream(job, snap, out)
+        crate::drill::read_stream(job, snap, out)
     }
-}
-
-/// A stream (a command's output) in a drill: read whole, every chunk checked against its ID, the length
-/// against the snapshot's. Its `restore` command is never run by a drill: it would act on production.
-pub(crate) fn drill_stream(
-    job: &crate::drill::DrillJob<'_>,
-    snap: &bunker_engine::Snapshot,
-    out: &mut crate::drill::DrillOutcome,
-) -> Result<(), SourceError> {
-    use crate::drill::{Check, Clock};
-    let Root::Stream { size, content } = &snap.root else {
-        return Err(crate::fail(format!("snapshot {} holds no stream", snap.short_id())));
-    };
-    let mut clock = Clock::default();
-    out.restored_into = "read and checked in memory".into();
-    out.provision_seconds = clock.lap();
-    let read = bunker_engine::restorer::Restorer::new(job.repo, job.index)
-        .dump(content, &mut std::io::sink())
-        .map_err(|e| crate::fail(format!("reading snapshot {} failed: {e}", snap.short_id())))?;
-    out.bytes = read;
-    out.restore_seconds = clock.lap();
-    out.checks.push(Check::new(
-        "stream",
-        read == *size,
-        format!("{read} bytes read, every chunk equal to its ID; {size} recorded"),
-    ));
-    out.verify_seconds = clock.lap();
-    Ok(())
 }

@@ -194,3 +194,30 @@ pub fn each_in_parallel<T: Sync>(items: &[T], each: impl Fn(&T) -> Result<()> + 
     bunker_engine::interrupt::check()?;
     failure.into_inner().expect("failure").map_or(Ok(()), Err)
 }
+
+/// A stream (a command's output) in a drill: read whole, every chunk checked against its ID, the length
+/// against the snapshot's. Its `restore` command is never run by a drill: it would act on production.
+pub fn read_stream(
+    job: &crate::drill::DrillJob<'_>,
+    snap: &bunker_engine::Snapshot,
+    out: &mut crate::drill::DrillOutcome,
+) -> Result<()> {
+    let bunker_engine::snapshot::Root::Stream { size, content } = &snap.root else {
+        return Err(crate::fail(format!("snapshot {} holds no stream", snap.short_id())));
+    };
+    let mut clock = Clock::default();
+    out.restored_into = "read and checked in memory".into();
+    out.provision_seconds = clock.lap();
+    let read = bunker_engine::restorer::Restorer::new(job.repo, job.index)
+        .dump(content, &mut std::io::sink())
+        .map_err(|e| crate::fail(format!("reading snapshot {} failed: {e}", snap.short_id())))?;
+    out.bytes = read;
+    out.restore_seconds = clock.lap();
+    out.checks.push(Check::new(
+        "stream",
+        read == *size,
+        format!("{read} bytes read, every chunk equal to its ID; {size} recorded"),
+    ));
+    out.verify_seconds = clock.lap();
+    Ok(())
+}

@@ -199,7 +199,7 @@ fn drill_tree(
 ) -> Result<(), crate::SourceError> {
     use crate::drill::{Check, Clock, ScratchDir};
     let bunker_engine::snapshot::Root::Tree { tree } = &snap.root else {
-        return crate::command::drill_stream(job, snap, out);
+        return crate::drill::read_stream(job, snap, out);
     };
     let mut clock = Clock::default();
     let dir = ScratchDir::new("bunker-drill-files-")?;

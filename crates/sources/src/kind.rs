@@ -10,8 +10,6 @@ use bunker_config::TargetConfig;
 use bunker_engine::index::Index;
 use bunker_engine::{Repository, Snapshot};
 
-pub use crate::postgres::pitr::{RecoveryTarget, TargetAction};
-
 use crate::drill::{DrillJob, DrillOutcome};
 use crate::{Planned, SourceError};
 
@@ -209,4 +207,28 @@ pub struct Restored {
 pub struct LiveData {
     pub files: usize,
     pub newest: Option<std::time::SystemTime>,
+}
+
+/// Where recovery of a physical PostgreSQL restore stops (`--to-time`, `--to-lsn`, … ; a point restore
+/// recovers to the point's end).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum RecoveryTarget {
+    /// Replay everything archived.
+    #[default]
+    Latest,
+    /// Stop as soon as the base backup is consistent.
+    Immediate,
+    Time(chrono::DateTime<chrono::FixedOffset>),
+    Lsn(u64),
+    Xid(u64),
+    Name(String),
+}
+
+/// What a recovered PostgreSQL server does on reaching its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetAction {
+    #[default]
+    Promote,
+    Pause,
+    Shutdown,
 }

@@ -127,7 +127,7 @@ fn store_tar(input: impl Read, backup: &Backup<'_>) -> Result<StoredTar, SourceE
                 }
             } else {
                 let stream =
-                    backup.submit_chunks(&mut entry, ChunkerParams::fixed(super::physical::CHUNK_SIZE), Some(size))?;
+                    backup.submit_chunks(&mut entry, ChunkerParams::fixed(super::DATA_CHUNK_SIZE), Some(size))?;
                 pending.push_back((entries.len(), stream));
                 backup.count_file();
             }

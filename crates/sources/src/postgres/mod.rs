@@ -50,6 +50,9 @@ struct PostgresOptions {
     method: Option<String>,
 }
 
+/// Chunk size for a data directory's files in base backups (local or streamed): eight 8 KiB pages.
+pub const DATA_CHUNK_SIZE: u32 = 64 * 1024;
+
 /// The snapshot name suffix of a target's roles and tablespaces (`TARGET/globals`).
 pub const GLOBALS: &str = "globals";
 

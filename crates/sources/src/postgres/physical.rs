@@ -23,7 +23,7 @@ use crate::{Captured, Source, SourceError};
 pub const KIND: &str = "postgres-physical";
 
 /// Chunk size for the data directory: eight 8 KiB pages.
-pub const CHUNK_SIZE: u32 = 64 * 1024;
+pub const CHUNK_SIZE: u32 = super::DATA_CHUNK_SIZE;
 
 /// What PostgreSQL itself leaves out of base backups (see "Backing Up the Data Directory" in its
 /// documentation): runtime state that is rebuilt at start, and the WAL, which comes from the archive.

@@ -6,23 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+pub use crate::kind::{RecoveryTarget, TargetAction};
+
 use super::physical::PhysicalMeta;
 use super::wal;
 use crate::SourceError;
-
-/// Where recovery stops.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub enum RecoveryTarget {
-    /// Replay everything archived.
-    #[default]
-    Latest,
-    /// Stop as soon as the base backup is consistent.
-    Immediate,
-    Time(chrono::DateTime<chrono::FixedOffset>),
-    Lsn(u64),
-    Xid(u64),
-    Name(String),
-}
 
 impl RecoveryTarget {
     /// The `recovery_target*` setting for this target, if any.
@@ -43,15 +31,6 @@ impl RecoveryTarget {
             Some((k, v)) => format!("{} {v}", k.trim_start_matches("recovery_target_")),
         }
     }
-}
-
-/// What the server does on reaching the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TargetAction {
-    #[default]
-    Promote,
-    Pause,
-    Shutdown,
 }
 
 impl TargetAction {
