@@ -27,7 +27,7 @@ struct Stack {
     moto: Moto,
     redis: ScratchRedis,
     redis_keys: ScratchRedis,
-    _pg: ScratchPostgres,
+    pg: ScratchPostgres,
 }
 
 fn fill_redis(r: &ScratchRedis, prefix: &str) {
@@ -116,7 +116,7 @@ impl Stack {
         );
         let config = repo.root.join("bunker.toml");
         std::fs::write(&config, text).unwrap();
-        Stack { repo, config, tmp, log, moto, redis, redis_keys, _pg: pg }
+        Stack { repo, config, tmp, log, moto, redis, redis_keys, pg }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -298,4 +298,33 @@ fn a_stack_of_two_applications_drills_each_group_with_its_own_smoke_test() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no group \"nope\"") && err.contains("shop, blog"), "{err}");
+}
+
+#[test]
+fn a_declined_prompt_is_recorded_as_cancelled_and_changes_nothing() {
+    let stack = Stack::new("");
+    stack.ok(&["backup", "db"]);
+    stack.pg.psql("app", "INSERT INTO owners VALUES (999, 'after the backup')").unwrap();
+    // The prompt needs a terminal: `script` gives the restore one, and "n" is the answer.
+    let base = stack.repo.cmd(&[]);
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &format!("{} restore db --into app", env!("CARGO_BIN_EXE_bunker")), "/dev/null"]);
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.env("BUNKER_CONFIG", &stack.config).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("Replace what the dump contains?") && text.contains("cancelled"), "{text}");
+    assert_eq!(stack.pg.psql("app", "SELECT name FROM owners WHERE id = 999").unwrap(), "after the backup");
+    let run = restore_runs(&stack).pop().unwrap();
+    assert_eq!(run["status"], "cancelled", "{run:#}");
+    // The after hook still ran, and was told it did not succeed.
+    assert!(stack.hook_lines().iter().any(|l| l.starts_with("after_restore db failed")));
 }

@@ -611,6 +611,7 @@ mod tests {
             assert_eq!(event_for(&now(Failed), p), Some(Failure), "a failure is always sent");
             assert_eq!(event_for(&now(RunStatus::Warning), p), Some(EventKind::Warning));
             assert_eq!(event_for(&now(Interrupted), p), Some(EventKind::Warning), "interrupted is a warning");
+            assert_eq!(event_for(&now(RunStatus::Cancelled), p), None, "a declined prompt notifies nobody");
         }
         assert_eq!(event_for(&now(Success), None), None, "the first run ever");
         assert_eq!(event_for(&now(Success), Some(&prev(Success))), None, "success after success");
