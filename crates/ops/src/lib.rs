@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod lock;
 pub mod notify;
 pub mod points;
+pub mod report;
 pub mod restore;
 pub mod runs;
 pub mod status;
