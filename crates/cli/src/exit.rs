@@ -36,25 +36,12 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
     if e.chain().any(is_cancelled) {
         return CANCELLED;
     }
-    engine_code(e.chain().find_map(engine_error))
+    bunker_ops::codes::of_engine(e.chain().find_map(engine_error))
 }
 
 /// The exit code of an operation's error (as [`code_for`]).
 pub fn code_for_operation(e: &bunker_ops::Error) -> i32 {
-    if is_cancelled(e) {
-        return CANCELLED;
-    }
-    engine_code(e.engine())
-}
-
-fn engine_code(e: Option<&Error>) -> i32 {
-    match e {
-        Some(Error::NoRepository { .. } | Error::NoBucket { .. }) => NO_REPOSITORY,
-        Some(Error::Locked { .. }) => LOCKED,
-        Some(Error::WrongPassword { .. }) => WRONG_PASSWORD,
-        Some(Error::Interrupted) => INTERRUPTED,
-        _ => FAILURE,
-    }
+    bunker_ops::codes::of(e)
 }
 
 /// The engine error behind a failure, also when a source or an operation wrapped it.

@@ -43,3 +43,23 @@ pub fn run_status(code: i32) -> bunker_engine::catalog::RunStatus {
         _ => RunStatus::Failed,
     }
 }
+
+/// The exit code of an engine error (a missing repository, a lock, a wrong password, an interrupt).
+pub fn of_engine(e: Option<&bunker_engine::Error>) -> i32 {
+    use bunker_engine::Error;
+    match e {
+        Some(Error::NoRepository { .. } | Error::NoBucket { .. }) => NO_REPOSITORY,
+        Some(Error::Locked { .. }) => LOCKED,
+        Some(Error::WrongPassword { .. }) => WRONG_PASSWORD,
+        Some(Error::Interrupted) => INTERRUPTED,
+        _ => FAILURE,
+    }
+}
+
+/// The exit code of an operation's error.
+pub fn of(e: &crate::Error) -> i32 {
+    if matches!(e, crate::Error::Source(bunker_sources::SourceError::Cancelled(_))) {
+        return CANCELLED;
+    }
+    of_engine(e.engine())
+}

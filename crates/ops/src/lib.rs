@@ -1,10 +1,11 @@
-//! bunker's operations: what a verb does beyond reading or writing one snapshot. Recovery points
-//! ([`points`]), the one route every restore takes ([`restore`]: the snapshot → its target → its kind →
+//! bunker's operations: what a verb does beyond reading or writing one snapshot. Backups of targets and
+//! recovery points ([`backup`], [`points`]), the one route every restore takes ([`restore`]: the snapshot → its target → its kind →
 //! hooks → restore → verify → catalog run), drills ([`drill`]), hooks ([`hooks`]) and run records
 //! ([`runs`]), health and status ([`health`], [`status`]), notifications ([`notify`]) and the daemon's
 //! planner and loop ([`daemon`]). Each takes the stack file, a repository and an [`Events`] sink and returns a report; it
 //! prints nothing. The source kinds are reached only through `bunker_sources::Kind`.
 
+pub mod backup;
 pub mod codes;
 pub mod daemon;
 pub mod drill;
@@ -67,6 +68,11 @@ pub trait Events: Sync {
     /// A line a hook or smoke test printed.
     fn hook_output(&self, line: &str) {
         self.progress(&format!("  | {line}"));
+    }
+    /// A live byte counter for a long step (`backing up db`), when someone watches: called with the
+    /// bytes so far every fraction of a second, dropped when the step ends.
+    fn meter(&self, _what: &str) -> Option<Box<dyn Fn(u64) + Sync + '_>> {
+        None
     }
     /// A run was recorded in the catalog (notifications go out from here).
     fn run_finished(&self, _repo: &Repository, _record: &RunRecord) {}
