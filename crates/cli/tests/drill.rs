@@ -62,20 +62,9 @@ impl Stack {
         });
         let redis = with_redis.then(|| {
             let r = ScratchRedis::start().unwrap();
-            let mut c = std::net::TcpStream::connect(("127.0.0.1", r.port())).unwrap();
-            use std::io::{Read, Write};
-            let mut cmds = String::new();
-            for i in 0..300 {
-                cmds.push_str(&format!("SET key:{i} value-{i}\r\n"));
-            }
-            cmds.push_str("HSET user:1 name ada lang rust\r\n");
-            c.write_all(cmds.as_bytes()).unwrap();
-            let mut buf = vec![0u8; 4096];
-            let mut seen = 0;
-            while seen < 301 {
-                let n = c.read(&mut buf).unwrap();
-                seen += buf[..n].iter().filter(|b| **b == b'\n').count();
-            }
+            let mut commands: Vec<String> = (0..300).map(|i| format!("SET key:{i} value-{i}")).collect();
+            commands.push("HSET user:1 name ada lang rust".into());
+            redis_commands(r.port(), &commands);
             text.push_str(&format!("[targets.cache]\ntype = \"redis\"\nurl = \"{}\"\n\n", r.url()));
             r
         });

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Output;
 
@@ -31,18 +31,8 @@ struct Stack {
 }
 
 fn fill_redis(r: &ScratchRedis, prefix: &str) {
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", r.port())).unwrap();
-    let mut cmds = String::new();
-    for i in 0..50 {
-        cmds.push_str(&format!("SET {prefix}:{i} value-{i}\r\n"));
-    }
-    c.write_all(cmds.as_bytes()).unwrap();
-    let mut buf = vec![0u8; 4096];
-    let mut seen = 0;
-    while seen < 50 {
-        let n = c.read(&mut buf).unwrap();
-        seen += buf[..n].iter().filter(|b| **b == b'\n').count();
-    }
+    let commands: Vec<String> = (0..50).map(|i| format!("SET {prefix}:{i} value-{i}")).collect();
+    redis_commands(r.port(), &commands);
 }
 
 impl Stack {

@@ -227,7 +227,7 @@ impl crate::Kind for CommandKind {
     }
 
     fn drill(&self, job: &crate::drill::DrillJob<'_>, out: &mut crate::drill::DrillOutcome) -> Result<(), SourceError> {
-        let snap = job.main().ok_or_else(|| crate::fail(format!("no snapshot of {} to drill", job.name)))?;
+        let snap = job.main()?;
         crate::drill::read_stream(job, snap, out)
     }
 }

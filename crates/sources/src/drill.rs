@@ -51,10 +51,15 @@ pub struct DrillJob<'a> {
 }
 
 impl DrillJob<'_> {
-    /// The snapshot that is restored first: not a companion (a roles script).
-    pub fn main(&self) -> Option<&Snapshot> {
-        let kind = crate::kind_of_snapshot(self.snapshots.first()?);
-        self.snapshots.iter().copied().find(|s| !kind.is_companion(s))
+    /// The snapshot that is restored first: not a companion (a roles script); an error naming the
+    /// target when it has only companions.
+    pub fn main(&self) -> Result<&Snapshot> {
+        let first =
+            self.snapshots.first().ok_or_else(|| crate::fail(format!("no snapshot of {} to drill", self.name)))?;
+        let kind = crate::kind_of_snapshot(first);
+        self.snapshots.iter().copied().find(|s| !kind.is_companion(s)).ok_or_else(|| {
+            crate::fail(format!("the drill holds only {} of {}, nothing it goes with", first.kind, self.name))
+        })
     }
 }
 

@@ -109,7 +109,7 @@ impl crate::Kind for Files {
         job: &crate::drill::DrillJob<'_>,
         out: &mut crate::drill::DrillOutcome,
     ) -> Result<(), crate::SourceError> {
-        let snap = job.main().ok_or_else(|| crate::fail(format!("no snapshot of {} to drill", job.name)))?;
+        let snap = job.main()?;
         drill_tree(job, snap, out)
     }
 

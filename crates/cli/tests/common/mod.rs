@@ -277,3 +277,19 @@ pub fn stream_into(w: &mut dyn Write, len: u64, seed: u64) -> blake3::Hash {
     }
     hasher.finalize()
 }
+
+/// Sends inline commands to a Redis server on loopback and waits for one reply line each (commands
+/// whose replies are one line: SET, HSET, EXPIRE…).
+pub fn redis_commands(port: u16, commands: &[String]) {
+    use std::io::Read;
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to redis");
+    let text: String = commands.iter().map(|c| format!("{c}\r\n")).collect();
+    c.write_all(text.as_bytes()).expect("send to redis");
+    let mut buf = vec![0u8; 4096];
+    let mut seen = 0;
+    while seen < commands.len() {
+        let n = c.read(&mut buf).expect("read from redis");
+        assert!(n > 0, "redis closed the connection after {seen} replies");
+        seen += buf[..n].iter().filter(|b| **b == b'\n').count();
+    }
+}

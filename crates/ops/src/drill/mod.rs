@@ -192,12 +192,10 @@ fn drill_target(
 ) -> (TargetDrill, Vec<Box<dyn Scratch>>) {
     let clock = std::time::Instant::now();
     let mut out = DrillOutcome::default();
-    let main = job.main();
-    out.kind = main.map(|s| s.kind.clone()).unwrap_or_default();
-    let result = match main {
-        Some(main) => bunker_sources::kind_of_snapshot(main).drill(job, &mut out),
-        None => Err(bunker_sources::fail(format!("the point holds only a roles snapshot of {}", job.name))),
-    };
+    let result = job.main().and_then(|main| {
+        out.kind = main.kind.clone();
+        bunker_sources::kind_of_snapshot(main).drill(job, &mut out)
+    });
     let rto = clock.elapsed().as_secs_f64();
     let t = TargetDrill {
         target: job.name.to_string(),

@@ -105,7 +105,7 @@ impl Kind for Postgres {
     }
 
     fn drill(&self, job: &crate::drill::DrillJob<'_>, out: &mut crate::drill::DrillOutcome) -> Result<()> {
-        let main = job.main().ok_or_else(|| fail(format!("the point holds only a roles snapshot of {}", job.name)))?;
+        let main = job.main()?;
         if main.kind == physical::KIND {
             super::drill::physical(job, main, out)
         } else {

@@ -50,7 +50,7 @@ impl Kind for Redis {
     }
 
     fn drill(&self, job: &DrillJob<'_>, out: &mut DrillOutcome) -> Result<(), SourceError> {
-        let snap = job.main().ok_or_else(|| fail(format!("no snapshot of {} to drill", job.name)))?;
+        let snap = job.main()?;
         drill(job, snap, out)
     }
 
