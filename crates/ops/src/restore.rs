@@ -290,7 +290,7 @@ pub fn restore_point(
                 timeline: None,
                 ..request.options.recovery.clone()
             },
-            ..copy_options(&request.options)
+            ..request.options.clone()
         };
         options.include.clear();
         let into = match config.target(target_name) {
@@ -346,19 +346,5 @@ fn redact(s: &str) -> String {
             }
         }
         _ => s.split('?').next().unwrap_or(s).to_string(),
-    }
-}
-
-fn copy_options<'a>(o: &RestoreOptions<'a>) -> RestoreOptions<'a> {
-    RestoreOptions {
-        force: o.force,
-        jobs: o.jobs,
-        no_verify: o.no_verify,
-        with_globals: o.with_globals,
-        include: o.include.clone(),
-        dry_run: o.dry_run,
-        delete_extra: o.delete_extra,
-        recovery: o.recovery.clone(),
-        confirm: o.confirm,
     }
 }

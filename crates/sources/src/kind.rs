@@ -140,7 +140,7 @@ pub struct Recovery {
 }
 
 /// How to restore, beside where.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct RestoreOptions<'a> {
     pub force: bool,
     /// Parallel jobs (pg_restore); `None`: the number of cores.
