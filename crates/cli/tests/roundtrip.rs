@@ -60,7 +60,7 @@ fn one_gib_stream_round_trips() {
 }
 
 #[test]
-fn unchanged_data_adds_under_1_percent_and_a_1_percent_edit_under_5() {
+fn unchanged_data_adds_under_1_percent_and_an_edit_costs_the_edit_plus_two_chunks() {
     let repo = Repo::new();
     let len = 200 << 20;
     let mut data = mixed_data(len, 42);
@@ -79,7 +79,12 @@ fn unchanged_data_adds_under_1_percent_and_a_1_percent_edit_under_5() {
     let before = repo.disk_size();
     let id = repo.backup_bytes("db", &data);
     let added = repo.disk_size() - before;
-    assert!((added as f64) < 0.05 * first as f64, "1% edit added {added} bytes to {first}");
+    // Content-defined chunking re-stores the edited bytes and the chunk on each side of the edit, at most
+    // 4 MiB each (the default maximum); the chunker's seed is per repository, so where those boundaries fall
+    // (and so the exact figure) varies from run to run. 64 KiB covers the snapshot, tree and index files.
+    let bound = edit + 2 * (4 << 20) + (64 << 10);
+    assert!(added < bound as u64, "a {edit}-byte edit added {added} bytes (bound {bound}) to {first}");
+    assert!((added as f64) < 0.10 * first as f64, "1% edit added {added} bytes to {first}");
     assert_eq!(repo.dump(&id), data);
 
     let stats = repo.json(&["stats"]);
