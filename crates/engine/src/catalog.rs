@@ -108,15 +108,14 @@ impl Repository {
     /// Every run record that can be read, oldest first. A damaged record is skipped and recorded in
     /// [`Repository::damage`]; the rest of the history stays readable.
     pub fn load_runs(&self) -> Result<Vec<RunRecord>> {
-        let ids = self.list_files(FileKind::Run)?;
-        let mut runs = Vec::with_capacity(ids.len());
-        for id in &ids {
-            if let Some(run) = self.load_tolerant(FileKind::Run, id, |p| decode_run(id, &p))? {
-                runs.push(run);
+        let mut runs = Vec::new();
+        for (id, raw) in crate::segment::runs(self)? {
+            match decode_run(&id, raw.get().as_bytes()) {
+                Ok(run) => runs.push(run),
+                Err(e) => self.damage().report(FileKind::Run, &id, &e),
             }
         }
-        self.prune_cache(FileKind::Run, &ids);
-        runs.sort_by_key(|r| r.started);
+        runs.sort_by_key(|r| (r.started, r.id));
         Ok(runs)
     }
 }

@@ -128,7 +128,9 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
 
     // The catalog and the key files: each damaged one named (readers skip them).
     repo.load_runs()?;
-    for d in repo.damage().list().into_iter().filter(|d| d.path.starts_with("runs/")) {
+    repo.load_snapshots()?;
+    for d in repo.damage().list().into_iter().filter(|d| d.path.starts_with("runs/") || d.path.starts_with("catalog/"))
+    {
         report.errors.push(format!("{}: {} ({})", d.path, d.problem, d.affects));
     }
     let (keys, damaged_keys) = crate::keys::read_keys(repo.storage())?;

@@ -57,8 +57,8 @@ pub struct CopyPlan {
     pub index: Vec<(FileId, Vec<PackedBlob>)>,
     /// Named objects (`objects/…` paths) to transfer, with their size.
     pub objects: Vec<(String, u64)>,
-    /// Run records to transfer, with their size.
-    pub runs: Vec<(FileId, u64)>,
+    /// Files of run records to transfer (`runs/<id>`, `catalog/runs/<id>`), with their size.
+    pub runs: Vec<(String, u64)>,
     /// Sizes of the snapshot files to transfer.
     snapshot_bytes: u64,
 }
@@ -259,10 +259,21 @@ pub fn plan(src: &Repository, dst: Option<&Repository>, name: Option<&str>) -> R
         .into_iter()
         .filter(|(path, _)| !dst_objects.contains_key(path) && name.is_none_or(|n| object_of(path, n)))
         .collect();
-    let dst_runs = dst_files(FileKind::Run.dir())?;
-    plan.runs = file_listing(src.storage(), FileKind::Run)?
+    // Run records the destination has (loose or folded) are not sent again; a segment is sent when the
+    // destination lacks any record in it.
+    let dst_runs: HashSet<FileId> = match dst {
+        Some(d) => d.load_runs()?.into_iter().filter_map(|r| r.id).collect(),
+        None => HashSet::new(),
+    };
+    let mut sizes = self::listing(src.storage(), FileKind::Run.dir())?;
+    sizes.extend(self::listing(src.storage(), FileKind::RunSegment.dir())?);
+    plan.runs = crate::segment::run_files(src)?
         .into_iter()
-        .filter(|(id, _)| !dst_runs.contains_key(&format!("runs/{id}")))
+        .filter(|(_, ids)| ids.iter().any(|id| !dst_runs.contains(id)))
+        .map(|(path, _)| {
+            let size = sizes.get(&path).copied().unwrap_or(0);
+            (path, size)
+        })
         .collect();
     Ok(plan)
 }
@@ -345,7 +356,7 @@ pub fn execute(
     })?;
 
     // 4. The catalog.
-    let runs: Vec<String> = plan.runs.iter().map(|(id, _)| format!("runs/{id}")).collect();
+    let runs: Vec<String> = plan.runs.iter().map(|(path, _)| path.clone()).collect();
     parallel(
         &runs,
         transfers,

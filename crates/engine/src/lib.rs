@@ -30,6 +30,7 @@ pub mod repair;
 pub mod repository;
 pub mod restorer;
 pub mod retention;
+pub mod segment;
 pub mod snapshot;
 pub mod stats;
 pub mod storage;

@@ -33,6 +33,8 @@ pub struct PruneReport {
     /// About how much the prune writes before it deletes (repacked blobs, the new index, its lock).
     pub bytes_to_write: u64,
     pub dry_run: bool,
+    /// The catalog's fold, which prune does last (see [`crate::segment`]).
+    pub catalog: crate::segment::FoldReport,
 }
 
 /// Prunes under `lock`, which must be the exclusive lock; it is verified before each destructive step.
@@ -175,6 +177,8 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
         storage.delete(&path)?;
         pause_point("prune-pack-deleted");
     }
+    // 5. The catalog: loose run records into monthly segments, snapshot summaries brought up to date.
+    report.catalog = crate::segment::fold(repo)?;
     Ok(report)
 }
 

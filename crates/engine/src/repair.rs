@@ -171,7 +171,7 @@ pub struct RemovedSnapshot {
 pub struct SnapshotRepair {
     pub snapshots: usize,
     pub removed: Vec<RemovedSnapshot>,
-    /// Run records of the catalog that cannot be opened (`runs/<id>`: why).
+    /// Run records and catalog segments that cannot be opened (`runs/<id>`, `catalog/…/<id>`: why).
     pub runs_removed: Vec<String>,
     pub dry_run: bool,
 }
@@ -241,9 +241,22 @@ pub fn repair_snapshots(repo: &Repository, lock: &LockGuard, dry_run: bool) -> R
             Ok(_) | Err(Error::NotFound { .. } | Error::UnknownContent(_)) => {}
             Err(e @ Error::Corrupt(_)) => {
                 report.runs_removed.push(format!("runs/{id}: {e}"));
-                damaged_runs.push(id);
+                damaged_runs.push((FileKind::Run, id));
             }
             Err(e) => return Err(e),
+        }
+    }
+    // Damaged catalog segments: what they folded is lost already; snapshot summaries cost nothing.
+    for kind in [FileKind::RunSegment, FileKind::SnapshotSegment] {
+        for id in repo.list_files(kind)? {
+            match repo.load_file(kind, &id) {
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e @ Error::Corrupt(_)) => {
+                    report.runs_removed.push(format!("{}/{id}: {e}", kind.dir()));
+                    damaged_runs.push((kind, id));
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     if dry_run {
@@ -254,9 +267,9 @@ pub fn repair_snapshots(repo: &Repository, lock: &LockGuard, dry_run: bool) -> R
         repo.storage().delete(&format!("{}/{}", FileKind::Snapshot.dir(), r.id))?;
         pause_point("repair-snapshot-deleted");
     }
-    for id in damaged_runs {
+    for (kind, id) in damaged_runs {
         lock.verify()?;
-        repo.storage().delete(&format!("{}/{id}", FileKind::Run.dir()))?;
+        repo.storage().delete(&format!("{}/{id}", kind.dir()))?;
     }
     Ok(report)
 }

@@ -24,6 +24,10 @@ pub enum FileKind {
     Snapshot,
     /// Run records of the catalog.
     Run,
+    /// Segments of folded run records ([`crate::segment`]).
+    RunSegment,
+    /// Segments summarising snapshots ([`crate::segment`]).
+    SnapshotSegment,
 }
 
 impl FileKind {
@@ -32,6 +36,8 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshots",
             FileKind::Run => "runs",
+            FileKind::RunSegment => "catalog/runs",
+            FileKind::SnapshotSegment => "catalog/snapshots",
         }
     }
 
@@ -40,6 +46,8 @@ impl FileKind {
             FileKind::Index => b"bunker/index/v1",
             FileKind::Snapshot => b"bunker/snapshot/v1",
             FileKind::Run => b"bunker/run/v1",
+            FileKind::RunSegment => b"bunker/catalog/runs/v1",
+            FileKind::SnapshotSegment => b"bunker/catalog/snapshots/v1",
         }
     }
 }
@@ -52,6 +60,7 @@ pub struct Repository {
     master: MasterKey,
     cache_dir: Option<PathBuf>,
     damage: DamageLog,
+    unfolded: Arc<crate::segment::Unfolded>,
 }
 
 /// A repository file that could not be opened: it fails authentication, does not match its name, or
@@ -79,6 +88,10 @@ impl DamageLog {
                 "snapshots whose blobs only it lists cannot be restored until `bunker repair index`".to_string()
             }
             FileKind::Run => "one record of the catalog's history is missing".to_string(),
+            FileKind::RunSegment => "the run records folded into it are missing from the catalog's history".to_string(),
+            FileKind::SnapshotSegment => {
+                "nothing is lost (snapshots are read from their own files instead), only time".to_string()
+            }
         };
         self.insert(Damaged { path, problem: problem.to_string(), affects });
     }
@@ -170,6 +183,7 @@ impl Repository {
             master,
             cache_dir,
             damage: DamageLog::default(),
+            unfolded: Default::default(),
         }
     }
 
@@ -184,6 +198,7 @@ impl Repository {
             master: self.master.clone(),
             cache_dir: None,
             damage: self.damage.clone(),
+            unfolded: self.unfolded.clone(),
         }
     }
 
@@ -191,6 +206,15 @@ impl Repository {
     /// A command that completed around some is "done, with problems".
     pub fn damage(&self) -> &DamageLog {
         &self.damage
+    }
+
+    pub(crate) fn note_unfolded(&self, of: crate::segment::Of, n: usize) {
+        self.unfolded.set(of, n);
+    }
+
+    /// How many files of `of` the last read found outside any segment.
+    pub(crate) fn unfolded(&self, of: crate::segment::Of) -> usize {
+        self.unfolded.get(of)
     }
 
     /// Opens a listed file, telling damage apart from failure: `Ok(None)` for a file that is damaged
@@ -382,15 +406,14 @@ impl Repository {
     /// All snapshots that can be read, oldest first. A damaged snapshot file is skipped and recorded in
     /// [`Self::damage`]: it never hides the others.
     pub fn load_snapshots(&self) -> Result<Vec<Snapshot>> {
-        let ids = self.list_files(FileKind::Snapshot)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in &ids {
-            if let Some(s) = self.load_tolerant(FileKind::Snapshot, id, |p| decode_snapshot(id, &p))? {
-                out.push(s);
+        let mut out = Vec::new();
+        for (id, raw) in crate::segment::snapshots(self)? {
+            match decode_snapshot(&id, raw.get().as_bytes()) {
+                Ok(s) => out.push(s),
+                Err(e) => self.damage.report(FileKind::Snapshot, &id, &e),
             }
         }
-        self.prune_cache(FileKind::Snapshot, &ids);
-        out.sort_by_key(|s| s.time);
+        out.sort_by_key(|s| (s.time, s.id));
         Ok(out)
     }
 

@@ -68,9 +68,13 @@ impl Run {
             let paths: Vec<&str> = damaged.iter().map(|d| d.path.as_str()).collect();
             r.error.get_or_insert_with(|| format!("skipped damaged repository files: {}", paths.join(", ")));
         }
-        if let Err(e) = repo.save_run(r) {
-            let why = if e.refuses_writes() { " (the repository takes no writes)" } else { "" };
-            events.warning(&format!("could not record the {} run in the catalog{why}: {e}", r.operation));
+        match repo.save_run(r) {
+            // A writer folds the catalog when enough loose records have piled up (one listing to know).
+            Ok(_) => bunker_engine::segment::fold_if_due(repo),
+            Err(e) => {
+                let why = if e.refuses_writes() { " (the repository takes no writes)" } else { "" };
+                events.warning(&format!("could not record the {} run in the catalog{why}: {e}", r.operation));
+            }
         }
         events.run_finished(repo, r);
         self.record

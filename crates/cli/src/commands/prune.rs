@@ -65,6 +65,13 @@ fn prune(ctx: &Context, repo: &bunker_engine::Repository, args: &PruneArgs, run:
             r.blobs_kept,
             r.blobs_removed
         );
+        let c = &r.catalog;
+        if c.segments_written > 0 {
+            println!(
+                "catalog: {} run records folded, {} snapshots summarised, into {} segments ({} replaced)",
+                c.runs_folded, c.snapshots_summarised, c.segments_written, c.segments_replaced
+            );
+        }
     }
     Ok(exit::OK)
 }

@@ -1,0 +1,631 @@
+//! Catalog segments: many small sealed files (run records, snapshots) folded into few, so that a reader on
+//! a fresh host makes tens of requests, not one per run the repository ever recorded.
+//!
+//! A segment is a sealed file under `catalog/runs/` or `catalog/snapshots/`, content-named like every
+//! other, holding the plaintext JSON of the files it folds, verbatim (fields a newer bunker wrote survive
+//! an older one's fold), each under its original file ID, for one month (`period`).
+//!
+//! - **Runs** are folded and then deleted: a run's record lives in exactly one of `runs/<id>` or a segment,
+//!   or in both for the moment between a fold's write and its deletes. Readers take the union, each ID once.
+//! - **Snapshots** stay where they are (their file is what a snapshot *is*: forget deletes it, copy copies
+//!   it); a segment only keeps a copy of their content, so a reader lists `snapshots/` and fetches only the
+//!   files no segment summarises. A summary of a forgotten snapshot is ignored (it is not in the listing)
+//!   and dropped the next time its month is folded.
+//!
+//! A fold writes the month's new segment, durably, and only then deletes what it folded: the segments of
+//! that month it read, and (for runs) the loose records it read. It never deletes a file it could not read.
+//! A crash at any step leaves every record readable (in the old files, the new segment, or both); two folds
+//! at once at worst leave two segments with the same records, which the next fold merges. FORMAT.md
+//! documents the format and these steps.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+use crate::failpoint::pause_point;
+use crate::id::FileId;
+use crate::repository::{FileKind, Repository};
+use crate::storage::Location;
+
+/// Loose run records past which a writer folds the catalog (`BUNKER_FOLD_AFTER` overrides; 0 never).
+pub const FOLD_AFTER: usize = 200;
+
+/// Snapshots without a summary past which a writer folds their summaries.
+pub const SUMMARISE_AFTER: usize = 50;
+
+/// What a segment folds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Of {
+    Runs,
+    Snapshots,
+}
+
+impl Of {
+    fn loose(self) -> FileKind {
+        match self {
+            Of::Runs => FileKind::Run,
+            Of::Snapshots => FileKind::Snapshot,
+        }
+    }
+    fn segments(self) -> FileKind {
+        match self {
+            Of::Runs => FileKind::RunSegment,
+            Of::Snapshots => FileKind::SnapshotSegment,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SegmentFile {
+    version: u32,
+    of: Of,
+    /// `YYYY-MM`: the month of the runs' start, or of the snapshots' time.
+    period: String,
+    entries: Vec<Entry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    id: FileId,
+    record: Box<RawValue>,
+}
+
+/// One segment as read: its file, its month, its entries.
+struct Segment {
+    file: FileId,
+    period: String,
+    entries: Vec<Entry>,
+}
+
+/// The plaintext JSON of a catalog file, under its ID.
+pub(crate) type Raw = (FileId, Box<RawValue>);
+
+/// Everything a reader of one kind has: loose files (by ID) and the segments, as listed and read.
+struct State {
+    loose: Vec<FileId>,
+    loose_read: Vec<Raw>,
+    segments: Vec<Segment>,
+    /// Listed segments that could not be read (damaged: recorded in the damage log).
+    unreadable_segments: usize,
+}
+
+/// How many requests may be in flight at once: S3 is latency-bound, a local disk is not.
+fn workers(repo: &Repository) -> usize {
+    let n = std::env::var("BUNKER_READ_CONCURRENCY").ok().and_then(|v| v.parse().ok());
+    n.unwrap_or(match repo.storage().location() {
+        Location::S3(_) => 32,
+        Location::Local(_) => 8,
+    })
+    .clamp(1, 256)
+}
+
+/// Runs `f` on every item, up to `workers` at a time, and returns the results in the items' order.
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 || workers <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut out: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    let slots: Vec<std::sync::Mutex<&mut Option<R>>> = out.iter_mut().map(std::sync::Mutex::new).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(items.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                **slots[i].lock().expect("slot") = Some(r);
+            });
+        }
+    });
+    drop(slots);
+    out.into_iter().map(|r| r.expect("every item ran")).collect()
+}
+
+fn decode_segment(file: &FileId, of: Of, plain: &[u8]) -> Result<Segment> {
+    let seg: SegmentFile = serde_json::from_slice(plain)
+        .map_err(|e| Error::UnknownContent(format!("catalog segment {}: {e}", file.short())))?;
+    if seg.version != 1 || seg.of != of {
+        return Err(Error::UnknownContent(format!(
+            "catalog segment {}: version {} of {:?} (this bunker reads version 1)",
+            file.short(),
+            seg.version,
+            seg.of
+        )));
+    }
+    Ok(Segment { file: *file, period: seg.period, entries: seg.entries })
+}
+
+fn raw_of(id: &FileId, kind: FileKind, plain: Vec<u8>) -> Result<Box<RawValue>> {
+    let text = String::from_utf8(plain)
+        .map_err(|_| Error::UnknownContent(format!("{} {}: not UTF-8 JSON", kind.dir(), id.short())))?;
+    RawValue::from_string(text).map_err(|e| Error::UnknownContent(format!("{} {}: {e}", kind.dir(), id.short())))
+}
+
+/// Reads the segments of `of`, and the loose files `wanted` picks from the listing, in parallel. Damaged
+/// files are skipped and recorded in the damage log.
+fn read_state(repo: &Repository, of: Of, wanted: impl Fn(&[FileId], &HashSet<FileId>) -> Vec<FileId>) -> Result<State> {
+    let workers = workers(repo);
+    let (loose, seg_ids) = std::thread::scope(|s| {
+        let segs = s.spawn(|| repo.list_files(of.segments()));
+        let loose = repo.list_files(of.loose());
+        (loose, segs.join().expect("listing thread"))
+    });
+    let (loose, seg_ids) = (loose?, seg_ids?);
+    let kind = of.segments();
+    let read = par_map(&seg_ids, workers, |id| repo.load_tolerant(kind, id, |p| decode_segment(id, of, &p)));
+    let mut segments = Vec::with_capacity(seg_ids.len());
+    let mut unreadable_segments = 0;
+    for r in read {
+        match r? {
+            Some(s) => segments.push(s),
+            None => unreadable_segments += 1,
+        }
+    }
+    repo.prune_cache(kind, &seg_ids);
+    let covered: HashSet<FileId> = segments.iter().flat_map(|s| s.entries.iter().map(|e| e.id)).collect();
+    let fetch = wanted(&loose, &covered);
+    let lk = of.loose();
+    let read = par_map(&fetch, workers, |id| repo.load_tolerant(lk, id, |p| raw_of(id, lk, p)));
+    let mut loose_read = Vec::with_capacity(fetch.len());
+    for (id, r) in fetch.iter().zip(read) {
+        if let Some(raw) = r? {
+            loose_read.push((*id, raw));
+        }
+    }
+    Ok(State { loose, loose_read, segments, unreadable_segments })
+}
+
+/// Every run record's JSON: the loose ones and the folded ones, each ID once.
+pub(crate) fn runs(repo: &Repository) -> Result<Vec<Raw>> {
+    // Loose records a segment already holds (a fold that has not deleted them yet) need not be read.
+    let state = read_state(repo, Of::Runs, |loose, covered| {
+        loose.iter().filter(|id| !covered.contains(id)).copied().collect()
+    })?;
+    repo.prune_cache(FileKind::Run, &state.loose);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (id, raw) in state.loose_read {
+        if seen.insert(id) {
+            out.push((id, raw));
+        }
+    }
+    for seg in state.segments {
+        for e in seg.entries {
+            if seen.insert(e.id) {
+                out.push((e.id, e.record));
+            }
+        }
+    }
+    repo.note_unfolded(Of::Runs, state.loose.len());
+    Ok(out)
+}
+
+/// The files that hold run records, each with the IDs of the records in it: `runs/<id>` (one) and the
+/// run segments (many), for `copy` to send only what the destination lacks.
+pub fn run_files(repo: &Repository) -> Result<Vec<(String, Vec<FileId>)>> {
+    let state = read_state(repo, Of::Runs, |_, _| Vec::new())?;
+    let mut out: Vec<(String, Vec<FileId>)> =
+        state.loose.iter().map(|id| (format!("{}/{id}", FileKind::Run.dir()), vec![*id])).collect();
+    for seg in state.segments {
+        let ids = seg.entries.iter().map(|e| e.id).collect();
+        out.push((format!("{}/{}", FileKind::RunSegment.dir(), seg.file), ids));
+    }
+    Ok(out)
+}
+
+/// Every listed snapshot's JSON: from a segment's summary where there is one, else from its own file.
+pub(crate) fn snapshots(repo: &Repository) -> Result<Vec<Raw>> {
+    let state = read_state(repo, Of::Snapshots, |loose, covered| {
+        loose.iter().filter(|id| !covered.contains(id)).copied().collect()
+    })?;
+    repo.prune_cache(FileKind::Snapshot, &state.loose);
+    let listed: HashSet<FileId> = state.loose.iter().copied().collect();
+    let unsummarised = state.loose_read.len();
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(listed.len());
+    for seg in state.segments {
+        for e in seg.entries {
+            if listed.contains(&e.id) && seen.insert(e.id) {
+                out.push((e.id, e.record));
+            }
+        }
+    }
+    out.extend(state.loose_read.into_iter().filter(|(id, _)| seen.insert(*id)));
+    repo.note_unfolded(Of::Snapshots, unsummarised);
+    Ok(out)
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FoldReport {
+    /// Segments written.
+    pub segments_written: usize,
+    /// Older segments the new ones replace (deleted).
+    pub segments_replaced: usize,
+    /// Loose run records folded (and deleted).
+    pub runs_folded: usize,
+    /// Snapshots newly summarised.
+    pub snapshots_summarised: usize,
+    /// Segments that could not be read and were left alone (see `bunker check`).
+    pub unreadable_segments: usize,
+}
+
+impl std::ops::AddAssign for FoldReport {
+    fn add_assign(&mut self, o: FoldReport) {
+        self.segments_written += o.segments_written;
+        self.segments_replaced += o.segments_replaced;
+        self.runs_folded += o.runs_folded;
+        self.snapshots_summarised += o.snapshots_summarised;
+        self.unreadable_segments += o.unreadable_segments;
+    }
+}
+
+#[derive(Deserialize)]
+struct RunStamp {
+    started: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Deserialize)]
+struct SnapshotStamp {
+    time: chrono::DateTime<chrono::Utc>,
+}
+
+fn period_of(of: Of, raw: &RawValue) -> Option<String> {
+    let t = match of {
+        Of::Runs => serde_json::from_str::<RunStamp>(raw.get()).ok()?.started,
+        Of::Snapshots => serde_json::from_str::<SnapshotStamp>(raw.get()).ok()?.time,
+    };
+    Some(t.format("%Y-%m").to_string())
+}
+
+/// Folds the catalog: every loose run record into its month's segment (then deleted), and every snapshot
+/// without a summary into its month's summary. Needs the right to delete; takes no lock (see the module
+/// docs for why two folds at once are safe).
+pub fn fold(repo: &Repository) -> Result<FoldReport> {
+    let mut report = fold_of(repo, Of::Runs)?;
+    report += fold_of(repo, Of::Snapshots)?;
+    Ok(report)
+}
+
+/// [`fold`], when enough has accumulated since the last one this process saw: for writers, after they
+/// saved a record. A failure is logged, never the writer's failure (its record is saved).
+pub fn fold_if_due(repo: &Repository) {
+    let threshold = std::env::var("BUNKER_FOLD_AFTER").ok().and_then(|v| v.parse().ok()).unwrap_or(FOLD_AFTER);
+    if threshold == 0 {
+        return;
+    }
+    let runs_due = match repo.list_files(FileKind::Run) {
+        Ok(l) => l.len() > threshold,
+        Err(e) => {
+            tracing::debug!("not folding the catalog: {e}");
+            return;
+        }
+    };
+    let snapshots_due = repo.unfolded(Of::Snapshots) > SUMMARISE_AFTER.min(threshold);
+    let mut result = Ok(FoldReport::default());
+    if runs_due {
+        result = fold_of(repo, Of::Runs);
+    }
+    if snapshots_due && result.is_ok() {
+        result = fold_of(repo, Of::Snapshots);
+    }
+    match result {
+        Ok(r) if r.segments_written > 0 => tracing::info!(
+            "folded the catalog: {} run records and {} snapshots into {} segments",
+            r.runs_folded,
+            r.snapshots_summarised,
+            r.segments_written
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            "could not fold the catalog ({e}); reads stay correct, only slower; `bunker prune` folds it, or set BUNKER_FOLD_AFTER=0 on hosts that may not delete"
+        ),
+    }
+}
+
+fn fold_of(repo: &Repository, of: Of) -> Result<FoldReport> {
+    let state = read_state(repo, of, |loose, covered| match of {
+        // Every loose record is read: those a segment already holds are deleted once it is confirmed.
+        Of::Runs => loose.to_vec(),
+        Of::Snapshots => loose.iter().filter(|id| !covered.contains(id)).copied().collect(),
+    })?;
+    let mut report = FoldReport { unreadable_segments: state.unreadable_segments, ..Default::default() };
+    let listed: HashSet<FileId> = state.loose.iter().copied().collect();
+
+    // Month → (its segments, what is new for it).
+    let mut months: BTreeMap<String, (Vec<Segment>, Vec<Raw>)> = BTreeMap::new();
+    for seg in state.segments {
+        months.entry(seg.period.clone()).or_default().0.push(seg);
+    }
+    for (id, raw) in state.loose_read {
+        // A record without a readable time stays loose (another version's: it is still read as it is).
+        if let Some(p) = period_of(of, &raw) {
+            months.entry(p).or_default().1.push((id, raw));
+        }
+    }
+    for (period, (segments, new)) in months {
+        let stale = |seg: &Segment| of == Of::Snapshots && seg.entries.iter().any(|e| !listed.contains(&e.id));
+        // A month with one segment, nothing new and nothing forgotten is already as folded as it gets.
+        if new.is_empty() && segments.len() <= 1 && !segments.iter().any(stale) {
+            continue;
+        }
+        let mut entries: BTreeMap<FileId, Box<RawValue>> = BTreeMap::new();
+        for seg in &segments {
+            for e in &seg.entries {
+                if of == Of::Runs || listed.contains(&e.id) {
+                    entries.entry(e.id).or_insert_with(|| e.record.clone());
+                }
+            }
+        }
+        let newly = new.iter().filter(|(id, _)| !entries.contains_key(id)).count();
+        let folded_loose: Vec<FileId> = new.iter().map(|(id, _)| *id).collect();
+        for (id, raw) in new {
+            entries.entry(id).or_insert(raw);
+        }
+        // Loose records the month's one segment already holds (a fold that stopped before its deletes).
+        let already = segments.len() == 1 && !segments.iter().any(stale) && newly == 0;
+        let written = if already {
+            Some(segments[0].file)
+        } else if entries.is_empty() {
+            None
+        } else {
+            let file = SegmentFile {
+                version: 1,
+                of,
+                period: period.clone(),
+                entries: entries.into_iter().map(|(id, record)| Entry { id, record }).collect(),
+            };
+            let json = serde_json::to_vec(&file).expect("segment serialises");
+            // Durable before anything it replaces goes: local writes are fsynced, S3 puts are.
+            Some(repo.save_file(of.segments(), &json)?)
+        };
+        pause_point("fold-segment-written");
+        report.segments_written += usize::from(written.is_some() && !already);
+        for seg in segments.iter().filter(|s| Some(s.file) != written) {
+            repo.storage().delete(&format!("{}/{}", of.segments().dir(), seg.file))?;
+            report.segments_replaced += 1;
+            pause_point("fold-segment-deleted");
+        }
+        match of {
+            Of::Runs => {
+                for id in &folded_loose {
+                    repo.storage().delete(&format!("{}/{id}", FileKind::Run.dir()))?;
+                    pause_point("fold-run-deleted");
+                }
+                report.runs_folded += folded_loose.len();
+            }
+            Of::Snapshots => report.snapshots_summarised += newly,
+        }
+    }
+    repo.note_unfolded(of, 0);
+    Ok(report)
+}
+
+/// What a repository handle remembers of its last reads, for [`fold_if_due`].
+#[derive(Debug, Default)]
+pub(crate) struct Unfolded {
+    counts: std::sync::Mutex<HashMap<&'static str, usize>>,
+}
+
+impl Unfolded {
+    pub(crate) fn set(&self, of: Of, n: usize) {
+        self.counts.lock().expect("unfolded").insert(of.key(), n);
+    }
+    pub(crate) fn get(&self, of: Of) -> usize {
+        self.counts.lock().expect("unfolded").get(of.key()).copied().unwrap_or(0)
+    }
+}
+
+impl Of {
+    fn key(self) -> &'static str {
+        match self {
+            Of::Runs => "runs",
+            Of::Snapshots => "snapshots",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::backup::{Backup, SnapshotDraft};
+    use crate::catalog::{RunRecord, RunStatus};
+    use crate::config::InitOptions;
+    use crate::lock::acquire;
+    use crate::snapshot::Root;
+    use crate::storage::Storage;
+
+    fn init(dir: &Path) -> Repository {
+        std::env::set_var("BUNKER_KDF_MEMORY_KIB", "1024");
+        std::env::set_var("BUNKER_CACHE_DIR", "off");
+        let storage = Storage::create(&Location::Local(dir.to_path_buf())).unwrap();
+        Repository::init(storage, "pw", &InitOptions::default()).unwrap()
+    }
+
+    fn record(repo: &Repository, month: u32, n: u32) -> FileId {
+        let started = chrono::Utc.with_ymd_and_hms(2026, month, 1 + n % 27, 3, 0, n % 60).unwrap();
+        let mut r = RunRecord::new("backup", started, RunStatus::Success);
+        r.target = Some(format!("t{n}"));
+        repo.save_run(&mut r).unwrap()
+    }
+
+    fn files(dir: &Path, sub: &str) -> usize {
+        std::fs::read_dir(dir.join(sub)).map(|rd| rd.count()).unwrap_or(0)
+    }
+
+    fn ids(repo: &Repository) -> Vec<FileId> {
+        let mut ids: Vec<FileId> = repo.load_runs().unwrap().into_iter().map(|r| r.id.unwrap()).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn an_older_catalog_folds_by_month_and_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = init(dir.path());
+        let mut want: Vec<FileId> = (0..30).map(|n| record(&repo, 9 + n % 3, n)).collect();
+        want.sort();
+        let before: Vec<String> = repo.load_runs().unwrap().iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+        assert_eq!(ids(&repo), want);
+
+        let r = fold(&repo).unwrap();
+        assert_eq!((r.runs_folded, r.segments_written, r.segments_replaced), (30, 3, 0), "{r:?}");
+        assert_eq!(files(dir.path(), "runs"), 0);
+        assert_eq!(files(dir.path(), "catalog/runs"), 3);
+        assert_eq!(ids(&repo), want, "the same records, under the same IDs");
+        let after: Vec<String> = repo.load_runs().unwrap().iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+        assert_eq!(before, after, "and the same content, in the same order");
+
+        // Nothing new: nothing to do. New records: merged into their month's segment.
+        assert_eq!(fold(&repo).unwrap().segments_written, 0);
+        want.push(record(&repo, 10, 99));
+        want.sort();
+        assert_eq!(ids(&repo), want, "loose and folded records read together");
+        let r = fold(&repo).unwrap();
+        assert_eq!((r.runs_folded, r.segments_written, r.segments_replaced), (1, 1, 1), "{r:?}");
+        assert_eq!(files(dir.path(), "catalog/runs"), 3);
+        assert_eq!(ids(&repo), want);
+    }
+
+    #[test]
+    fn a_fold_that_stopped_before_its_deletes_leaves_each_record_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = init(dir.path());
+        let want: Vec<FileId> = (0..10).map(|n| record(&repo, 11, n)).collect();
+        let saved = dir.path().join("saved");
+        std::fs::create_dir(&saved).unwrap();
+        for id in &want {
+            std::fs::copy(dir.path().join(format!("runs/{id}")), saved.join(id.to_hex())).unwrap();
+        }
+        fold(&repo).unwrap();
+        let first = std::fs::read_dir(dir.path().join("catalog/runs")).unwrap().next().unwrap().unwrap().path();
+        // As if the fold died after writing its segment: the loose records are all still there, and an
+        // older segment of the month too (a second, concurrent fold's).
+        for id in &want {
+            std::fs::copy(saved.join(id.to_hex()), dir.path().join(format!("runs/{id}"))).unwrap();
+        }
+        let mut sorted = want.clone();
+        sorted.sort();
+        assert_eq!(ids(&repo), sorted);
+        let r = fold(&repo).unwrap();
+        assert_eq!(r.runs_folded, 10, "{r:?}");
+        assert_eq!(r.segments_written, 0, "the one segment already held them all: {r:?}");
+        assert_eq!(files(dir.path(), "runs"), 0);
+        assert_eq!(ids(&repo), sorted);
+
+        // Two folds at once: a second segment of the month with some of the same records.
+        let some: Vec<Entry> =
+            runs(&repo).unwrap().into_iter().take(4).map(|(id, record)| Entry { id, record }).collect();
+        let other = SegmentFile { version: 1, of: Of::Runs, period: "2026-11".into(), entries: some };
+        repo.save_file(FileKind::RunSegment, &serde_json::to_vec(&other).unwrap()).unwrap();
+        assert!(first.exists());
+        assert_eq!(files(dir.path(), "catalog/runs"), 2);
+        assert_eq!(ids(&repo), sorted, "each record once");
+        let r = fold(&repo).unwrap();
+        assert_eq!((r.segments_written, r.segments_replaced), (1, 2), "{r:?}");
+        assert_eq!(files(dir.path(), "catalog/runs"), 1);
+        assert_eq!(ids(&repo), sorted);
+    }
+
+    #[test]
+    fn a_damaged_segment_is_reported_and_never_hides_loose_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = init(dir.path());
+        for n in 0..5 {
+            record(&repo, 9, n);
+        }
+        fold(&repo).unwrap();
+        let seg = std::fs::read_dir(dir.path().join("catalog/runs")).unwrap().next().unwrap().unwrap().path();
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&seg, bytes).unwrap();
+        let fresh: Vec<FileId> = (0..3).map(|n| record(&repo, 9, 10 + n)).collect();
+
+        let repo = Repository::open(Storage::open(&Location::Local(dir.path().to_path_buf())).unwrap(), "pw").unwrap();
+        let mut want = fresh.clone();
+        want.sort();
+        assert_eq!(ids(&repo), want);
+        let damaged = repo.damage().list();
+        assert!(
+            damaged.iter().any(|d| d.path.starts_with("catalog/runs/") && d.affects.contains("missing")),
+            "{damaged:?}"
+        );
+        // A fold leaves what it cannot read alone (for `repair`), and folds the rest.
+        let r = fold(&repo).unwrap();
+        assert_eq!((r.unreadable_segments, r.runs_folded), (1, 3), "{r:?}");
+        assert!(seg.exists());
+        assert_eq!(ids(&repo), want);
+    }
+
+    #[test]
+    fn fields_of_a_newer_version_survive_a_fold() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = init(dir.path());
+        let mut r = RunRecord::new("backup", chrono::Utc::now(), RunStatus::Success);
+        let mut v = serde_json::to_value(&r).unwrap();
+        v["from_the_future"] = serde_json::json!({"kept": true});
+        let id = repo.save_file(FileKind::Run, &serde_json::to_vec(&v).unwrap()).unwrap();
+        r.id = Some(id);
+        fold(&repo).unwrap();
+        let raw = runs(&repo).unwrap();
+        assert_eq!(raw.len(), 1);
+        assert_eq!(raw[0].0, id);
+        assert!(raw[0].1.get().contains("\"from_the_future\":{\"kept\":true}"), "{}", raw[0].1.get());
+    }
+
+    fn snapshot(repo: &Repository, name: &str, data: &[u8]) -> FileId {
+        let lock = acquire(repo.storage(), false, "test", Duration::ZERO).unwrap();
+        let (index, _) = repo.load_index().unwrap();
+        let b = Backup::start(repo, &lock, Arc::new(index));
+        let (content, size) = b.save_stream(data).unwrap();
+        let draft = SnapshotDraft { name: name.into(), kind: "stream".into(), ..Default::default() };
+        b.commit(Root::Stream { size, content }, draft).unwrap().id()
+    }
+
+    #[test]
+    fn snapshot_summaries_follow_the_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = init(dir.path());
+        let made: Vec<FileId> = (0..6).map(|n| snapshot(&repo, &format!("s{n}"), &[n as u8; 100])).collect();
+        let names = |repo: &Repository| repo.load_snapshots().unwrap().into_iter().map(|s| s.name).collect::<Vec<_>>();
+        let before = names(&repo);
+        assert_eq!(repo.unfolded(Of::Snapshots), 6);
+        let r = fold(&repo).unwrap();
+        assert_eq!((r.snapshots_summarised, r.segments_written), (6, 1), "{r:?}");
+        assert_eq!(files(dir.path(), "snapshots"), 6, "snapshot files stay");
+        assert_eq!(names(&repo), before);
+        assert_eq!(repo.unfolded(Of::Snapshots), 0, "everything came from the summary");
+
+        // A forgotten snapshot is gone from the list at once, and from the summary at the next fold.
+        repo.delete_snapshot(&made[2]).unwrap();
+        let after: Vec<String> = before.iter().filter(|n| *n != "s2").cloned().collect();
+        assert_eq!(names(&repo), after);
+        let r = fold(&repo).unwrap();
+        assert_eq!((r.segments_written, r.segments_replaced), (1, 1), "{r:?}");
+        assert_eq!(names(&repo), after);
+        let s = repo.load_snapshots().unwrap();
+        assert_eq!(s.iter().find(|s| s.name == "s4").unwrap().id, Some(made[4]));
+
+        // A damaged summary costs nothing but time: the files are read instead.
+        let seg = std::fs::read_dir(dir.path().join("catalog/snapshots")).unwrap().next().unwrap().unwrap().path();
+        std::fs::write(&seg, b"garbage").unwrap();
+        let repo = Repository::open(Storage::open(&Location::Local(dir.path().to_path_buf())).unwrap(), "pw").unwrap();
+        assert_eq!(names(&repo), after);
+    }
+
+    #[test]
+    fn par_map_keeps_the_order() {
+        let items: Vec<u32> = (0..1000).collect();
+        assert_eq!(par_map(&items, 16, |n| n * 2), items.iter().map(|n| n * 2).collect::<Vec<_>>());
+    }
+}
