@@ -1,5 +1,5 @@
 //! `prune`: delete what no snapshot needs. Under the exclusive lock: find every blob the snapshots use;
-//! keep packs that are (nearly) fully used, repack the used blobs of the rest into new packs, write one new
+//! keep packs that are (nearly) fully used, repack the used blobs of the rest (and merge small packs) into new packs, write one new
 //! index for everything kept, and only then delete the old index files and the unneeded packs. A crash at
 //! any point leaves either the old index (all packs still there) or the new one (all its packs written):
 //! nothing referenced is ever lost; leftovers are removed by the next prune.
@@ -20,10 +20,17 @@ use crate::walk::{collect_blobs, BlobSet};
 /// Packs with less than this share of used bytes are repacked; the others are kept as they are.
 const REPACK_BELOW_USED: f64 = 0.8;
 
+/// Packs smaller than this share of the pack size are merged when there are two or more (a backup of a
+/// small target, or of little change, writes a small pack; without merging, the pack count would grow
+/// with the number of runs rather than with the data).
+const SMALL_PACK_SHARE: u64 = 8;
+
 #[derive(Debug, Default, serde::Serialize)]
 pub struct PruneReport {
     pub packs_kept: usize,
     pub packs_repacked: usize,
+    /// Of the repacked packs, those that were only small (fully used, merged with other small ones).
+    pub small_packs_merged: usize,
     pub packs_deleted: usize,
     pub blobs_kept: usize,
     pub blobs_removed: usize,
@@ -99,6 +106,8 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
     let mut keep: Vec<(FileId, Vec<PackedBlob>)> = Vec::new();
     let mut repack: Vec<(FileId, Vec<PackedBlob>)> = Vec::new();
     let mut placed: HashSet<_, IdBuildHasher> = HashSet::default();
+    let mut small: Vec<(FileId, Vec<PackedBlob>)> = Vec::new();
+    let small_below = u64::from(repo.config().pack_size) / SMALL_PACK_SHARE;
     for (pack, blobs) in listed {
         // Only intact packs (present, of the size their index implies) can hold what stays.
         if stored_sizes.get(&pack) != Some(&expected_pack_size(&blobs)) {
@@ -116,12 +125,28 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
         }
         placed.extend(needed.iter().map(|b| b.id));
         report.blobs_kept += needed.len();
-        if needed.len() == blobs.len() || (needed_bytes as f64) >= REPACK_BELOW_USED * total as f64 {
+        if needed.len() == blobs.len() && total < small_below {
+            small.push((pack, needed));
+        } else if needed.len() == blobs.len() || (needed_bytes as f64) >= REPACK_BELOW_USED * total as f64 {
             keep.push((pack, blobs));
         } else {
             repack.push((pack, needed));
         }
     }
+    // Small packs of one kind (data, trees) are merged when there are two or more: one small pack of
+    // each kind is what merging leaves, and stays.
+    for kind in [BlobKind::Data, BlobKind::Meta] {
+        let (of_kind, rest): (Vec<_>, Vec<_>) =
+            small.into_iter().partition(|(_, blobs)| blobs.first().is_some_and(|b| b.kind == kind));
+        small = rest;
+        if of_kind.len() >= 2 {
+            report.small_packs_merged += of_kind.len();
+            repack.extend(of_kind);
+        } else {
+            keep.extend(of_kind);
+        }
+    }
+    keep.extend(small);
     if let Some(lost) = used.iter().find(|b| !placed.contains(*b)) {
         let n = used.iter().filter(|b| !placed.contains(*b)).count();
         return Err(crate::Error::Corrupt(format!(
@@ -233,4 +258,74 @@ pub(crate) fn repack_blobs(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::backup::{Backup, SnapshotDraft};
+    use crate::check::{check, ReadData};
+    use crate::config::InitOptions;
+    use crate::lock::acquire;
+    use crate::snapshot::Root;
+    use crate::storage::{Location, Storage};
+
+    fn init(dir: &Path) -> Repository {
+        std::env::set_var("BUNKER_KDF_MEMORY_KIB", "1024");
+        std::env::set_var("BUNKER_CACHE_DIR", "off");
+        let storage = Storage::create(&Location::Local(dir.to_path_buf())).unwrap();
+        Repository::init(storage, "pw", &InitOptions::default()).unwrap()
+    }
+
+    fn backup(repo: &Repository, name: &str, data: &[u8]) -> crate::FileId {
+        let lock = acquire(repo.storage(), false, "test", Duration::ZERO).unwrap();
+        let (index, _) = repo.load_index().unwrap();
+        let b = Backup::start(repo, &lock, Arc::new(index));
+        let (content, size) = b.save_stream(data).unwrap();
+        let draft = SnapshotDraft { name: name.into(), kind: "stream".into(), ..Default::default() };
+        b.commit(Root::Stream { size, content }, draft).unwrap().id()
+    }
+
+    fn dump(repo: &Repository, id: &crate::FileId) -> Vec<u8> {
+        let (index, _) = repo.load_index().unwrap();
+        let Root::Stream { content, .. } = repo.load_snapshot(id).unwrap().root else { panic!("a stream") };
+        let mut out = Vec::new();
+        Restorer::new(repo, &index).dump(&content, &mut out).unwrap();
+        out
+    }
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..4096 + n * 7).map(|i| ((i * 31 + n * 17) % 251) as u8 ^ (n as u8)).collect()
+    }
+
+    #[test]
+    fn small_packs_are_merged_and_everything_stays_restorable() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = init(dir.path());
+        let ids: Vec<_> = (0..40).map(|n| backup(&repo, &format!("hourly{}", n % 4), &data(n))).collect();
+        let before = repo.stored_packs().unwrap().len();
+        assert!(before >= 40, "each backup wrote its own packs: {before}");
+
+        let lock = acquire(repo.storage(), true, "prune", Duration::ZERO).unwrap();
+        let r = prune(&repo, &lock, false).unwrap();
+        drop(lock);
+        assert_eq!(r.small_packs_merged, before, "{r:?}");
+        let after = repo.stored_packs().unwrap().len();
+        assert!(after <= 2, "one data pack and one tree pack hold it all: {after} packs");
+        assert_eq!(repo.list_files(crate::repository::FileKind::Index).unwrap().len(), 1);
+        let report = check(&repo, ReadData::All).unwrap();
+        assert!(report.is_ok(), "{:?}", report.errors);
+        for (n, id) in ids.iter().enumerate() {
+            assert_eq!(dump(&repo, id), data(n), "snapshot {n}");
+        }
+
+        // Merged packs are full-size or alone: a second prune has nothing to merge.
+        let lock = acquire(repo.storage(), true, "prune", Duration::ZERO).unwrap();
+        let r = prune(&repo, &lock, false).unwrap();
+        assert_eq!((r.small_packs_merged, r.packs_repacked, r.packs_deleted), (0, 0, 0), "{r:?}");
+    }
 }

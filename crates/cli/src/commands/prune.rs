@@ -57,10 +57,11 @@ fn prune(ctx: &Context, repo: &bunker_engine::Repository, args: &PruneArgs, run:
     } else {
         let verb = if r.dry_run { "would free" } else { "freed" };
         println!(
-            "{verb} {}: {} packs deleted, {} repacked, {} kept; {} blobs kept, {} removed",
+            "{verb} {}: {} packs deleted, {} repacked{}, {} kept; {} blobs kept, {} removed",
             size(r.bytes_freed),
             r.packs_deleted,
             r.packs_repacked,
+            if r.small_packs_merged > 0 { format!(" ({} small ones merged)", r.small_packs_merged) } else { String::new() },
             r.packs_kept,
             r.blobs_kept,
             r.blobs_removed
