@@ -78,13 +78,13 @@ fn main() {
                 let Some((hours, item)) = items.get(i) else { break };
                 let started = oldest - Duration::hours(*hours) - Duration::seconds(i as i64 % 3600);
                 let ended = started + Duration::seconds(2 + (i as i64 % 40));
-                let mut record = |op: &str, target: Option<String>, snapshot: Option<String>, details| {
+                let record = |op: &str, target: Option<String>, snapshot: Option<String>, details| {
                     let mut r = RunRecord::new(op, started, RunStatus::Success);
                     r.ended = ended;
                     r.target = target;
                     r.snapshot = snapshot;
                     r.details = details;
-                    if i % 97 == 0 {
+                    if i.is_multiple_of(97) {
                         r.status = RunStatus::Failed;
                         r.error = Some("connection refused (a failure, for the history)".into());
                     }
@@ -129,7 +129,7 @@ fn main() {
                     Item::Other(op) => record(op, Some(targets[i % targets.len()].name.clone()), None, json!({})),
                 }
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if d % 2000 == 0 {
+                if d.is_multiple_of(2000) {
                     eprintln!("catalog_fill: {d} of {} written", items.len());
                 }
             });

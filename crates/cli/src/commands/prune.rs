@@ -61,7 +61,11 @@ fn prune(ctx: &Context, repo: &bunker_engine::Repository, args: &PruneArgs, run:
             size(r.bytes_freed),
             r.packs_deleted,
             r.packs_repacked,
-            if r.small_packs_merged > 0 { format!(" ({} small ones merged)", r.small_packs_merged) } else { String::new() },
+            if r.small_packs_merged > 0 {
+                format!(" ({} small ones merged)", r.small_packs_merged)
+            } else {
+                String::new()
+            },
             r.packs_kept,
             r.blobs_kept,
             r.blobs_removed
