@@ -252,3 +252,27 @@ fn a_secondary_on_s3_takes_a_copy_and_restores_alone() {
     assert_eq!(sec.dump(&oldest), db);
     sec.ok(&["check", "--read-data"]);
 }
+
+#[test]
+fn folded_history_is_copied_once() {
+    // Writers fold once more than five records are loose.
+    let primary = Repo::uninitialised(None, vec![("BUNKER_FOLD_AFTER".into(), "5".into())], Vec::new());
+    primary.ok(&["init"]);
+    for n in 0..8 {
+        primary.backup_bytes(&format!("s{n}"), format!("{n}").as_bytes());
+    }
+    assert_eq!(std::fs::read_dir(primary.path.join("catalog/runs")).unwrap().count(), 1);
+    let ids = |repo: &Repo| -> std::collections::BTreeSet<String> {
+        let rows = repo.json(&["history"]);
+        rows.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+    };
+    let ours = ids(&primary);
+    let (cfg, dir) = with_offsite(&primary);
+    let first = copy(&primary, &cfg, &[]);
+    assert_eq!(counts(&first).0, 8, "{first}");
+    let theirs = ids(&secondary(dir.to_str().unwrap(), &[]));
+    assert!(theirs.is_superset(&ours), "the secondary has every record, folded ones too");
+    // Nothing is sent twice: only the first copy's own record is new.
+    let again = copy(&primary, &cfg, &[]);
+    assert_eq!(counts(&again), (0, 0, 1), "{again}");
+}

@@ -104,18 +104,4 @@ impl Repository {
         run.id = Some(id);
         Ok(id)
     }
-
-    /// Every run record that can be read, oldest first. A damaged record is skipped and recorded in
-    /// [`Repository::damage`]; the rest of the history stays readable.
-    pub fn load_runs(&self) -> Result<Vec<RunRecord>> {
-        let mut runs = Vec::new();
-        for (id, raw) in crate::segment::runs(self)? {
-            match decode_run(&id, raw.get().as_bytes()) {
-                Ok(run) => runs.push(run),
-                Err(e) => self.damage().report(FileKind::Run, &id, &e),
-            }
-        }
-        runs.sort_by_key(|r| (r.started, r.id));
-        Ok(runs)
-    }
 }

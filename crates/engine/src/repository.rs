@@ -60,7 +60,8 @@ pub struct Repository {
     master: MasterKey,
     cache_dir: Option<PathBuf>,
     damage: DamageLog,
-    unfolded: Arc<crate::segment::Unfolded>,
+    /// How many files of a kind (runs, snapshots) the last read found outside any catalog segment.
+    unfolded: Arc<Mutex<BTreeMap<&'static str, usize>>>,
 }
 
 /// A repository file that could not be opened: it fails authentication, does not match its name, or
@@ -208,13 +209,13 @@ impl Repository {
         &self.damage
     }
 
-    pub(crate) fn note_unfolded(&self, of: crate::segment::Of, n: usize) {
-        self.unfolded.set(of, n);
+    pub(crate) fn note_unfolded(&self, kind: FileKind, n: usize) {
+        self.unfolded.lock().expect("unfolded").insert(kind.dir(), n);
     }
 
-    /// How many files of `of` the last read found outside any segment.
-    pub(crate) fn unfolded(&self, of: crate::segment::Of) -> usize {
-        self.unfolded.get(of)
+    /// How many files of `kind` the last read found outside any catalog segment.
+    pub(crate) fn unfolded(&self, kind: FileKind) -> usize {
+        self.unfolded.lock().expect("unfolded").get(kind.dir()).copied().unwrap_or(0)
     }
 
     /// Opens a listed file, telling damage apart from failure: `Ok(None)` for a file that is damaged
@@ -403,20 +404,6 @@ impl Repository {
         decode_snapshot(id, &self.load_file(FileKind::Snapshot, id)?)
     }
 
-    /// All snapshots that can be read, oldest first. A damaged snapshot file is skipped and recorded in
-    /// [`Self::damage`]: it never hides the others.
-    pub fn load_snapshots(&self) -> Result<Vec<Snapshot>> {
-        let mut out = Vec::new();
-        for (id, raw) in crate::segment::snapshots(self)? {
-            match decode_snapshot(&id, raw.get().as_bytes()) {
-                Ok(s) => out.push(s),
-                Err(e) => self.damage.report(FileKind::Snapshot, &id, &e),
-            }
-        }
-        out.sort_by_key(|s| (s.time, s.id));
-        Ok(out)
-    }
-
     /// [`crate::snapshot::select`], but a selector that names a snapshot whose file is damaged gets an
     /// error that says so (and how to get rid of it), not "no snapshot matches".
     pub fn select<'a>(&self, snapshots: &'a [Snapshot], selector: &str) -> Result<&'a Snapshot> {
@@ -462,7 +449,7 @@ impl Repository {
     }
 }
 
-fn decode_snapshot(id: &FileId, plain: &[u8]) -> Result<Snapshot> {
+pub(crate) fn decode_snapshot(id: &FileId, plain: &[u8]) -> Result<Snapshot> {
     let mut s: Snapshot =
         serde_json::from_slice(plain).map_err(|e| Error::UnknownContent(format!("snapshot {}: {e}", id.short())))?;
     s.id = Some(*id);

@@ -18,17 +18,49 @@
 //! at once at worst leave two segments with the same records, which the next fold merges. FORMAT.md
 //! documents the format and these steps.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::catalog::{decode_run, RunRecord};
 use crate::error::{Error, Result};
 use crate::failpoint::pause_point;
 use crate::id::FileId;
-use crate::repository::{FileKind, Repository};
+use crate::repository::{decode_snapshot, FileKind, Repository};
+use crate::snapshot::Snapshot;
 use crate::storage::Location;
+
+impl Repository {
+    /// Every run record that can be read, oldest first. A damaged record or segment is skipped and
+    /// recorded in [`Repository::damage`]; the rest of the history stays readable.
+    pub fn load_runs(&self) -> Result<Vec<RunRecord>> {
+        let mut out = Vec::new();
+        for (id, raw) in runs(self)? {
+            match decode_run(&id, raw.get().as_bytes()) {
+                Ok(run) => out.push(run),
+                Err(e) => self.damage().report(FileKind::Run, &id, &e),
+            }
+        }
+        out.sort_by_key(|r| (r.started, r.id));
+        Ok(out)
+    }
+
+    /// All snapshots that can be read, oldest first. A damaged snapshot file is skipped and recorded in
+    /// [`Repository::damage`]: it never hides the others.
+    pub fn load_snapshots(&self) -> Result<Vec<Snapshot>> {
+        let mut out = Vec::new();
+        for (id, raw) in snapshots(self)? {
+            match decode_snapshot(&id, raw.get().as_bytes()) {
+                Ok(s) => out.push(s),
+                Err(e) => self.damage().report(FileKind::Snapshot, &id, &e),
+            }
+        }
+        out.sort_by_key(|s| (s.time, s.id));
+        Ok(out)
+    }
+}
 
 /// Loose run records past which a writer folds the catalog (`BUNKER_FOLD_AFTER` overrides; 0 never).
 pub const FOLD_AFTER: usize = 200;
@@ -200,7 +232,7 @@ pub(crate) fn runs(repo: &Repository) -> Result<Vec<Raw>> {
             }
         }
     }
-    repo.note_unfolded(Of::Runs, state.loose.len());
+    repo.note_unfolded(FileKind::Run, state.loose.len());
     Ok(out)
 }
 
@@ -235,7 +267,7 @@ pub(crate) fn snapshots(repo: &Repository) -> Result<Vec<Raw>> {
         }
     }
     out.extend(state.loose_read.into_iter().filter(|(id, _)| seen.insert(*id)));
-    repo.note_unfolded(Of::Snapshots, unsummarised);
+    repo.note_unfolded(FileKind::Snapshot, unsummarised);
     Ok(out)
 }
 
@@ -304,7 +336,7 @@ pub fn fold_if_due(repo: &Repository) {
             return;
         }
     };
-    let snapshots_due = repo.unfolded(Of::Snapshots) > SUMMARISE_AFTER.min(threshold);
+    let snapshots_due = repo.unfolded(FileKind::Snapshot) > SUMMARISE_AFTER.min(threshold);
     let mut result = Ok(FoldReport::default());
     if runs_due {
         result = fold_of(repo, Of::Runs);
@@ -400,32 +432,8 @@ fn fold_of(repo: &Repository, of: Of) -> Result<FoldReport> {
             Of::Snapshots => report.snapshots_summarised += newly,
         }
     }
-    repo.note_unfolded(of, 0);
+    repo.note_unfolded(of.loose(), 0);
     Ok(report)
-}
-
-/// What a repository handle remembers of its last reads, for [`fold_if_due`].
-#[derive(Debug, Default)]
-pub(crate) struct Unfolded {
-    counts: std::sync::Mutex<HashMap<&'static str, usize>>,
-}
-
-impl Unfolded {
-    pub(crate) fn set(&self, of: Of, n: usize) {
-        self.counts.lock().expect("unfolded").insert(of.key(), n);
-    }
-    pub(crate) fn get(&self, of: Of) -> usize {
-        self.counts.lock().expect("unfolded").get(of.key()).copied().unwrap_or(0)
-    }
-}
-
-impl Of {
-    fn key(self) -> &'static str {
-        match self {
-            Of::Runs => "runs",
-            Of::Snapshots => "snapshots",
-        }
-    }
 }
 
 #[cfg(test)]
@@ -599,12 +607,12 @@ mod tests {
         let made: Vec<FileId> = (0..6).map(|n| snapshot(&repo, &format!("s{n}"), &[n as u8; 100])).collect();
         let names = |repo: &Repository| repo.load_snapshots().unwrap().into_iter().map(|s| s.name).collect::<Vec<_>>();
         let before = names(&repo);
-        assert_eq!(repo.unfolded(Of::Snapshots), 6);
+        assert_eq!(repo.unfolded(FileKind::Snapshot), 6);
         let r = fold(&repo).unwrap();
         assert_eq!((r.snapshots_summarised, r.segments_written), (6, 1), "{r:?}");
         assert_eq!(files(dir.path(), "snapshots"), 6, "snapshot files stay");
         assert_eq!(names(&repo), before);
-        assert_eq!(repo.unfolded(Of::Snapshots), 0, "everything came from the summary");
+        assert_eq!(repo.unfolded(FileKind::Snapshot), 0, "everything came from the summary");
 
         // A forgotten snapshot is gone from the list at once, and from the summary at the next fold.
         repo.delete_snapshot(&made[2]).unwrap();

@@ -1,0 +1,118 @@
+//! The catalog at scale: a fold killed at any step loses no record and duplicates none; a damaged segment
+//! is reported, hides nothing loose, and `repair` removes it. (Copies of folded history: `copy.rs`.)
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+
+fn folding_repo() -> Repo {
+    // Writers fold once more than five records are loose.
+    let repo = Repo::uninitialised(None, vec![("BUNKER_FOLD_AFTER".into(), "5".into())], Vec::new());
+    repo.ok(&["init"]);
+    repo
+}
+
+/// Every run record's ID, checking none is listed twice.
+fn record_ids(repo: &Repo) -> BTreeSet<String> {
+    let rows = repo.json(&["history"]);
+    let ids: Vec<String> = rows.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let set: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(set.len(), ids.len(), "a record is listed twice: {ids:?}");
+    set
+}
+
+fn files(repo: &Repo, dir: &str) -> usize {
+    std::fs::read_dir(repo.path.join(dir)).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn a_fold_killed_at_any_step_leaves_every_record_readable_exactly_once() {
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), b"the sixth backup").unwrap();
+    for point in ["fold-segment-written", "fold-run-deleted", "fold-run-deleted#4"] {
+        let repo = folding_repo();
+        for n in 0..5 {
+            repo.backup_bytes(&format!("s{n}"), format!("backup {n}").as_bytes());
+        }
+        assert_eq!(files(&repo, "catalog/runs"), 0, "five loose records are not enough to fold");
+        let five = record_ids(&repo);
+        assert_eq!(five.len(), 5);
+
+        // The sixth backup saves its record, then folds, and is killed in the middle of it.
+        repo.kill_at(point, &["backup", "--stdin", "--name", "s5"], Some(input.path()));
+        let six = record_ids(&repo);
+        assert_eq!(six.len(), 6, "killed at {point}");
+        assert!(six.is_superset(&five), "killed at {point}");
+        assert_eq!(files(&repo, "catalog/runs"), 1, "killed at {point}");
+        assert_eq!(repo.snapshot_count(), 6);
+
+        // prune's fold finishes the job (the killed backup's lock is stale: its process is gone).
+        repo.ok(&["prune"]);
+        let seven = record_ids(&repo);
+        assert_eq!(seven.len(), 7, "after {point}: the six and prune's own");
+        assert!(seven.is_superset(&six));
+        assert_eq!(files(&repo, "runs"), 1, "after {point}: only prune's own record is loose");
+        assert_eq!(files(&repo, "catalog/runs"), 1, "after {point}: one segment for the month");
+        repo.ok(&["check"]);
+    }
+}
+
+#[test]
+fn a_replaced_segment_killed_before_its_delete_is_read_once() {
+    let repo = folding_repo();
+    for n in 0..6 {
+        repo.backup_bytes(&format!("s{n}"), format!("backup {n}").as_bytes());
+    }
+    assert_eq!(files(&repo, "catalog/runs"), 1);
+    for n in 6..11 {
+        repo.backup_bytes(&format!("s{n}"), format!("backup {n}").as_bytes());
+    }
+    let before = record_ids(&repo);
+    // The twelfth backup folds again: a new segment for the month, then the old one goes.
+    let input = tempfile::NamedTempFile::new().unwrap();
+    repo.kill_at("fold-segment-written", &["backup", "--stdin", "--name", "s11"], Some(input.path()));
+    assert_eq!(files(&repo, "catalog/runs"), 2, "old and new segment side by side");
+    let after = record_ids(&repo);
+    assert_eq!(after.len(), 12);
+    assert!(after.is_superset(&before));
+    // prune folds too, and tidies what the killed fold left.
+    repo.ok(&["prune"]);
+    assert_eq!(files(&repo, "catalog/runs"), 1);
+    assert_eq!(files(&repo, "runs"), 1, "only prune's own record is loose");
+    assert_eq!(record_ids(&repo).len(), 13, "the twelve and prune's own");
+}
+
+#[test]
+fn a_damaged_segment_is_reported_never_hides_loose_records_and_repair_removes_it() {
+    let repo = folding_repo();
+    for n in 0..6 {
+        repo.backup_bytes(&format!("s{n}"), b"x");
+    }
+    let seg = std::fs::read_dir(repo.path.join("catalog/runs")).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&seg, bytes).unwrap();
+    let name = format!("catalog/runs/{}", seg.file_name().unwrap().to_string_lossy());
+
+    let later = repo.backup_bytes("later", b"y");
+    let out = repo.run(&["--json", "history"]);
+    assert_eq!(out.status.code(), Some(3), "done, around a damaged file: {}", String::from_utf8_lossy(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&name), "the damaged segment is named: {stderr}");
+    assert!(
+        rows.as_array().unwrap().iter().any(|r| r["snapshot"].as_str() == Some(later.as_str())),
+        "the loose record of the later backup is still listed: {rows}"
+    );
+
+    let check = repo.run(&["check"]);
+    assert!(!check.status.success());
+    let said = format!("{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+    assert!(said.contains(&name), "check names the damaged segment: {said}");
+    repo.ok(&["repair", "snapshots"]);
+    assert!(!seg.exists(), "repair removed the damaged segment");
+    repo.ok(&["check"]);
+}
