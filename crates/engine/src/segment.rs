@@ -179,22 +179,52 @@ fn raw_of(id: &FileId, kind: FileKind, plain: Vec<u8>) -> Result<Box<RawValue>> 
 
 /// Reads the segments of `of`, and the loose files `wanted` picks from the listing, in parallel. Damaged
 /// files are skipped and recorded in the damage log.
+///
+/// Loose files are listed before segments: a fold writes its segment before it deletes the loose files
+/// it folded, so a record missing from the first listing is in the second. A segment listed but gone
+/// when read was replaced by a concurrent fold, whose new segment the listing may have missed: then
+/// everything is read again.
 fn read_state(repo: &Repository, of: Of, wanted: impl Fn(&[FileId], &HashSet<FileId>) -> Vec<FileId>) -> Result<State> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match read_state_once(repo, of, &wanted)? {
+            Some(state) => return Ok(state),
+            None if attempt < 5 => tracing::debug!("a catalog segment was replaced while read; reading again"),
+            None => {
+                return Err(Error::Storage {
+                    op: "read",
+                    path: of.segments().dir().to_string(),
+                    kind: opendal::ErrorKind::Unexpected,
+                    detail: "catalog segments kept being replaced while read (folds running without pause?); try again"
+                        .into(),
+                })
+            }
+        }
+    }
+}
+
+fn read_state_once(
+    repo: &Repository,
+    of: Of,
+    wanted: &impl Fn(&[FileId], &HashSet<FileId>) -> Vec<FileId>,
+) -> Result<Option<State>> {
     let workers = workers(repo);
-    let (loose, seg_ids) = std::thread::scope(|s| {
-        let segs = s.spawn(|| repo.list_files(of.segments()));
-        let loose = repo.list_files(of.loose());
-        (loose, segs.join().expect("listing thread"))
-    });
-    let (loose, seg_ids) = (loose?, seg_ids?);
+    let loose = repo.list_files(of.loose())?;
+    let seg_ids = repo.list_files(of.segments())?;
     let kind = of.segments();
-    let read = par_map(&seg_ids, workers, |id| repo.load_tolerant(kind, id, |p| decode_segment(id, of, &p)));
+    let read = par_map(&seg_ids, workers, |id| repo.load_file(kind, id).and_then(|p| decode_segment(id, of, &p)));
     let mut segments = Vec::with_capacity(seg_ids.len());
     let mut unreadable_segments = 0;
-    for r in read {
-        match r? {
-            Some(s) => segments.push(s),
-            None => unreadable_segments += 1,
+    for (id, r) in seg_ids.iter().zip(read) {
+        match r {
+            Ok(s) => segments.push(s),
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e @ (Error::Corrupt(_) | Error::UnknownContent(_))) => {
+                repo.damage().report(kind, id, &e);
+                unreadable_segments += 1;
+            }
+            Err(e) => return Err(e),
         }
     }
     repo.prune_cache(kind, &seg_ids);
@@ -208,7 +238,7 @@ fn read_state(repo: &Repository, of: Of, wanted: impl Fn(&[FileId], &HashSet<Fil
             loose_read.push((*id, raw));
         }
     }
-    Ok(State { loose, loose_read, segments, unreadable_segments })
+    Ok(Some(State { loose, loose_read, segments, unreadable_segments }))
 }
 
 /// Every run record's JSON: the loose ones and the folded ones, each ID once.
