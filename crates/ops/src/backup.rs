@@ -14,6 +14,7 @@ use bunker_engine::{Repository, Snapshot};
 use bunker_sources::Planned;
 
 use crate::codes;
+use crate::details::{Details, PointDetails};
 use crate::hooks::{self, HookEnv, Phase};
 use crate::points::{new_point_id, targets_of, TAG_PREFIX};
 use crate::runs::Run;
@@ -227,8 +228,6 @@ pub fn back_up_point(
     let started = chrono::Utc::now();
     let point = new_point_id(started);
     let mut run = Run::start("point");
-    run.detail("point", point.clone().into());
-    run.detail("targets", targets.clone().into());
     let mut saved = Vec::new();
     let mut failed = Vec::new();
     let mut code = codes::OK;
@@ -253,9 +252,12 @@ pub fn back_up_point(
             }
         }
     }
-    let ids: Vec<String> = saved.iter().map(|s| s.id().to_hex()).collect();
-    run.detail("snapshots", ids.into());
-    run.detail("failed", failed.clone().into());
+    run.details(&Details::Point(PointDetails {
+        point: point.clone(),
+        targets: targets.clone(),
+        snapshots: saved.iter().map(|s| s.id().to_hex()).collect(),
+        failed: failed.clone(),
+    }));
     if !failed.is_empty() {
         run.problem(format!("{} of {} targets failed: {}", failed.len(), targets.len(), failed.join(", ")));
     }

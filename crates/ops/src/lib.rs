@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod codes;
 pub mod daemon;
+pub mod details;
 pub mod drill;
 pub mod health;
 pub mod hooks;

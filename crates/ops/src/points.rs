@@ -60,12 +60,10 @@ pub fn list<'a>(runs: &[RunRecord], snapshots: &'a [Snapshot]) -> Vec<Point<'a>>
 }
 
 fn point<'a>(r: &RunRecord, snapshots: &'a [Snapshot]) -> Option<Point<'a>> {
-    let id = r.details.get("point").and_then(|p| p.as_str())?.to_string();
+    let details = crate::details::Details::point(r)?;
+    let id = details.point;
     let tag = format!("{TAG_PREFIX}{id}");
-    let wanted: Vec<String> = r.details["targets"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
+    let wanted = details.targets;
     let mut members: Vec<&Snapshot> = snapshots.iter().filter(|s| s.tags.contains(&tag)).collect();
     members.sort_by_key(|s| s.time);
     let missing: Vec<String> =

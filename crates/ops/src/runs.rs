@@ -36,6 +36,11 @@ impl Run {
         self.record.details[key] = value;
     }
 
+    /// Sets the details to a typed document.
+    pub fn details(&mut self, details: &crate::details::Details) {
+        self.record.details = details.to_value();
+    }
+
     /// Replaces the details with one document (a drill's record).
     pub fn detail_all(&mut self, details: serde_json::Value) {
         self.record.details = details;

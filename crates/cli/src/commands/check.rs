@@ -1,5 +1,6 @@
 use anyhow::Result;
 use bunker_engine::check::{check, ReadData};
+use bunker_ops::details::{CheckDetails, Details};
 
 use crate::cli::{CheckArgs, DataSubset};
 use crate::context::Context;
@@ -25,17 +26,19 @@ fn check_and_print(ctx: &Context, repo: &bunker_engine::Repository, args: &Check
         (false, Some(DataSubset::Part { n, of })) => ReadData::Part { n, of },
         _ => ReadData::None,
     };
-    run.detail(
-        "read_data",
-        serde_json::json!(match mode {
+    let mut details = CheckDetails {
+        read_data: match mode {
             ReadData::None => "none".to_string(),
             ReadData::All => "all".to_string(),
             ReadData::Subset(p) => format!("{p}%"),
             ReadData::Part { n, of } => format!("{n}/{of}"),
-        }),
-    );
+        },
+        packs_read: 0,
+    };
+    run.details(&Details::Check(details.clone()));
     let report = check(repo, mode)?;
-    run.detail("packs_read", report.packs_read.into());
+    details.packs_read = report.packs_read as u64;
+    run.details(&Details::Check(details));
     if !report.is_ok() {
         run.problem(format!("{} errors: {}", report.errors.len(), report.errors.first().cloned().unwrap_or_default()));
     }

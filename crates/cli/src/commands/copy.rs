@@ -9,6 +9,7 @@ use bunker_engine::copy::{self, CopyReport};
 use bunker_engine::lock::acquire;
 use bunker_engine::storage::{Location, Storage};
 use bunker_engine::{Error, Repository};
+use bunker_ops::details::{CopyDetails, Details};
 
 use crate::cli::CopyArgs;
 use crate::context::Context;
@@ -28,7 +29,7 @@ pub fn run(ctx: &Context, args: CopyArgs) -> Result<i32> {
         return copy_and_print(ctx, &src, &args, &location, &password, None);
     }
     let mut run = Run::start("copy");
-    run.detail("to", args.to.clone().into());
+    run.details(&Details::Copy(CopyDetails { to: args.to.clone(), ..Default::default() }));
     let outcome = copy_and_print(ctx, &src, &args, &location, &password, Some(&mut run));
     run.finish(&src, outcome.as_ref().copied());
     outcome
@@ -68,11 +69,14 @@ fn copy_and_print(
         _ => plan.report(true),
     };
     if let Some(run) = run {
-        run.detail("snapshots", report.snapshots.into());
-        run.detail("packs", report.packs.into());
-        run.detail("objects", report.objects.into());
-        run.detail("runs", report.runs.into());
-        run.detail("bytes", report.bytes.into());
+        run.details(&Details::Copy(CopyDetails {
+            to: args.to.clone(),
+            snapshots: report.snapshots as u64,
+            packs: report.packs as u64,
+            objects: report.objects as u64,
+            runs: report.runs as u64,
+            bytes: report.bytes,
+        }));
         run.bytes(report.bytes, report.bytes);
     }
     if ctx.global.json {

@@ -1,6 +1,7 @@
 use anyhow::{bail, Result};
 use bunker_engine::retention::{apply, Decision, Policy};
 use bunker_engine::FileId;
+use bunker_ops::details::{Details, ForgetDetails};
 
 use crate::cli::ForgetArgs;
 use crate::context::Context;
@@ -82,9 +83,11 @@ fn forget(
         }
     }
     let removed = decisions.iter().filter(|d| !d.keep).count();
-    run.detail("dry_run", args.dry_run.into());
-    run.detail("removed", removed.into());
-    run.detail("kept", (decisions.len() - removed).into());
+    run.details(&Details::Forget(ForgetDetails {
+        dry_run: args.dry_run,
+        removed: removed as u64,
+        kept: (decisions.len() - removed) as u64,
+    }));
     let wal_expired = expire_wal(repo, &snapshots, &decisions, args.dry_run)?;
     if ctx.global.json {
         json(&serde_json::json!({ "dry_run": args.dry_run, "decisions": decisions, "wal_expired": wal_expired }));

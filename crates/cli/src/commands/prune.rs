@@ -1,4 +1,5 @@
 use anyhow::{bail, Result};
+use bunker_ops::details::{Details, PruneDetails};
 
 use crate::cli::PruneArgs;
 use crate::context::Context;
@@ -49,9 +50,11 @@ fn prune(ctx: &Context, repo: &bunker_engine::Repository, args: &PruneArgs, run:
         other => other?,
     };
     let r = bunker_engine::prune::prune(repo, &lock, args.dry_run)?;
-    run.detail("dry_run", args.dry_run.into());
-    run.detail("bytes_freed", r.bytes_freed.into());
-    run.detail("packs_deleted", r.packs_deleted.into());
+    run.details(&Details::Prune(PruneDetails {
+        dry_run: args.dry_run,
+        bytes_freed: r.bytes_freed,
+        packs_deleted: r.packs_deleted as u64,
+    }));
     if ctx.global.json {
         json(&r);
     } else {

@@ -27,6 +27,7 @@ use bunker_engine::Repository;
 use chrono::{DateTime, Utc};
 
 use crate::codes as exit;
+use crate::details::{Details, ScheduleDetails};
 use crate::health::Level;
 use crate::runs::Run;
 use crate::status::{gather, StatusReport};
@@ -163,8 +164,8 @@ fn drill_command(config: &Config) -> Result<Vec<String>> {
 fn last_started(runs: &[RunRecord]) -> HashMap<String, DateTime<Utc>> {
     let mut out: HashMap<String, DateTime<Utc>> = HashMap::new();
     for r in runs.iter().filter(|r| r.operation == OPERATION) {
-        if let Some(job) = r.details.get("job").and_then(|j| j.as_str()) {
-            let slot = out.entry(job.to_string()).or_insert(r.started);
+        if let Some(job) = crate::details::Details::schedule(r).map(|s| s.job) {
+            let slot = out.entry(job).or_insert(r.started);
             *slot = (*slot).max(r.started);
         }
     }
@@ -226,14 +227,20 @@ impl Daemon<'_> {
         }
         crate::notify::ping_start(&schedule.name);
         let mut record = Run::start(OPERATION);
-        record.detail("job", schedule.name.clone().into());
-        record.detail("kind", schedule.kind.as_str().into());
-        let commands = match self.commands(config, schedule) {
+        let check_part = (schedule.kind == JobKind::Check).then(|| self.next_check_part(schedule));
+        let mut details = ScheduleDetails {
+            job: schedule.name.clone(),
+            kind: schedule.kind.as_str().to_string(),
+            check_part,
+            ..Default::default()
+        };
+        let commands = match self.commands(config, schedule, check_part) {
             Ok(c) => c,
             Err(e) => {
                 let code = exit::FAILURE;
                 self.events.progress(&format!("{} failed: {e}", schedule.name));
-                record.detail("exit_code", code.into());
+                details.exit_code = Some(code);
+                record.details(&Details::Schedule(details));
                 record.record(&self.repo, exit::run_status(code), Some(e.to_string()), self.events);
                 crate::notify::ping_finish(&schedule.name, code);
                 return code;
@@ -250,8 +257,9 @@ impl Daemon<'_> {
                 break;
             }
         }
-        record.detail("commands", ran.into());
-        record.detail("exit_code", worst.into());
+        details.commands = ran;
+        details.exit_code = Some(worst);
+        record.details(&Details::Schedule(details));
         if worst != exit::OK {
             record.problem(format!("{} exited with code {worst}", schedule.name));
         }
@@ -262,7 +270,7 @@ impl Daemon<'_> {
     }
 
     /// The `bunker` command lines a job runs, in order.
-    fn commands(&self, config: &Config, schedule: &Schedule) -> Result<Vec<Vec<String>>> {
+    fn commands(&self, config: &Config, schedule: &Schedule, check_part: Option<u32>) -> Result<Vec<Vec<String>>> {
         let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         Ok(match schedule.kind {
             JobKind::Backup => match &schedule.group {
@@ -271,7 +279,7 @@ impl Daemon<'_> {
             },
             JobKind::Forget => vec![owned(&["--retry-lock", "30m", "forget", "--prune"])],
             JobKind::Check => {
-                let part = self.next_check_part(schedule);
+                let part = check_part.unwrap_or(1);
                 vec![owned(&["check", "--read-data-subset", &format!("{part}/{}", schedule.parts)])]
             }
             JobKind::Copy => {
@@ -297,12 +305,11 @@ impl Daemon<'_> {
         let runs = self.repo.load_runs().unwrap_or_default();
         let last = runs
             .iter()
-            .filter(|r| {
-                r.operation == OPERATION && r.details.get("job").and_then(|j| j.as_str()) == Some(&schedule.name)
-            })
-            .max_by_key(|r| r.started)
-            .and_then(|r| r.details.get("commands")?.get(0)?.as_str().map(str::to_string))
-            .and_then(|c| c.rsplit(' ').next()?.split_once('/').and_then(|(n, _)| n.parse::<u32>().ok()));
+            .filter(|r| r.operation == OPERATION)
+            .filter_map(|r| Some((r.started, Details::schedule(r)?)))
+            .filter(|(_, s)| s.job == schedule.name)
+            .max_by_key(|(started, _)| *started)
+            .and_then(|(_, s)| s.check_part());
         match last {
             Some(n) => n % schedule.parts + 1,
             None => 1,
