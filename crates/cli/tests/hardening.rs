@@ -116,18 +116,27 @@ fn secrets_never_reach_the_debug_log_and_urls_with_credentials_are_refused() {
 
 #[test]
 fn a_closed_stdout_ends_quietly() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
     let repo = Repo::new();
-    for i in 0..30 {
+    for i in 0..60 {
         repo.backup_bytes(&format!("s{i}"), &mixed_data(2_000, i));
     }
     repo.backup_bytes("big", &mixed_data(8 << 20, 99));
     for args in [&["snapshots"][..], &["history"], &["dump", "big:latest"]] {
-        let mut child = repo.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // A pipe of one page: every command here writes more than that, so it is still writing when the
+        // reader hangs up, however fast it runs (with the default 64 KiB pipe, a short listing could be
+        // written whole before the reader closed it, and end with 0).
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        assert!(unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096) } >= 4096);
+        let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let mut child = repo.cmd(args).stdout(Stdio::from(write_end)).stderr(Stdio::piped()).spawn().unwrap();
+        let mut reader = std::fs::File::from(read_end);
         // Read one byte, then hang up.
         let mut one = [0u8; 1];
-        use std::io::Read;
-        child.stdout.as_mut().unwrap().read_exact(&mut one).unwrap();
-        drop(child.stdout.take());
+        reader.read_exact(&mut one).unwrap();
+        drop(reader);
         let o = child.wait_with_output().unwrap();
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(141), "{args:?}: {err}");
