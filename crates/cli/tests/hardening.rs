@@ -131,7 +131,7 @@ fn a_closed_stdout_ends_quietly() {
         assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
         assert!(unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096) } >= 4096);
         let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let mut child = repo.cmd(args).stdout(Stdio::from(write_end)).stderr(Stdio::piped()).spawn().unwrap();
+        let child = repo.cmd(args).stdout(Stdio::from(write_end)).stderr(Stdio::piped()).spawn().unwrap();
         let mut reader = std::fs::File::from(read_end);
         // Read one byte, then hang up.
         let mut one = [0u8; 1];
