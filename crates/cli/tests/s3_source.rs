@@ -58,7 +58,13 @@ elif action == "create":
 fn helper(moto: &Moto, args: &[&str]) -> String {
     let python = workspace().join(".venv/bin/python");
     let out = Command::new(python).arg("-c").arg(HELPER).arg(moto.endpoint()).args(args).output().unwrap();
-    assert!(out.status.success(), "helper {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "helper {args:?}: {}\nmoto on {} logged:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        moto.port,
+        moto.log_text()
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -87,30 +87,42 @@ impl Moto {
     }
 
     /// A server with extra environment (`INITIAL_NO_AUTH_ACTION_COUNT` turns on moto's signature and
-    /// IAM checks after that many requests).
-    pub fn start_with_env(port: u16, env: &[(&str, &str)]) -> Moto {
-        let log = tempfile::NamedTempFile::new().expect("moto log file");
-        let child = Command::new(moto_server_bin())
-            .envs(env.iter().copied())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log.reopen().expect("log"))
-            .stderr(log.reopen().expect("log"))
-            .spawn()
-            .expect("spawn moto_server");
-        let mut moto = Moto { child: Some(child), port, log };
-        moto.wait_ready();
-        moto
+    /// IAM checks after that many requests). If another process took the port between `free_port` and
+    /// the bind, the server starts again on another free port (read `port` afterwards).
+    pub fn start_with_env(mut port: u16, env: &[(&str, &str)]) -> Moto {
+        for _ in 0..5 {
+            let log = tempfile::NamedTempFile::new().expect("moto log file");
+            let child = Command::new(moto_server_bin())
+                .envs(env.iter().copied())
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(log.reopen().expect("log"))
+                .stderr(log.reopen().expect("log"))
+                .spawn()
+                .expect("spawn moto_server");
+            let mut moto = Moto { child: Some(child), port, log };
+            match moto.wait_ready() {
+                Ok(()) => return moto,
+                Err(text) if text.contains("Address already in use") => port = free_port(),
+                Err(text) => panic!("moto_server exited before listening on {port}:\n{text}"),
+            }
+        }
+        panic!("moto_server found no free port in 5 tries");
     }
 
-    fn wait_ready(&mut self) {
+    /// Ready means this child printed its own "Running on …:PORT" banner (so a connect that reaches
+    /// some other process's socket on the port is not mistaken for ours) and the port accepts.
+    /// `Err(log)` when the child exited first.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + STARTUP;
+        let banner = format!("Running on http://127.0.0.1:{}", self.port);
         loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            if self.log_text().contains(&banner) && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
             }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
-                panic!("moto_server exited ({status}) before listening on {}:\n{}", self.port, self.log_text());
+            if self.child.as_mut().unwrap().try_wait().expect("try_wait").is_some() {
+                let _ = self.child.take();
+                return Err(self.log_text());
             }
             if Instant::now() > deadline {
                 panic!("moto_server did not listen on {} within {STARTUP:?}:\n{}", self.port, self.log_text());
