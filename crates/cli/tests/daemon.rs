@@ -179,3 +179,78 @@ fn daemon_refuses_a_stack_file_without_schedules() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("has no [schedules]"));
 }
+
+/// A daemon keeps the catalog in memory and reads only what is new: runs another host records (its own
+/// cache, folding the catalog under the daemon's feet) show up at the next refresh, each once.
+#[test]
+fn daemon_notices_records_another_host_wrote() {
+    let repo = Repo::new();
+    let listen = bunker_scratch::free_port().unwrap();
+    let cfg = repo.root.join("bunker.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository]\nurl = \"{}\"\n\n[targets.app]\ntype = \"command\"\nbackup = \"printf app-data\"\n\
+             restore = \"cat >/dev/null\"\n\n[schedules]\nstatus = \"0 0 4 1 1 *\"\n",
+            repo.path.display()
+        ),
+    )
+    .unwrap();
+    let daemon = repo
+        .cmd(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "daemon",
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--refresh",
+            "1s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(60), "the daemon's first refresh", || {
+        let (_, text) = get(listen, "/metrics")?;
+        metric(&text, "bunker_catalog_records")
+    });
+
+    // The other host: its own cache, and a writer that folds past two loose records.
+    let other_cache = repo.root.join("other-host-cache");
+    let backup = |n: usize| {
+        for _ in 0..n {
+            let out = repo
+                .cmd(&["--config", cfg.to_str().unwrap(), "backup", "app"])
+                .env("BUNKER_CACHE_DIR", &other_cache)
+                .env("BUNKER_FOLD_AFTER", "2")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    };
+    backup(1);
+    let first = wait_until(Duration::from_secs(30), "the other host's backup in /metrics", || {
+        let (_, text) = get(listen, "/metrics")?;
+        metric(&text, "bunker_last_success_timestamp_seconds{target=\"app\"}")
+    });
+    backup(4);
+    let history = repo.json(&["history"]).as_array().unwrap().len();
+    assert!(
+        std::fs::read_dir(repo.path.join("catalog/runs")).map(|d| d.count()).unwrap_or(0) >= 1,
+        "the other host folded the catalog"
+    );
+    let text = wait_until(Duration::from_secs(30), "every record, each once, in /metrics", || {
+        let (_, text) = get(listen, "/metrics")?;
+        let records = metric(&text, "bunker_catalog_records")?;
+        let last = metric(&text, "bunker_last_success_timestamp_seconds{target=\"app\"}")?;
+        (records as usize == history && last > first).then_some(text)
+    });
+    assert_eq!(
+        metric(&text, "bunker_runs_total{target=\"app\",operation=\"backup\",status=\"success\"}"),
+        Some(5.0),
+        "{text}"
+    );
+    assert!(metric(&text, "bunker_daemon_refresh_cpu_seconds").is_some(), "{text}");
+    let out = stop(daemon, libc::SIGTERM);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}

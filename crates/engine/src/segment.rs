@@ -18,7 +18,7 @@
 //! at once at worst leave two segments with the same records, which the next fold merges. FORMAT.md
 //! documents the format and these steps.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -36,15 +36,9 @@ impl Repository {
     /// Every run record that can be read, oldest first. A damaged record or segment is skipped and
     /// recorded in [`Repository::damage`]; the rest of the history stays readable.
     pub fn load_runs(&self) -> Result<Vec<RunRecord>> {
-        let mut out = Vec::new();
-        for (id, raw) in runs(self)? {
-            match decode_run(&id, raw.get().as_bytes()) {
-                Ok(run) => out.push(run),
-                Err(e) => self.damage().report(FileKind::Run, &id, &e),
-            }
-        }
-        out.sort_by_key(|r| (r.started, r.id));
-        Ok(out)
+        let mut log = RunLog::default();
+        log.refresh(self)?;
+        Ok(log.runs)
     }
 
     /// All snapshots that can be read, oldest first. A damaged snapshot file is skipped and recorded in
@@ -59,6 +53,164 @@ impl Repository {
         }
         out.sort_by_key(|s| (s.time, s.id));
         Ok(out)
+    }
+}
+
+/// The run history as a long-lived reader keeps it (the daemon, between its refreshes): each
+/// [`RunLog::refresh`] lists the catalog (two requests) and reads and decodes only the files it has not
+/// seen. Catalog files are content-named, so a file once read never changes; one no longer listed
+/// (folded, repaired, dropped by retention) takes its records with it unless another file holds them.
+/// Records written by other hosts appear at the next refresh. [`Repository::load_runs`] is one refresh
+/// of an empty log.
+#[derive(Default)]
+pub struct RunLog {
+    /// The record IDs each read file holds: a loose record (one) or a segment (many).
+    files: HashMap<FileId, Vec<FileId>>,
+    /// How many read files hold each record.
+    holders: HashMap<FileId, u32>,
+    /// Listed files that could not be read (recorded in the damage log once): not read again while listed.
+    damaged: HashSet<FileId>,
+    /// Every record once, oldest first.
+    runs: Vec<RunRecord>,
+    /// Per operation, the indexes in `runs` of its records, oldest first.
+    by_operation: HashMap<String, Vec<usize>>,
+}
+
+/// What one [`RunLog::refresh`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Refreshed {
+    /// Catalog files listed (loose records and segments).
+    pub listed: usize,
+    /// Files read because they were new (damaged ones included).
+    pub read: usize,
+    /// Whether records came or went.
+    pub changed: bool,
+}
+
+impl RunLog {
+    /// Brings the history up to date with the repository: two listings, then only the new files.
+    pub fn refresh(&mut self, repo: &Repository) -> Result<Refreshed> {
+        let known: HashSet<FileId> = self.files.keys().chain(&self.damaged).copied().collect();
+        let state = read_state(repo, Of::Runs, &known, |loose, _, covered| {
+            // A loose record that a segment holds (a fold that has not deleted it yet) is not read.
+            loose
+                .iter()
+                .filter(|id| !known.contains(id) && !covered.contains(id) && !self.holders.contains_key(id))
+                .copied()
+                .collect()
+        })?;
+        repo.prune_cache(FileKind::Run, &state.loose);
+        repo.note_unfolded(FileKind::Run, state.loose.len());
+        let listed: HashSet<FileId> = state.loose.iter().chain(&state.segment_ids).copied().collect();
+        let mut out = Refreshed { listed: listed.len(), read: state.segments.len(), changed: false };
+
+        // Files gone since the last refresh release their records.
+        let gone_files: Vec<FileId> = self.files.keys().filter(|id| !listed.contains(id)).copied().collect();
+        let mut released: HashSet<FileId> = HashSet::new();
+        for file in gone_files {
+            for r in self.files.remove(&file).unwrap_or_default() {
+                let n = self.holders.get_mut(&r).expect("a held record is counted");
+                *n -= 1;
+                if *n == 0 {
+                    self.holders.remove(&r);
+                    released.insert(r);
+                }
+            }
+        }
+        self.damaged.retain(|id| listed.contains(id));
+        for id in &state.unreadable {
+            out.read += 1;
+            self.damaged.insert(*id);
+        }
+
+        // New files bring their records; a record another file already holds is kept once.
+        let mut fresh: Vec<RunRecord> = Vec::new();
+        let mut add = |records: Vec<RunRecord>, holders: &mut HashMap<FileId, u32>| -> Vec<FileId> {
+            let mut ids = Vec::with_capacity(records.len());
+            for r in records {
+                let id = r.id.expect("a decoded record has its ID");
+                ids.push(id);
+                let n = holders.entry(id).or_insert(0);
+                *n += 1;
+                if *n == 1 && !released.remove(&id) {
+                    fresh.push(r);
+                }
+            }
+            ids
+        };
+        for seg in state.segments {
+            let mut records = Vec::with_capacity(seg.entries.len());
+            for e in seg.entries {
+                match decode_run(&e.id, e.record.get().as_bytes()) {
+                    Ok(r) => records.push(r),
+                    Err(err) => repo.damage().report(FileKind::Run, &e.id, &err),
+                }
+            }
+            let ids = add(records, &mut self.holders);
+            self.files.insert(seg.file, ids);
+        }
+        let mut opened: HashSet<FileId> = HashSet::new();
+        for (id, raw) in state.loose_read {
+            out.read += 1;
+            opened.insert(id);
+            match decode_run(&id, raw.get().as_bytes()) {
+                Ok(r) => {
+                    let ids = add(vec![r], &mut self.holders);
+                    self.files.insert(id, ids);
+                }
+                Err(e) => {
+                    repo.damage().report(FileKind::Run, &id, &e);
+                    self.damaged.insert(id);
+                }
+            }
+        }
+        // Wanted loose files that did not open (damaged, recorded by the read, or gone since listed).
+        for id in &state.loose {
+            if !known.contains(id) && !opened.contains(id) && !self.holders.contains_key(id) {
+                out.read += 1;
+                self.damaged.insert(*id);
+            }
+        }
+
+        // A record released by one file and brought back by another (a fold) stays; the rest go.
+        if !released.is_empty() {
+            self.runs.retain(|r| !r.id.is_some_and(|id| released.contains(&id)));
+            out.changed = true;
+        }
+        if !fresh.is_empty() {
+            self.runs.extend(fresh);
+            // Stable, and mostly sorted already: new records are appended as one sorted run.
+            self.runs.sort_by_key(|r| (r.started, r.id));
+            out.changed = true;
+        }
+        if out.changed {
+            self.by_operation.clear();
+            for (i, r) in self.runs.iter().enumerate() {
+                self.by_operation.entry(r.operation.clone()).or_default().push(i);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record, oldest first (by start).
+    pub fn runs(&self) -> &[RunRecord] {
+        &self.runs
+    }
+
+    /// The records of one operation, oldest first.
+    pub fn of_operation<'a>(&'a self, operation: &str) -> impl DoubleEndedIterator<Item = &'a RunRecord> + 'a {
+        self.by_operation.get(operation).into_iter().flatten().map(|&i| &self.runs[i])
+    }
+
+    /// The newest record of `operation` for `target` (any target when `None`).
+    pub fn newest(&self, operation: &str, target: Option<&str>) -> Option<&RunRecord> {
+        self.of_operation(operation).rev().find(|r| target.is_none() || r.target.as_deref() == target)
+    }
+
+    /// The records that started at or after `t`, oldest first.
+    pub fn since(&self, t: chrono::DateTime<chrono::Utc>) -> &[RunRecord] {
+        let i = self.runs.partition_point(|r| r.started < t);
+        &self.runs[i..]
     }
 }
 
@@ -120,9 +272,12 @@ pub(crate) type Raw = (FileId, Box<RawValue>);
 struct State {
     loose: Vec<FileId>,
     loose_read: Vec<Raw>,
+    /// Every listed segment.
+    segment_ids: Vec<FileId>,
+    /// The listed segments that were read (all but the ones the caller already knew, and the damaged).
     segments: Vec<Segment>,
     /// Listed segments that could not be read (damaged: recorded in the damage log).
-    unreadable_segments: usize,
+    unreadable: Vec<FileId>,
 }
 
 /// How many requests may be in flight at once: S3 is latency-bound, a local disk is not.
@@ -184,11 +339,19 @@ fn raw_of(id: &FileId, kind: FileKind, plain: Vec<u8>) -> Result<Box<RawValue>> 
 /// it folded, so a record missing from the first listing is in the second. A segment listed but gone
 /// when read was replaced by a concurrent fold, whose new segment the listing may have missed: then
 /// everything is read again.
-fn read_state(repo: &Repository, of: Of, wanted: impl Fn(&[FileId], &HashSet<FileId>) -> Vec<FileId>) -> Result<State> {
+///
+/// Segments in `known` are listed but not read (a long-lived reader has them already); `wanted` gets
+/// the loose listing, the segment listing and the IDs the segments just read hold.
+fn read_state(
+    repo: &Repository,
+    of: Of,
+    known: &HashSet<FileId>,
+    wanted: impl Fn(&[FileId], &[FileId], &HashSet<FileId>) -> Vec<FileId>,
+) -> Result<State> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match read_state_once(repo, of, &wanted)? {
+        match read_state_once(repo, of, known, &wanted)? {
             Some(state) => return Ok(state),
             None if attempt < 5 => tracing::debug!("a catalog segment was replaced while read; reading again"),
             None => {
@@ -207,29 +370,31 @@ fn read_state(repo: &Repository, of: Of, wanted: impl Fn(&[FileId], &HashSet<Fil
 fn read_state_once(
     repo: &Repository,
     of: Of,
-    wanted: &impl Fn(&[FileId], &HashSet<FileId>) -> Vec<FileId>,
+    known: &HashSet<FileId>,
+    wanted: &impl Fn(&[FileId], &[FileId], &HashSet<FileId>) -> Vec<FileId>,
 ) -> Result<Option<State>> {
     let workers = workers(repo);
     let loose = repo.list_files(of.loose())?;
     let seg_ids = repo.list_files(of.segments())?;
     let kind = of.segments();
-    let read = par_map(&seg_ids, workers, |id| repo.load_file(kind, id).and_then(|p| decode_segment(id, of, &p)));
-    let mut segments = Vec::with_capacity(seg_ids.len());
-    let mut unreadable_segments = 0;
-    for (id, r) in seg_ids.iter().zip(read) {
+    let to_read: Vec<FileId> = seg_ids.iter().filter(|id| !known.contains(id)).copied().collect();
+    let read = par_map(&to_read, workers, |id| repo.load_file(kind, id).and_then(|p| decode_segment(id, of, &p)));
+    let mut segments = Vec::with_capacity(to_read.len());
+    let mut unreadable = Vec::new();
+    for (id, r) in to_read.iter().zip(read) {
         match r {
             Ok(s) => segments.push(s),
             Err(Error::NotFound { .. }) => return Ok(None),
             Err(e @ (Error::Corrupt(_) | Error::UnknownContent(_))) => {
                 repo.damage().report(kind, id, &e);
-                unreadable_segments += 1;
+                unreadable.push(*id);
             }
             Err(e) => return Err(e),
         }
     }
     repo.prune_cache(kind, &seg_ids);
     let covered: HashSet<FileId> = segments.iter().flat_map(|s| s.entries.iter().map(|e| e.id)).collect();
-    let fetch = wanted(&loose, &covered);
+    let fetch = wanted(&loose, &seg_ids, &covered);
     let lk = of.loose();
     let read = par_map(&fetch, workers, |id| repo.load_tolerant(lk, id, |p| raw_of(id, lk, p)));
     let mut loose_read = Vec::with_capacity(fetch.len());
@@ -238,38 +403,13 @@ fn read_state_once(
             loose_read.push((*id, raw));
         }
     }
-    Ok(Some(State { loose, loose_read, segments, unreadable_segments }))
-}
-
-/// Every run record's JSON: the loose ones and the folded ones, each ID once.
-pub(crate) fn runs(repo: &Repository) -> Result<Vec<Raw>> {
-    // Loose records a segment already holds (a fold that has not deleted them yet) need not be read.
-    let state = read_state(repo, Of::Runs, |loose, covered| {
-        loose.iter().filter(|id| !covered.contains(id)).copied().collect()
-    })?;
-    repo.prune_cache(FileKind::Run, &state.loose);
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for (id, raw) in state.loose_read {
-        if seen.insert(id) {
-            out.push((id, raw));
-        }
-    }
-    for seg in state.segments {
-        for e in seg.entries {
-            if seen.insert(e.id) {
-                out.push((e.id, e.record));
-            }
-        }
-    }
-    repo.note_unfolded(FileKind::Run, state.loose.len());
-    Ok(out)
+    Ok(Some(State { loose, loose_read, segment_ids: seg_ids, segments, unreadable }))
 }
 
 /// The files that hold run records, each with the IDs of the records in it: `runs/<id>` (one) and the
 /// run segments (many), for `copy` to send only what the destination lacks.
 pub fn run_files(repo: &Repository) -> Result<Vec<(String, Vec<FileId>)>> {
-    let state = read_state(repo, Of::Runs, |_, _| Vec::new())?;
+    let state = read_state(repo, Of::Runs, &HashSet::new(), |_, _, _| Vec::new())?;
     let mut out: Vec<(String, Vec<FileId>)> =
         state.loose.iter().map(|id| (format!("{}/{id}", FileKind::Run.dir()), vec![*id])).collect();
     for seg in state.segments {
@@ -281,7 +421,7 @@ pub fn run_files(repo: &Repository) -> Result<Vec<(String, Vec<FileId>)>> {
 
 /// Every listed snapshot's JSON: from a segment's summary where there is one, else from its own file.
 pub(crate) fn snapshots(repo: &Repository) -> Result<Vec<Raw>> {
-    let state = read_state(repo, Of::Snapshots, |loose, covered| {
+    let state = read_state(repo, Of::Snapshots, &HashSet::new(), |loose, _, covered| {
         loose.iter().filter(|id| !covered.contains(id)).copied().collect()
     })?;
     repo.prune_cache(FileKind::Snapshot, &state.loose);
@@ -389,12 +529,12 @@ pub fn fold_if_due(repo: &Repository) {
 }
 
 fn fold_of(repo: &Repository, of: Of) -> Result<FoldReport> {
-    let state = read_state(repo, of, |loose, covered| match of {
+    let state = read_state(repo, of, &HashSet::new(), |loose, _, covered| match of {
         // Every loose record is read: those a segment already holds are deleted once it is confirmed.
         Of::Runs => loose.to_vec(),
         Of::Snapshots => loose.iter().filter(|id| !covered.contains(id)).copied().collect(),
     })?;
-    let mut report = FoldReport { unreadable_segments: state.unreadable_segments, ..Default::default() };
+    let mut report = FoldReport { unreadable_segments: state.unreadable.len(), ..Default::default() };
     let listed: HashSet<FileId> = state.loose.iter().copied().collect();
 
     // Month → (its segments, what is new for it).
@@ -561,8 +701,8 @@ mod tests {
         assert_eq!(ids(&repo), sorted);
 
         // Two folds at once: a second segment of the month with some of the same records.
-        let some: Vec<Entry> =
-            runs(&repo).unwrap().into_iter().take(4).map(|(id, record)| Entry { id, record }).collect();
+        let state = read_state(&repo, Of::Runs, &HashSet::new(), |_, _, _| Vec::new()).unwrap();
+        let some: Vec<Entry> = state.segments.into_iter().flat_map(|s| s.entries).take(4).collect();
         let other = SegmentFile { version: 1, of: Of::Runs, period: "2026-11".into(), entries: some };
         repo.save_file(FileKind::RunSegment, &serde_json::to_vec(&other).unwrap()).unwrap();
         assert!(first.exists());
@@ -572,6 +712,84 @@ mod tests {
         assert_eq!((r.segments_written, r.segments_replaced), (1, 2), "{r:?}");
         assert_eq!(files(dir.path(), "catalog/runs"), 1);
         assert_eq!(ids(&repo), sorted);
+    }
+
+    #[test]
+    fn a_run_log_reads_only_what_is_new_and_sees_other_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = init(dir.path());
+        for n in 0..20 {
+            record(&repo, 9 + n % 2, n);
+        }
+        fold(&repo).unwrap();
+        for n in 0..3 {
+            record(&repo, 11, n);
+        }
+        let mut log = RunLog::default();
+        let r = log.refresh(&repo).unwrap();
+        assert_eq!((r.listed, r.read, r.changed), (5, 5, true), "two segments and three loose records: {r:?}");
+        assert_eq!(log.runs().len(), 23);
+        let r = log.refresh(&repo).unwrap();
+        assert_eq!((r.read, r.changed), (0, false), "nothing new, nothing read: {r:?}");
+
+        // Another host (its own handle on the repository) records a run: the next refresh reads that one.
+        let other = Repository::open(Storage::open(&Location::Local(dir.path().to_path_buf())).unwrap(), "pw").unwrap();
+        let mut check = RunRecord::new("check", chrono::Utc::now(), RunStatus::Failed);
+        check.target = Some("t1".into());
+        let id = other.save_run(&mut check).unwrap();
+        let r = log.refresh(&repo).unwrap();
+        assert_eq!((r.read, r.changed), (1, true), "{r:?}");
+        assert_eq!(log.newest("check", None).and_then(|r| r.id), Some(id));
+        assert_eq!(log.newest("check", Some("t1")).map(|r| r.status), Some(RunStatus::Failed));
+        assert!(log.newest("check", Some("t2")).is_none());
+        assert_eq!(log.of_operation("backup").count(), 23);
+        assert_eq!(log.since(check.started).len(), 1, "runs since the check started: the check");
+
+        // A fold moves records into a segment: one new file read, the history unchanged.
+        let before: Vec<Option<FileId>> = log.runs().iter().map(|r| r.id).collect();
+        fold(&repo).unwrap();
+        let r = log.refresh(&repo).unwrap();
+        assert!(r.read >= 1 && !r.changed, "{r:?}");
+        assert_eq!(log.runs().iter().map(|r| r.id).collect::<Vec<_>>(), before);
+        assert_eq!(log.runs().iter().map(|r| r.id).collect::<Vec<_>>(), ids_in_order(&repo), "as a fresh read");
+
+        // A record whose file goes (repair, retention) leaves the log.
+        let gone = log.runs()[0].id.unwrap();
+        let seg = segment_holding(&repo, gone);
+        repo.storage().delete(&format!("{}/{seg}", FileKind::RunSegment.dir())).unwrap();
+        let r = log.refresh(&repo).unwrap();
+        assert!(r.changed, "{r:?}");
+        assert!(log.runs().iter().all(|r| r.id != Some(gone)));
+        assert_eq!(log.runs().iter().map(|r| r.id).collect::<Vec<_>>(), ids_in_order(&repo));
+        assert_eq!(log.of_operation("backup").count() + 1, log.runs().len());
+    }
+
+    #[test]
+    fn a_run_log_reads_a_damaged_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = init(dir.path());
+        let bad = record(&repo, 9, 1);
+        record(&repo, 9, 2);
+        let path = dir.path().join(format!("runs/{bad}"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[40] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        let mut log = RunLog::default();
+        let r = log.refresh(&repo).unwrap();
+        assert_eq!((r.read, log.runs().len()), (2, 1), "{r:?}");
+        assert_eq!(repo.damage().list().len(), 1);
+        let r = log.refresh(&repo).unwrap();
+        assert_eq!((r.read, r.changed), (0, false), "the damaged file is not read again: {r:?}");
+        assert_eq!(repo.damage().list().len(), 1, "nor reported again");
+    }
+
+    fn ids_in_order(repo: &Repository) -> Vec<Option<FileId>> {
+        repo.load_runs().unwrap().iter().map(|r| r.id).collect()
+    }
+
+    fn segment_holding(repo: &Repository, id: FileId) -> FileId {
+        let state = read_state(repo, Of::Runs, &HashSet::new(), |_, _, _| Vec::new()).unwrap();
+        state.segments.into_iter().find(|s| s.entries.iter().any(|e| e.id == id)).unwrap().file
     }
 
     #[test]
@@ -615,10 +833,11 @@ mod tests {
         let id = repo.save_file(FileKind::Run, &serde_json::to_vec(&v).unwrap()).unwrap();
         r.id = Some(id);
         fold(&repo).unwrap();
-        let raw = runs(&repo).unwrap();
+        let state = read_state(&repo, Of::Runs, &HashSet::new(), |_, _, _| Vec::new()).unwrap();
+        let raw: Vec<Entry> = state.segments.into_iter().flat_map(|s| s.entries).collect();
         assert_eq!(raw.len(), 1);
-        assert_eq!(raw[0].0, id);
-        assert!(raw[0].1.get().contains("\"from_the_future\":{\"kept\":true}"), "{}", raw[0].1.get());
+        assert_eq!(raw[0].id, id);
+        assert!(raw[0].record.get().contains("\"from_the_future\":{\"kept\":true}"), "{}", raw[0].record.get());
     }
 
     fn snapshot(repo: &Repository, name: &str, data: &[u8]) -> FileId {

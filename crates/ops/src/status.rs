@@ -39,6 +39,23 @@ pub struct RunBrief {
     pub error: Option<String>,
 }
 
+/// What the repository holds, from one listing (no file is read): what `status` shows of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stored {
+    pub bytes: u64,
+    pub snapshots: usize,
+}
+
+impl Stored {
+    pub fn of(repo: &Repository) -> Result<Stored> {
+        let objects = repo.storage().list("")?;
+        Ok(Stored {
+            bytes: objects.iter().filter(|o| !o.path.starts_with("tmp/")).map(|o| o.size).sum(),
+            snapshots: objects.iter().filter(|o| o.path.starts_with("snapshots/")).count(),
+        })
+    }
+}
+
 /// Judges every target of the stack file (without one, every target the catalog has seen backed up)
 /// from `runs` as of `now`.
 pub fn gather(
@@ -46,6 +63,18 @@ pub fn gather(
     repo: &Repository,
     runs: &[RunRecord],
     now: DateTime<Utc>,
+) -> Result<StatusReport> {
+    judge(stack, repo, runs, now, Stored::of(repo)?)
+}
+
+/// [`gather`] with what the repository holds already known (the daemon lists it only when the
+/// history changed).
+pub fn judge(
+    stack: Option<&Config>,
+    repo: &Repository,
+    runs: &[RunRecord],
+    now: DateTime<Utc>,
+    stored: Stored,
 ) -> Result<StatusReport> {
     let thresholds = stack.map(|s| s.health.clone()).unwrap_or_default();
     let by_target = health::runs_by_target(runs);
@@ -74,7 +103,6 @@ pub fn gather(
         let runs = by_target.get(target).unwrap_or(&none);
         judged.push(health::evaluate_target(target, runs, now, &thresholds, wal));
     }
-    let stats = bunker_engine::stats::stats(repo)?;
     let week = now - chrono::Duration::days(7);
     let growth_7d_bytes: u64 = runs.iter().filter(|r| r.ended > week).map(|r| r.bytes_stored).sum();
     let last = |op: &str| -> Option<RunBrief> {
@@ -87,7 +115,7 @@ pub fn gather(
     Ok(StatusReport {
         level: judged.iter().map(|t| t.level).max().unwrap_or(Level::Ok),
         time: now,
-        repository: RepositorySummary { stored_bytes: stats.stored_bytes, snapshots: stats.snapshots, growth_7d_bytes },
+        repository: RepositorySummary { stored_bytes: stored.bytes, snapshots: stored.snapshots, growth_7d_bytes },
         last_check: last("check"),
         last_drill: last("drill"),
         thresholds: thresholds_json(&thresholds),

@@ -65,6 +65,32 @@ fn seconds(t: chrono::DateTime<chrono::Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }
 
+/// The CPU time this process has used, in seconds (user and system, every thread).
+pub fn process_cpu_seconds() -> f64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we pass and has no other effect.
+    if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) } != 0 {
+        return 0.0;
+    }
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// The daemon's own cost of keeping the page fresh: the last refresh's CPU time and the history's size.
+pub fn render_refresh(cpu_seconds: f64, records: usize) -> String {
+    let mut cpu = Family::new(
+        "bunker_daemon_refresh_cpu_seconds",
+        "gauge",
+        "CPU time the daemon's last refresh took: listing the catalog, reading what was new, judging health.",
+    );
+    cpu.add(&[], (cpu_seconds * 1e6).round() / 1e6);
+    let mut records_family = Family::new("bunker_catalog_records", "gauge", "Run records in the repository's catalog.");
+    records_family.add(&[], records as f64);
+    let mut out = String::new();
+    cpu.write(&mut out);
+    records_family.write(&mut out);
+    out
+}
+
 /// The whole `/metrics` page.
 pub fn render(report: Option<&StatusReport>, runs: &[RunRecord], jobs: &[Planned]) -> String {
     let mut up = Family::new("bunker_up", "gauge", "1 while the daemon answers.");

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use bunker_config::{Config, JobKind, Schedule};
 use bunker_engine::catalog::RunRecord;
+use bunker_engine::segment::RunLog;
 use bunker_engine::Repository;
 use chrono::{DateTime, Utc};
 
@@ -30,7 +31,7 @@ use crate::codes as exit;
 use crate::details::{Details, ScheduleDetails};
 use crate::health::Level;
 use crate::runs::Run;
-use crate::status::{gather, StatusReport};
+use crate::status::{judge, StatusReport, Stored};
 use crate::{fail, Events, Result};
 use plan::{random_jitter, Plan};
 
@@ -90,10 +91,13 @@ pub fn run(setup: Setup<'_>) -> Result<()> {
         health: BTreeMap::new(),
         exe: setup.exe,
         events,
+        log: RunLog::default(),
+        stored: None,
     };
     let hangup = setup.hangup;
-    let runs = daemon.repo.load_runs().unwrap_or_default();
-    let mut plan = Plan::new(&config.schedules, Utc::now(), &last_started(&runs), setup.catch_up, &mut random_jitter);
+    daemon.read_log();
+    let mut plan =
+        Plan::new(&config.schedules, Utc::now(), &last_started(daemon.log.runs()), setup.catch_up, &mut random_jitter);
     for job in &plan.jobs {
         let next = job.next.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or("never".into());
         events.progress(&format!(
@@ -103,7 +107,7 @@ pub fn run(setup: Setup<'_>) -> Result<()> {
             job.schedule.cron
         ));
     }
-    daemon.refresh(&config, &plan, Some(runs));
+    daemon.refresh(&config, &plan);
     let mut refreshed = Instant::now();
 
     while !bunker_engine::interrupt::requested() {
@@ -111,8 +115,14 @@ pub fn run(setup: Setup<'_>) -> Result<()> {
         if hangup.swap(false, Ordering::SeqCst) {
             match reload(&daemon.config_path) {
                 Ok(new) => {
-                    let runs = daemon.repo.load_runs().unwrap_or_default();
-                    plan = Plan::new(&new.schedules, Utc::now(), &last_started(&runs), false, &mut random_jitter);
+                    daemon.read_log();
+                    plan = Plan::new(
+                        &new.schedules,
+                        Utc::now(),
+                        &last_started(daemon.log.runs()),
+                        false,
+                        &mut random_jitter,
+                    );
                     crate::notify::install(Some(&new));
                     config = new;
                     events.progress(&format!("reloaded {} ({} jobs)", daemon.config_path.display(), plan.jobs.len()));
@@ -126,12 +136,12 @@ pub fn run(setup: Setup<'_>) -> Result<()> {
             let started = Utc::now();
             let code = daemon.run_job(&config, &schedule);
             plan.ran(i, started, Utc::now(), code, &mut random_jitter);
-            daemon.refresh(&config, &plan, None);
+            daemon.refresh(&config, &plan);
             refreshed = Instant::now();
             continue;
         }
         if refreshed.elapsed() >= setup.refresh {
-            daemon.refresh(&config, &plan, None);
+            daemon.refresh(&config, &plan);
             refreshed = Instant::now();
         }
         std::thread::sleep(TICK);
@@ -182,33 +192,53 @@ struct Daemon<'a> {
     health: BTreeMap<String, Level>,
     exe: PathBuf,
     events: &'a dyn Events,
+    /// The catalog as last read: each refresh reads only what is new (records from jobs, other hosts).
+    log: RunLog,
+    /// What the repository holds, listed again only when the history changed.
+    stored: Option<Stored>,
 }
 
 impl Daemon<'_> {
+    /// Brings the run log up to date; whether it could (an unreadable repository keeps the last one).
+    fn read_log(&mut self) -> bool {
+        match self.log.refresh(&self.repo) {
+            Ok(r) => {
+                if r.changed {
+                    self.stored = None;
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!("could not read the catalog: {e}");
+                false
+            }
+        }
+    }
+
     fn beat(&self) {
         if let Ok(mut p) = self.published.write() {
             p.heartbeat = Instant::now();
         }
     }
 
-    /// Re-reads the catalog and publishes metrics and status. A repository that cannot be read leaves
-    /// the last published values and is logged.
-    fn refresh(&self, config: &Config, plan: &Plan, runs: Option<Vec<RunRecord>>) -> Option<StatusReport> {
-        let runs = match runs.map(Ok).unwrap_or_else(|| self.repo.load_runs()) {
-            Ok(runs) => runs,
-            Err(e) => {
-                tracing::warn!("could not read the catalog to refresh the metrics: {e}");
-                return None;
-            }
-        };
-        let report = match gather(Some(config), &self.repo, &runs, Utc::now()) {
+    /// Re-reads what is new in the catalog and publishes metrics and status. A repository that cannot
+    /// be read leaves the last published values and is logged. The refresh's CPU time is published too
+    /// (`bunker_daemon_refresh_cpu_seconds`): it stays small however long the history grows.
+    fn refresh(&mut self, config: &Config, plan: &Plan) -> Option<StatusReport> {
+        let cpu = metrics::process_cpu_seconds();
+        if !self.read_log() {
+            return None;
+        }
+        let report = match self.status(config) {
             Ok(r) => Some(r),
             Err(e) => {
                 tracing::warn!("could not judge health to refresh the metrics: {e}");
                 None
             }
         };
-        let text = metrics::render(report.as_ref(), &runs, &plan.jobs);
+        let mut text = metrics::render(report.as_ref(), self.log.runs(), &plan.jobs);
+        let spent = metrics::process_cpu_seconds() - cpu;
+        text.push_str(&metrics::render_refresh(spent, self.log.runs().len()));
         if let Ok(mut p) = self.published.write() {
             p.metrics = text;
             if let Some(r) = &report {
@@ -217,6 +247,15 @@ impl Daemon<'_> {
             p.heartbeat = Instant::now();
         }
         report
+    }
+
+    /// The health report from the run log as read last (the repository is listed only when it changed).
+    fn status(&mut self, config: &Config) -> Result<StatusReport> {
+        let stored = match self.stored {
+            Some(s) => s,
+            None => *self.stored.insert(Stored::of(&self.repo)?),
+        };
+        judge(Some(config), &self.repo, self.log.runs(), Utc::now(), stored)
     }
 
     /// Runs one job; returns its exit code.
@@ -301,11 +340,11 @@ impl Daemon<'_> {
     }
 
     /// The rotating data check moves on by one part from the part its last run read.
-    fn next_check_part(&self, schedule: &Schedule) -> u32 {
-        let runs = self.repo.load_runs().unwrap_or_default();
-        let last = runs
-            .iter()
-            .filter(|r| r.operation == OPERATION)
+    fn next_check_part(&mut self, schedule: &Schedule) -> u32 {
+        self.read_log();
+        let last = self
+            .log
+            .of_operation(OPERATION)
             .filter_map(|r| Some((r.started, Details::schedule(r)?)))
             .filter(|(_, s)| s.job == schedule.name)
             .max_by_key(|(started, _)| *started)
@@ -359,14 +398,11 @@ impl Daemon<'_> {
 
     /// A `status` job: judge every target and notify the ones whose level changed.
     fn evaluate_health(&mut self, config: &Config) -> i32 {
-        let runs = match self.repo.load_runs() {
-            Ok(r) => r,
-            Err(e) => {
-                self.events.progress(&format!("cannot read the catalog to judge health: {e}"));
-                return exit::FAILURE;
-            }
-        };
-        let report = match gather(Some(config), &self.repo, &runs, Utc::now()) {
+        if !self.read_log() {
+            self.events.progress("cannot read the catalog to judge health");
+            return exit::FAILURE;
+        }
+        let report = match self.status(config) {
             Ok(r) => r,
             Err(e) => {
                 self.events.progress(&format!("cannot judge health: {e}"));
