@@ -5,7 +5,8 @@ server (moto) behave like a distant one: `latency-proxy.py LISTEN_PORT UPSTREAM_
 Each request is read whole (head and Content-Length body), held for DELAY_MS, forwarded on its own
 upstream connection, and its response streamed back; keep-alive connections from the client are kept.
 The number of requests so far (by method) is written to COUNT_FILE as JSON after each one, so a benchmark
-reads how many requests a command made by subtracting two readings.
+reads how many requests a command made by subtracting two readings; each request line is appended to
+COUNT_FILE.log (to see which requests a command makes).
 """
 
 import asyncio
@@ -89,6 +90,8 @@ async def handle(creader, cwriter):
             key = method.decode()
             counts[key] = counts.get(key, 0) + 1
             save()
+            with open(COUNTS + ".log", "ab") as f:
+                f.write(head.split(b"\r\n", 1)[0] + b"\n")
             await asyncio.sleep(DELAY)
             if upstream is None:
                 upstream = await asyncio.open_connection("127.0.0.1", UPSTREAM)

@@ -5,6 +5,7 @@
 #
 #   bench/scale.sh                              # 200 / 2,000 / 20,000 run records, 20 ms a request
 #   BENCH_SIZES="200 2000" BENCH_LATENCY_MS=5 bench/scale.sh
+#   BENCH_PREBUILT=1 bench/scale.sh             # the release binaries in target/ as they are
 #
 # Each size is measured twice: as written (loose records, as older versions left them), then after
 # `bunker prune` folded the catalog into segments. Snapshots are a quarter of the records, across 10
@@ -21,7 +22,9 @@ SIZES=${BENCH_SIZES:-200 2000 20000}
 LATENCY=${BENCH_LATENCY_MS:-20}
 
 "$ROOT/scripts/ensure-moto.sh" >/dev/null
-(cd "$ROOT" && cargo build --release -q -p bunker && cargo build --release -q -p bunker-engine --example catalog_fill)
+# BENCH_PREBUILT=1 measures the release binaries already in target/ (e.g. while the tree is being edited).
+[ -n "${BENCH_PREBUILT:-}" ] ||
+    (cd "$ROOT" && cargo build --release -q -p bunker && cargo build --release -q -p bunker-engine --example catalog_fill)
 BUNKER=$ROOT/target/release/bunker
 FILL=$ROOT/target/release/examples/catalog_fill
 
@@ -59,6 +62,8 @@ export BUNKER_PASSWORD=bench BUNKER_CONFIG=$WORK/bunker.toml BUNKER_KDF_MEMORY_K
     done
 } >"$BUNKER_CONFIG"
 
+ms() { awk -v a="$1" 'BEGIN { printf "%.1f", a * 1000 }'; }
+max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
 requests() { python3 -c "import json; print(json.load(open('$WORK/requests.json'))['total'])"; }
 
 # one LABEL CACHE CMD...: seconds and requests of one run.
@@ -116,6 +121,40 @@ for size in $SIZES; do
 done
 BACKUP_LARGE=$(backup_cost backup-large-)
 
+# The daemon's refresh at the largest size: its own figure (bunker_daemon_refresh_cpu_seconds), read
+# over a few one-second refreshes with nothing new, and at the refresh after another host's backup.
+metric() {
+    python3 - "$1" "$2" <<'PY'
+import sys, urllib.request
+try:
+    text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode()
+except Exception:
+    sys.exit(0)
+for line in text.splitlines():
+    if line.startswith(sys.argv[2] + " "):
+        print(line.split()[1])
+PY
+}
+LISTEN=$(free_port)
+{ cat "$BUNKER_CONFIG"; printf '\n[schedules]\nstatus = "0 0 4 1 1 *"\n'; } >"$WORK/daemon.toml"
+BUNKER_CACHE_DIR=$WORK/cache-daemon "$BUNKER" --config "$WORK/daemon.toml" daemon --listen "127.0.0.1:$LISTEN" \
+    --refresh 1s >"$WORK/daemon.log" 2>&1 &
+DAEMON=$!
+PIDS+=("$DAEMON")
+until [ -n "$(metric "$LISTEN" bunker_catalog_records)" ]; do
+    kill -0 "$DAEMON" 2>/dev/null || { tail "$WORK/daemon.log" >&2; exit 1; }
+    sleep 0.5
+done
+DAEMON_RECORDS=$(metric "$LISTEN" bunker_catalog_records)
+steady=()
+for _ in 1 2 3 4 5; do sleep 1.2; steady+=("$(metric "$LISTEN" bunker_daemon_refresh_cpu_seconds)"); done
+DAEMON_STEADY=$(printf '%s\n' "${steady[@]}" | sort -n | sed -n 3p)
+BUNKER_CACHE_DIR=$WORK/cache-backup "$BUNKER" -q backup app1 >/dev/null
+want=$(( ${DAEMON_RECORDS%.*} + 1 ))
+until [ "$(metric "$LISTEN" bunker_catalog_records)" = "$want" ]; do sleep 0.2; done
+DAEMON_CHANGED=$(metric "$LISTEN" bunker_daemon_refresh_cpu_seconds)
+kill "$DAEMON" 2>/dev/null || true
+
 echo
 echo "bunker metadata-at-scale benchmark: moto S3 behind a ${LATENCY} ms-per-request proxy, $(nproc) cores"
 echo "seconds (requests) per command; cold = BUNKER_CACHE_DIR=off, warm = second run with a cache"
@@ -139,4 +178,5 @@ for c in "${COMMANDS[@]}"; do
     cold=${SECS[$c-$last-folded-cold]} warm=${SECS[$c-$last-folded-warm]}
     echo "  $c: cold $cold s ($(verdict "$cold" 3 1)), warm $warm s ($(verdict "$warm" 0.3 1)), requests cold ${REQS[$c-$last-folded-cold]}"
 done
+echo "  daemon refresh at $DAEMON_RECORDS records: $(ms "$DAEMON_STEADY") ms CPU with nothing new (median of 5), $(ms "$DAEMON_CHANGED") ms at the refresh that read a new run ($(verdict "$(max "$DAEMON_STEADY" "$DAEMON_CHANGED")" 0.05 1))"
 echo "  backup fixed cost: $BACKUP_SMALL s at 10 snapshots, $BACKUP_LARGE s at $last records: $(ratio "$BACKUP_LARGE" "$BACKUP_SMALL")× ($(verdict "$BACKUP_LARGE" "$BACKUP_SMALL" 1.5))"

@@ -116,3 +116,68 @@ fn a_damaged_segment_is_reported_never_hides_loose_records_and_repair_removes_it
     assert!(!seg.exists(), "repair removed the damaged segment");
     repo.ok(&["check"]);
 }
+
+/// `[catalog] keep`: prune drops run records older than it, but keeps each target's newest (and newest
+/// successful) record of an operation, and drills and failures about snapshots still in the repository.
+#[test]
+fn catalog_keep_drops_old_history_but_not_what_kept_snapshots_need() {
+    use bunker_engine::catalog::{RunRecord, RunStatus};
+    use bunker_engine::storage::{Location, Storage};
+
+    let repo = Repo::new();
+    let kept = repo.backup_bytes("kept", b"a snapshot that stays");
+    let engine =
+        bunker_engine::Repository::open(Storage::open(&Location::Local(repo.path.clone())).unwrap(), PASSWORD).unwrap();
+    let days = |n: i64| chrono::Utc::now() - chrono::Duration::days(n);
+    let save = |op: &str, target: &str, age: i64, status: RunStatus, snapshot: Option<&str>, details| {
+        let mut r = RunRecord::new(op, days(age), status);
+        r.ended = days(age);
+        r.target = Some(target.into());
+        r.snapshot = snapshot.map(str::to_string);
+        r.details = details;
+        engine.save_run(&mut r).unwrap().to_hex()
+    };
+    let null = serde_json::Value::Null;
+    let on = |id: &str| serde_json::json!({"targets": [{"target": "kept", "snapshots": [id]}]});
+    let old_backup = save("backup", "gone", 800, RunStatus::Success, None, null.clone());
+    let newest_of_gone = save("backup", "gone", 700, RunStatus::Success, None, null.clone());
+    let failed_verify = save("verify", "kept", 900, RunStatus::Failed, Some(&kept), null.clone());
+    let old_drill = save("drill", "", 900, RunStatus::Success, None, on(&kept[..12]));
+    let drill_of_gone = save("drill", "", 890, RunStatus::Success, None, on("00112233445566"));
+    let _recent_drill = save("drill", "", 1, RunStatus::Success, None, on(&kept));
+    let before = record_ids(&repo);
+
+    let cfg = repo.root.join("bunker.toml");
+    std::fs::write(&cfg, "[catalog]\nkeep = \"1y\"\n").unwrap();
+    let dry = String::from_utf8(repo.ok(&["--config", cfg.to_str().unwrap(), "prune", "--dry-run"])).unwrap();
+    assert!(dry.contains("would drop 2 run records older than 1year"), "{dry}");
+    assert_eq!(record_ids(&repo).len(), before.len() + 1, "a dry run drops nothing (it adds its own record)");
+
+    let out = String::from_utf8(repo.ok(&["--config", cfg.to_str().unwrap(), "prune"])).unwrap();
+    assert!(out.contains("dropped 2 run records"), "{out}");
+    let after = record_ids(&repo);
+    for gone in [&old_backup, &drill_of_gone] {
+        assert!(!after.contains(gone), "{gone} should be gone: {after:?}");
+    }
+    for stays in [&newest_of_gone, &failed_verify, &old_drill] {
+        assert!(after.contains(stays), "{stays} should stay");
+    }
+    let ops = |repo: &Repo| -> Vec<String> {
+        repo.json(&["history"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["operation"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        after.len(),
+        before.len() + 2 - 2,
+        "the two dropped, the two prunes' own records added: {:?}",
+        ops(&repo)
+    );
+    repo.ok(&["check"]);
+    // Without the setting nothing more goes (check and prune add their own records).
+    repo.ok(&["prune"]);
+    assert_eq!(record_ids(&repo).len(), after.len() + 2, "{:?}", ops(&repo));
+}

@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod catalog;
 mod drill;
 mod error;
 mod groups;
@@ -23,6 +24,7 @@ mod schedules;
 mod spans;
 mod target;
 
+pub use catalog::CatalogConfig;
 pub use drill::{DrillConfig, Objectives};
 pub use error::{Error, Result};
 pub use groups::GroupConfig;
@@ -61,6 +63,8 @@ pub struct Config {
     pub retention: Option<RetentionConfig>,
     /// `[health]`: its thresholds, or the defaults.
     pub health: HealthConfig,
+    /// `[catalog]`: how long run records are kept (forever by default).
+    pub catalog: CatalogConfig,
     /// `[groups]`: named sets of targets, in file order (look one up with [`Config::group`]).
     pub groups: Vec<GroupConfig>,
     /// `[schedules]`: the daemon's jobs, in file order.
@@ -256,6 +260,10 @@ impl Config {
             Some(value) => keep(&mut errors, HealthConfig::from_value(&value, &doc)).unwrap_or_default(),
             None => HealthConfig::default(),
         };
+        let catalog = match table.remove("catalog") {
+            Some(value) => keep(&mut errors, CatalogConfig::from_value(&value, &doc)).unwrap_or_default(),
+            None => CatalogConfig::default(),
+        };
         let schedules = match table.remove("schedules") {
             Some(value) => schedules::from_value(&value, &doc, &mut errors),
             None => Vec::new(),
@@ -275,6 +283,7 @@ impl Config {
             targets,
             retention,
             health,
+            catalog,
             groups,
             schedules,
             notifications,
@@ -384,6 +393,7 @@ fn is_known_section(key: &str) -> bool {
             | "targets"
             | "retention"
             | "health"
+            | "catalog"
             | "groups"
             | "schedules"
             | "notifications"

@@ -453,6 +453,8 @@ pub struct FoldReport {
     pub snapshots_summarised: usize,
     /// Segments that could not be read and were left alone (see `bunker check`).
     pub unreadable_segments: usize,
+    /// Run records the history's retention dropped ([`fold_keeping`]).
+    pub runs_dropped: usize,
 }
 
 impl std::ops::AddAssign for FoldReport {
@@ -462,6 +464,7 @@ impl std::ops::AddAssign for FoldReport {
         self.runs_folded += o.runs_folded;
         self.snapshots_summarised += o.snapshots_summarised;
         self.unreadable_segments += o.unreadable_segments;
+        self.runs_dropped += o.runs_dropped;
     }
 }
 
@@ -487,8 +490,17 @@ fn period_of(of: Of, raw: &RawValue) -> Option<String> {
 /// without a summary into its month's summary. Needs the right to delete; takes no lock (see the module
 /// docs for why two folds at once are safe).
 pub fn fold(repo: &Repository) -> Result<FoldReport> {
-    let mut report = fold_of(repo, Of::Runs)?;
-    report += fold_of(repo, Of::Snapshots)?;
+    let mut report = fold_of(repo, Of::Runs, None)?;
+    report += fold_of(repo, Of::Snapshots, None)?;
+    Ok(report)
+}
+
+/// [`fold`], dropping the run records `keep` says no to (the history's retention, decided by the
+/// caller): they leave their segment when it is rewritten, and their loose file is deleted. A record this
+/// bunker cannot decode (a newer version's) is kept.
+pub fn fold_keeping(repo: &Repository, keep: &dyn Fn(&RunRecord) -> bool) -> Result<FoldReport> {
+    let mut report = fold_of(repo, Of::Runs, Some(keep))?;
+    report += fold_of(repo, Of::Snapshots, None)?;
     Ok(report)
 }
 
@@ -509,10 +521,10 @@ pub fn fold_if_due(repo: &Repository) {
     let snapshots_due = repo.unfolded(FileKind::Snapshot) > SUMMARISE_AFTER.min(threshold);
     let mut result = Ok(FoldReport::default());
     if runs_due {
-        result = fold_of(repo, Of::Runs);
+        result = fold_of(repo, Of::Runs, None);
     }
     if snapshots_due && result.is_ok() {
-        result = fold_of(repo, Of::Snapshots);
+        result = fold_of(repo, Of::Snapshots, None);
     }
     match result {
         Ok(r) if r.segments_written > 0 => tracing::info!(
@@ -528,7 +540,7 @@ pub fn fold_if_due(repo: &Repository) {
     }
 }
 
-fn fold_of(repo: &Repository, of: Of) -> Result<FoldReport> {
+fn fold_of(repo: &Repository, of: Of, keep: Option<&dyn Fn(&RunRecord) -> bool>) -> Result<FoldReport> {
     let state = read_state(repo, of, &HashSet::new(), |loose, _, covered| match of {
         // Every loose record is read: those a segment already holds are deleted once it is confirmed.
         Of::Runs => loose.to_vec(),
@@ -548,27 +560,41 @@ fn fold_of(repo: &Repository, of: Of) -> Result<FoldReport> {
             months.entry(p).or_default().1.push((id, raw));
         }
     }
+    let dropped = |id: &FileId, raw: &RawValue| match keep {
+        Some(keep) => decode_run(id, raw.get().as_bytes()).is_ok_and(|r| !keep(&r)),
+        None => false,
+    };
     for (period, (segments, new)) in months {
         let stale = |seg: &Segment| of == Of::Snapshots && seg.entries.iter().any(|e| !listed.contains(&e.id));
-        // A month with one segment, nothing new and nothing forgotten is already as folded as it gets.
-        if new.is_empty() && segments.len() <= 1 && !segments.iter().any(stale) {
+        let drops: HashSet<FileId> = segments
+            .iter()
+            .flat_map(|s| s.entries.iter().map(|e| (e.id, &*e.record)))
+            .chain(new.iter().map(|(id, raw)| (*id, &**raw)))
+            .filter(|(id, raw)| dropped(id, raw))
+            .map(|(id, _)| id)
+            .collect();
+        // A month with one segment, nothing new, nothing forgotten or expired is as folded as it gets.
+        if new.is_empty() && segments.len() <= 1 && !segments.iter().any(stale) && drops.is_empty() {
             continue;
         }
         let mut entries: BTreeMap<FileId, Box<RawValue>> = BTreeMap::new();
         for seg in &segments {
             for e in &seg.entries {
-                if of == Of::Runs || listed.contains(&e.id) {
+                if (of == Of::Runs || listed.contains(&e.id)) && !drops.contains(&e.id) {
                     entries.entry(e.id).or_insert_with(|| e.record.clone());
                 }
             }
         }
-        let newly = new.iter().filter(|(id, _)| !entries.contains_key(id)).count();
+        let newly = new.iter().filter(|(id, _)| !entries.contains_key(id) && !drops.contains(id)).count();
         let folded_loose: Vec<FileId> = new.iter().map(|(id, _)| *id).collect();
         for (id, raw) in new {
-            entries.entry(id).or_insert(raw);
+            if !drops.contains(&id) {
+                entries.entry(id).or_insert(raw);
+            }
         }
+        report.runs_dropped += drops.len();
         // Loose records the month's one segment already holds (a fold that stopped before its deletes).
-        let already = segments.len() == 1 && !segments.iter().any(stale) && newly == 0;
+        let already = segments.len() == 1 && !segments.iter().any(stale) && newly == 0 && drops.is_empty();
         let written = if already {
             Some(segments[0].file)
         } else if entries.is_empty() {

@@ -82,6 +82,13 @@ pub struct PruneDetails {
     pub bytes_freed: u64,
     #[serde(default)]
     pub packs_deleted: u64,
+    /// Run records `[catalog] keep` dropped (or, in a dry run, would drop).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub runs_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `copy`'s record.

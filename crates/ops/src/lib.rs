@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod details;
 pub mod drill;
 pub mod health;
+pub mod history;
 pub mod hooks;
 pub mod lock;
 pub mod notify;

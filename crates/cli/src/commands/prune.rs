@@ -49,11 +49,22 @@ fn prune(ctx: &Context, repo: &bunker_engine::Repository, args: &PruneArgs, run:
         }
         other => other?,
     };
-    let r = bunker_engine::prune::prune(repo, &lock, args.dry_run)?;
+    let mut r = bunker_engine::prune::prune(repo, &lock, args.dry_run)?;
+    // `[catalog] keep`: the history's own retention, applied as the catalog is folded.
+    let keep = ctx.config()?.and_then(|l| l.config.catalog.keep);
+    if let Some(keep) = keep {
+        let now = chrono::Utc::now();
+        if args.dry_run {
+            r.catalog.runs_dropped = bunker_ops::history::expiring(repo, keep, now)?;
+        } else {
+            r.catalog += bunker_ops::history::expire(repo, keep, now)?;
+        }
+    }
     run.details(&Details::Prune(PruneDetails {
         dry_run: args.dry_run,
         bytes_freed: r.bytes_freed,
         packs_deleted: r.packs_deleted as u64,
+        runs_dropped: r.catalog.runs_dropped as u64,
     }));
     if ctx.global.json {
         json(&r);
@@ -78,6 +89,14 @@ fn prune(ctx: &Context, repo: &bunker_engine::Repository, args: &PruneArgs, run:
             println!(
                 "catalog: {} run records folded, {} snapshots summarised, into {} segments ({} replaced)",
                 c.runs_folded, c.snapshots_summarised, c.segments_written, c.segments_replaced
+            );
+        }
+        if let (Some(keep), true) = (keep, c.runs_dropped > 0) {
+            let verb = if r.dry_run { "would drop" } else { "dropped" };
+            println!(
+                "catalog: {verb} {} run records older than {} ([catalog] keep)",
+                c.runs_dropped,
+                humantime::format_duration(keep)
             );
         }
     }
