@@ -96,10 +96,10 @@ impl Context {
     pub fn open_keeping_password(&self) -> Result<(Repository, String)> {
         let storage = self.storage()?;
         // Refuse a missing repository or unknown format before asking for a password.
-        Repository::read_config(&storage)?;
+        let config = Repository::read_config(&storage)?;
         let (password, stored) = self.stored_or_given_password("repository password: ", false)?;
         crate::redact::register(&password);
-        let repo = Repository::open_with(storage, &password, stored)?;
+        let repo = Repository::open_read(storage, config, &password, stored)?;
         self.damage.lock().expect("damage logs").push(repo.damage().clone());
         Ok((repo, password))
     }

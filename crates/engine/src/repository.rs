@@ -157,6 +157,12 @@ impl Repository {
     /// or the stack file), never a typed or environment one.
     pub fn open_with(storage: Storage, password: &str, session_cache: bool) -> Result<Repository> {
         let config = Self::read_config(&storage)?;
+        Self::open_read(storage, config, password, session_cache)
+    }
+
+    /// [`Repository::open_with`] with the config [`Repository::read_config`] returned already (a caller
+    /// that checked the repository before asking for its password reads it once).
+    pub fn open_read(storage: Storage, config: RepoConfig, password: &str, session_cache: bool) -> Result<Repository> {
         let cache = cache_root().filter(|_| session_cache).map(|r| r.join(&config.id));
         let (master, key_id) = keys::unlock_cached(&storage, password, cache.as_deref())?;
         Ok(Self::assemble(storage, config, master, key_id))
