@@ -236,8 +236,9 @@ pub struct RestoreArgs {
     /// Write a Redis snapshot as an RDB file (for a server's data directory)
     #[arg(long, conflicts_with_all = ["to", "into", "pgdata"])]
     pub rdb_file: Option<PathBuf>,
-    /// For an S3 snapshot: list what would be written and deleted, change nothing
-    #[arg(long, requires = "into")]
+    /// Change nothing, run no hook: an S3 snapshot lists what would be written and deleted; the other
+    /// kinds (and each snapshot of --point) say what would be restored where
+    #[arg(long)]
     pub dry_run: bool,
     /// For an S3 snapshot: delete objects in the destination that the snapshot does not have
     #[arg(long, requires = "into")]

@@ -215,8 +215,23 @@ fn every_route_to_a_restore_runs_the_same_hooks_verification_and_catalog_run() {
     let fed = std::fs::read_to_string(stack.repo.root.join("search.restored")).unwrap();
     assert_eq!(fed.trim(), "5000");
 
-    // A recovery point: every target back where it lives, through the same route.
+    // A dry run of the point changes nothing anywhere: no hook, no restore, no catalog run; each
+    // target says where it would go.
     let dir = stack.repo.root.join("point");
+    std::fs::remove_file(stack.repo.root.join("search.restored")).unwrap();
+    let runs_before = restore_runs(&stack).len();
+    let dry = stack.ok(&["restore", "--point", "latest", "--to", dir.to_str().unwrap(), "--dry-run"]);
+    assert!(dry.contains(&format!("would restore {0} of {0} snapshots", KINDS.len())), "{dry}");
+    assert!(
+        dry.contains("would restore") && dry.contains("running its before_restore and after_restore hooks"),
+        "{dry}"
+    );
+    assert!(stack.hook_lines().is_empty(), "a dry run ran hooks");
+    assert!(!stack.repo.root.join("search.restored").exists(), "a dry run fed the restore command");
+    assert!(!dir.exists(), "a dry run wrote files");
+    assert_eq!(restore_runs(&stack).len(), runs_before, "a dry run recorded restores");
+
+    // A recovery point: every target back where it lives, through the same route.
     let point = stack.json(&["restore", "--point", "latest", "--to", dir.to_str().unwrap(), "--force"]);
     let restored = point["restored"].as_array().unwrap();
     assert_eq!(restored.len(), KINDS.len(), "{point:#}");

@@ -133,6 +133,62 @@ fn restore_one(
         Err(e) => return Err(record_failure(run, repo, e, events)),
     };
     let id = snap.id().to_hex();
+    if request.options.dry_run {
+        // A dry run changes nothing: no hook, no catalog run, and only kinds that preview their
+        // restore (read the destination, write nothing) are asked; for the others it says where.
+        let into = shown(&destination);
+        let hooks: Vec<&'static str> = match target.map(|t| &t.hooks) {
+            Some(h) => [(Phase::BeforeRestore, "before_restore"), (Phase::AfterRestore, "after_restore")]
+                .into_iter()
+                .filter(|(p, _)| p.command(h).is_some())
+                .map(|(_, name)| name)
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut line = format!("would restore {} ({}) into {into}", snap.short_id(), snap.name);
+        if !hooks.is_empty() {
+            line.push_str(&format!(", running its {} hooks", hooks.join(" and ")));
+        }
+        let restored = if kind.previews_restore() {
+            let job = RestoreJob {
+                repo,
+                index: one.index,
+                snapshots: one.snapshots,
+                snapshot: snap,
+                pinned: one.pinned,
+                target_name,
+                target,
+                destination: &destination,
+                options: &request.options,
+                wal_fetch: request.wal_fetch,
+            };
+            let mut r = kind.restore(&job)?;
+            r.lines.insert(0, line);
+            r
+        } else {
+            bunker_sources::Restored {
+                snapshot: None,
+                into: into.clone(),
+                bytes: 0,
+                details: Vec::new(),
+                lines: vec![line],
+                warnings: Vec::new(),
+                json: serde_json::json!({"dry_run": true, "into": into, "hooks": hooks}),
+                verified: false,
+                problems: Vec::new(),
+            }
+        };
+        return Ok(RestoreReport {
+            snapshot: id,
+            name: snap.name.clone(),
+            target: target_name.to_string(),
+            kind: kind.name(),
+            configured: target.is_some(),
+            hooks: Vec::new(),
+            restored,
+            status: RunStatus::Success,
+        });
+    }
     let hooks = target.map(|t| &t.hooks);
     let env = |status| HookEnv {
         target: target_name,
@@ -301,7 +357,9 @@ pub fn restore_point(
         let one_request = RestoreRequest { selector: &id, destination: None, options, wal_fetch: request.wal_fetch };
         let outcome = match into {
             Ok(dest) => {
-                events.progress(&format!("restoring {} ({}) into {}", snap.name, snap.short_id(), shown(&dest)));
+                if !request.options.dry_run {
+                    events.progress(&format!("restoring {} ({}) into {}", snap.name, snap.short_id(), shown(&dest)));
+                }
                 let one = One { snapshot: snap, snapshots: &snapshots, index: &index, pinned: true, selector: &id };
                 let run = Run::start("restore");
                 let into = shown(&dest);

@@ -38,6 +38,13 @@ pub trait Kind: Send + Sync {
     /// directories the caller gave for kinds that have no home of their own (files, data directories).
     fn home(&self, snapshot: &Snapshot, target: &TargetConfig, base: &HomeBase) -> Result<Destination>;
 
+    /// Whether [`Kind::restore`] honours `options.dry_run` itself (reads the destination and says what
+    /// it would change, changing nothing). For the other kinds a dry run never reaches `restore`: the
+    /// orchestration says what would be restored where, and runs no hook.
+    fn previews_restore(&self) -> bool {
+        false
+    }
+
     /// Restores `job.snapshot` to `job.destination` and, unless `job.options.no_verify`, checks what
     /// landed against the snapshot's recorded facts. Must refuse a destination it cannot take with one
     /// line naming the destinations it can, and must never overwrite a non-empty destination without

@@ -39,7 +39,7 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<i32> {
         let base = HomeBase { files: args.to.clone(), pgdata: args.pitr.pgdata.clone(), several_data_dirs: false };
         let report =
             bunker_ops::restore::restore_point(config, &repo, ctx.lock_policy(), point, &base, &request, &Printer)?;
-        return Ok(print_point(ctx, &report));
+        return Ok(print_point(ctx, &report, args.dry_run));
     }
     let report = bunker_ops::restore::restore(config, &repo, ctx.lock_policy(), &request, &Printer)?;
     print(ctx, &report);
@@ -79,7 +79,7 @@ fn print(ctx: &Context, report: &RestoreReport) {
 }
 
 /// One line per snapshot of the point (or one JSON document), then the summary; returns the worst exit code.
-fn print_point(ctx: &Context, report: &PointReport) -> i32 {
+fn print_point(ctx: &Context, report: &PointReport, dry_run: bool) -> i32 {
     let mut code = exit::OK;
     let mut results = Vec::new();
     for m in &report.members {
@@ -110,7 +110,21 @@ fn print_point(ctx: &Context, report: &PointReport) -> i32 {
             &serde_json::json!({ "point": report.point, "time": report.time, "until": report.until.to_rfc3339(), "restored": results }),
         );
     } else {
-        println!("recovery point {}: {} of {} snapshots restored", report.point, results.len() - failed, results.len());
+        if dry_run {
+            println!(
+                "recovery point {}: would restore {} of {} snapshots (dry run: nothing was changed)",
+                report.point,
+                results.len() - failed,
+                results.len()
+            );
+        } else {
+            println!(
+                "recovery point {}: {} of {} snapshots restored",
+                report.point,
+                results.len() - failed,
+                results.len()
+            );
+        }
     }
     code
 }

@@ -21,6 +21,10 @@ use crate::{fail, Destination, HomeBase, Kind, Planned, RestoreJob, Restored, So
 pub struct S3;
 
 impl Kind for S3 {
+    fn previews_restore(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "s3"
     }
