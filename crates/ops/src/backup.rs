@@ -141,7 +141,7 @@ fn after_hook(
             events.progress(&format!("warning: {e}"));
             let mut run = Run::start("hook");
             run.target(target);
-            run.detail("phase", "after_backup".into());
+            run.details(&crate::details::Details::Hook(crate::details::HookDetails { phase: "after_backup".into() }));
             run.record(repo, RunStatus::Failed, Some(e.to_string()), events);
             false
         }

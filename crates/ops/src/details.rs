@@ -129,6 +129,44 @@ fn yes() -> bool {
     true
 }
 
+/// `repair`'s record: `repair index` or `repair snapshots`, with what it found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RepairDetails {
+    /// `index` or `snapshots`.
+    pub what: String,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// index: packs read, packs added to the index, packs dropped from it, packs salvaged blob by blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packs_read: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packs_added: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packs_dropped: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packs_salvaged: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_files_removed: Option<u64>,
+    /// snapshots: the snapshots removed (as the engine reports them) and damaged catalog files removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs_removed: Vec<String>,
+}
+
+/// A hook that failed outside the run it belongs to (operation `hook`; a backup's `after_backup`, a
+/// restore's `after_restore`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HookDetails {
+    pub phase: String,
+}
+
+/// `wal-push` and `wal-fetch` records (written only when they fail): the WAL file concerned.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WalDetails {
+    pub file: String,
+}
+
 /// The details of one run, by its operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Details {
@@ -140,10 +178,14 @@ pub enum Details {
     Copy(CopyDetails),
     Restore(RestoreDetails),
     Verify(RestoreDetails),
+    Repair(RepairDetails),
+    Hook(HookDetails),
+    Wal(WalDetails),
     /// A drill's record, typed by [`crate::drill::record::drills`] (which owns its shape and its
     /// judgement; `null` for a drill that failed before judging).
     Drill(serde_json::Value),
-    /// Everything else (backup, repair, wal-push…), and records whose details do not fit their shape.
+    /// Everything else (backup's details are the kind's facts), and records whose details do not fit
+    /// their shape.
     Other(serde_json::Value),
 }
 
@@ -164,6 +206,9 @@ impl Details {
             "copy" => typed_or_other(typed(v).map(Details::Copy)),
             "restore" => typed_or_other(typed(v).map(Details::Restore)),
             "verify" => typed_or_other(typed(v).map(Details::Verify)),
+            "repair" => typed_or_other(typed(v).map(Details::Repair)),
+            "hook" => typed_or_other(typed(v).map(Details::Hook)),
+            "wal-push" | "wal-fetch" => typed_or_other(typed(v).map(Details::Wal)),
             "drill" => Details::Drill(v.clone()),
             _ => Details::Other(v.clone()),
         }
@@ -179,6 +224,9 @@ impl Details {
             Details::Prune(d) => serde_json::to_value(d),
             Details::Copy(d) => serde_json::to_value(d),
             Details::Restore(d) | Details::Verify(d) => serde_json::to_value(d),
+            Details::Repair(d) => serde_json::to_value(d),
+            Details::Hook(d) => serde_json::to_value(d),
+            Details::Wal(d) => serde_json::to_value(d),
             Details::Drill(v) | Details::Other(v) => Ok(v.clone()),
         };
         v.expect("details serialise")
@@ -250,5 +298,28 @@ mod tests {
         assert_eq!(Details::of(&r), d);
         let d = Details::Point(PointDetails { point: "p".into(), targets: vec!["db".into()], ..Default::default() });
         assert_eq!(Details::of(&run("point", d.to_value())), d);
+    }
+
+    #[test]
+    fn repair_hook_and_wal_records_read_by_their_shapes() {
+        let index = RepairDetails {
+            what: "index".into(),
+            packs_read: Some(3),
+            packs_dropped: vec!["ab".into()],
+            ..Default::default()
+        };
+        let r = run("repair", Details::Repair(index.clone()).to_value());
+        assert_eq!(Details::of(&r), Details::Repair(index));
+        // An older repair record with fields this version does not know still reads.
+        let older = run("repair", json!({"what": "snapshots", "removed": [{"id": "x"}], "future": 1}));
+        assert!(matches!(Details::of(&older), Details::Repair(d) if d.what == "snapshots" && d.removed.len() == 1));
+        let hook = run("hook", json!({"phase": "after_backup"}));
+        assert_eq!(Details::of(&hook), Details::Hook(HookDetails { phase: "after_backup".into() }));
+        let wal = run("wal-fetch", json!({"file": "000000010000000000000003"}));
+        assert!(matches!(Details::of(&wal), Details::Wal(w) if w.file.ends_with("03")));
+        // A restore's kind facts sit beside its own fields.
+        let restore = run("restore", json!({"verified": true, "hooks": ["after_restore"], "into": "db"}));
+        let Details::Restore(d) = Details::of(&restore) else { panic!() };
+        assert!(d.verified && d.configured && d.kind["into"] == "db", "{d:?}");
     }
 }

@@ -11,6 +11,7 @@ use bunker_engine::catalog::RunStatus;
 use bunker_engine::{Repository, Snapshot};
 use bunker_sources::{Destination, HomeBase, RestoreJob, RestoreOptions, Restored};
 
+use crate::details::{Details, HookDetails, RestoreDetails};
 use crate::hooks::{self, HookEnv, Phase};
 use crate::lock::{read_lock, LockPolicy};
 use crate::points::{self, target_of};
@@ -239,10 +240,12 @@ fn restore_one(
         run.snapshot(id);
     }
     run.bytes(restored.bytes, 0);
-    for (k, v) in &restored.details {
-        run.detail(k, v.clone());
-    }
-    run.detail("verified", restored.verified.into());
+    let mut details = RestoreDetails {
+        verified: restored.verified,
+        configured: target.is_some(),
+        kind: restored.details.iter().cloned().collect(),
+        hooks: Vec::new(),
+    };
     let mut status = if restored.problems.is_empty() { RunStatus::Success } else { RunStatus::Failed };
     if !restored.problems.is_empty() {
         run.problem(restored.problems.join("; "));
@@ -255,17 +258,15 @@ fn restore_one(
             events.warning(&e.to_string());
             let mut hook_run = Run::start("hook");
             hook_run.target(target_name);
-            hook_run.detail("phase", "after_restore".into());
+            hook_run.details(&Details::Hook(HookDetails { phase: "after_restore".into() }));
             hook_run.record(repo, RunStatus::Failed, Some(e.to_string()), events);
             if status == RunStatus::Success {
                 status = RunStatus::Warning;
             }
         }
     }
-    run.detail("hooks", serde_json::json!(ran));
-    if target.is_none() {
-        run.detail("configured", false.into());
-    }
+    details.hooks = ran.iter().map(|h| h.to_string()).collect();
+    run.details(&Details::Restore(details));
     let recorded = run.record(repo, status, None, events);
     Ok(RestoreReport {
         snapshot: recorded.snapshot.clone().unwrap_or(id),

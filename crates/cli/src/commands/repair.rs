@@ -1,5 +1,6 @@
 use anyhow::Result;
 use bunker_engine::repair::{repair_index, repair_snapshots};
+use bunker_ops::details::{Details, RepairDetails};
 
 use crate::cli::RepairCommand;
 use crate::context::Context;
@@ -22,13 +23,16 @@ fn repair(ctx: &Context, repo: &bunker_engine::Repository, command: RepairComman
         RepairCommand::Index { read_all_packs, read_data, dry_run } => {
             let lock = ctx.lock(repo, true, "repair index")?;
             let r = repair_index(repo, &lock, read_all_packs, read_data, dry_run)?;
-            run.detail("what", "index".into());
-            run.detail("dry_run", dry_run.into());
-            run.detail("packs_read", r.packs_read.into());
-            run.detail("packs_added", r.packs_added.into());
-            run.detail("packs_dropped", serde_json::json!(r.packs_dropped));
-            run.detail("packs_salvaged", serde_json::json!(r.packs_salvaged));
-            run.detail("index_files_removed", r.index_files_removed.into());
+            run.details(&Details::Repair(RepairDetails {
+                what: "index".into(),
+                dry_run,
+                packs_read: Some(r.packs_read as u64),
+                packs_added: Some(r.packs_added as u64),
+                packs_dropped: r.packs_dropped.clone(),
+                packs_salvaged: r.packs_salvaged.clone(),
+                index_files_removed: Some(r.index_files_removed as u64),
+                ..Default::default()
+            }));
             if ctx.global.json {
                 json(&r);
             } else {
@@ -68,10 +72,13 @@ fn repair(ctx: &Context, repo: &bunker_engine::Repository, command: RepairComman
         RepairCommand::Snapshots { dry_run } => {
             let lock = ctx.lock(repo, true, "repair snapshots")?;
             let r = repair_snapshots(repo, &lock, dry_run)?;
-            run.detail("what", "snapshots".into());
-            run.detail("dry_run", dry_run.into());
-            run.detail("removed", serde_json::to_value(&r.removed).expect("serialisable"));
-            run.detail("runs_removed", serde_json::json!(r.runs_removed));
+            run.details(&Details::Repair(RepairDetails {
+                what: "snapshots".into(),
+                dry_run,
+                removed: r.removed.iter().map(|s| serde_json::to_value(s).expect("serialisable")).collect(),
+                runs_removed: r.runs_removed.clone(),
+                ..Default::default()
+            }));
             if ctx.global.json {
                 json(&r);
             } else {

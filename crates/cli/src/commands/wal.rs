@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use bunker_engine::objects::PutOutcome;
+use bunker_ops::details::{Details, WalDetails};
 
 use bunker_sources::postgres::wal::{self, Fetched};
 
@@ -72,7 +73,7 @@ pub fn push(ctx: &Context, args: WalPushArgs) -> Result<i32> {
             let e = anyhow::Error::from(e);
             let mut run = Run::start("wal-push");
             run.target(&target);
-            run.detail("file", args.path.display().to_string().into());
+            run.details(&Details::Wal(WalDetails { file: args.path.display().to_string() }));
             run.finish(&repo, Err(&e));
             Err(e)
         }
@@ -114,7 +115,7 @@ fn fetch_inner(ctx: &Context, args: &WalFetchArgs) -> Result<i32> {
             let e = anyhow::Error::from(e);
             let mut run = Run::start("wal-fetch");
             run.target(&target);
-            run.detail("file", args.file.clone().into());
+            run.details(&Details::Wal(WalDetails { file: args.file.clone() }));
             run.finish(&repo, Err(&e));
             Err(e)
         }
