@@ -490,17 +490,21 @@ fn period_of(of: Of, raw: &RawValue) -> Option<String> {
 /// without a summary into its month's summary. Needs the right to delete; takes no lock (see the module
 /// docs for why two folds at once are safe).
 pub fn fold(repo: &Repository) -> Result<FoldReport> {
-    let mut report = fold_of(repo, Of::Runs, None)?;
-    report += fold_of(repo, Of::Snapshots, None)?;
+    let mut report = fold_of(repo, Of::Runs, None, None)?;
+    report += fold_of(repo, Of::Snapshots, None, None)?;
     Ok(report)
 }
+
+/// How many loose records one writer's fold takes at most: a writer folds on its way out, so its
+/// extra time stays bounded however much piled up (prune folds everything).
+pub const WRITER_FOLD_LIMIT: usize = 2000;
 
 /// [`fold`], dropping the run records `keep` says no to (the history's retention, decided by the
 /// caller): they leave their segment when it is rewritten, and their loose file is deleted. A record this
 /// bunker cannot decode (a newer version's) is kept.
 pub fn fold_keeping(repo: &Repository, keep: &dyn Fn(&RunRecord) -> bool) -> Result<FoldReport> {
-    let mut report = fold_of(repo, Of::Runs, Some(keep))?;
-    report += fold_of(repo, Of::Snapshots, None)?;
+    let mut report = fold_of(repo, Of::Runs, Some(keep), None)?;
+    report += fold_of(repo, Of::Snapshots, None, None)?;
     Ok(report)
 }
 
@@ -521,10 +525,10 @@ pub fn fold_if_due(repo: &Repository) {
     let snapshots_due = repo.unfolded(FileKind::Snapshot) > SUMMARISE_AFTER.min(threshold);
     let mut result = Ok(FoldReport::default());
     if runs_due {
-        result = fold_of(repo, Of::Runs, None);
+        result = fold_of(repo, Of::Runs, None, Some(WRITER_FOLD_LIMIT));
     }
     if snapshots_due && result.is_ok() {
-        result = fold_of(repo, Of::Snapshots, None);
+        result = fold_of(repo, Of::Snapshots, None, None);
     }
     match result {
         Ok(r) if r.segments_written > 0 => tracing::info!(
@@ -540,10 +544,16 @@ pub fn fold_if_due(repo: &Repository) {
     }
 }
 
-fn fold_of(repo: &Repository, of: Of, keep: Option<&dyn Fn(&RunRecord) -> bool>) -> Result<FoldReport> {
+/// Folds one kind; `limit` caps how many loose run records are taken (the rest stay loose for later).
+fn fold_of(
+    repo: &Repository,
+    of: Of,
+    keep: Option<&dyn Fn(&RunRecord) -> bool>,
+    limit: Option<usize>,
+) -> Result<FoldReport> {
     let state = read_state(repo, of, &HashSet::new(), |loose, _, covered| match of {
         // Every loose record is read: those a segment already holds are deleted once it is confirmed.
-        Of::Runs => loose.to_vec(),
+        Of::Runs => loose.iter().take(limit.unwrap_or(usize::MAX)).copied().collect(),
         Of::Snapshots => loose.iter().filter(|id| !covered.contains(id)).copied().collect(),
     })?;
     let mut report = FoldReport { unreadable_segments: state.unreadable.len(), ..Default::default() };
@@ -619,10 +629,13 @@ fn fold_of(repo: &Repository, of: Of, keep: Option<&dyn Fn(&RunRecord) -> bool>)
         }
         match of {
             Of::Runs => {
-                for id in &folded_loose {
-                    repo.storage().delete(&format!("{}/{id}", FileKind::Run.dir()))?;
+                // In parallel: thousands of loose records are thousands of deletes.
+                let deleted = par_map(&folded_loose, workers(repo), |id| {
+                    let r = repo.storage().delete(&format!("{}/{id}", FileKind::Run.dir()));
                     pause_point("fold-run-deleted");
-                }
+                    r
+                });
+                deleted.into_iter().collect::<Result<Vec<()>>>()?;
                 report.runs_folded += folded_loose.len();
             }
             Of::Snapshots => report.snapshots_summarised += newly,
@@ -788,6 +801,22 @@ mod tests {
         assert!(log.runs().iter().all(|r| r.id != Some(gone)));
         assert_eq!(log.runs().iter().map(|r| r.id).collect::<Vec<_>>(), ids_in_order(&repo));
         assert_eq!(log.of_operation("backup").count() + 1, log.runs().len());
+    }
+
+    #[test]
+    fn a_writers_fold_takes_at_most_its_limit_and_leaves_the_rest_loose() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = init(dir.path());
+        let mut want: Vec<FileId> = (0..10).map(|n| record(&repo, 9, n)).collect();
+        want.sort();
+        let r = fold_of(&repo, Of::Runs, None, Some(3)).unwrap();
+        assert_eq!((r.runs_folded, r.segments_written), (3, 1), "{r:?}");
+        assert_eq!(files(dir.path(), "runs"), 7);
+        assert_eq!(ids(&repo), want);
+        let r = fold(&repo).unwrap();
+        assert_eq!((r.runs_folded, r.segments_written, r.segments_replaced), (7, 1, 1), "{r:?}");
+        assert_eq!(files(dir.path(), "runs"), 0);
+        assert_eq!(ids(&repo), want);
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub struct Run {
     record: RunRecord,
 }
 
+/// Operations that never fold the catalog after recording themselves (see [`Run::record`]).
+const RECOVERY_PATH: &[&str] = &["restore", "verify", "drill", "hook", "wal-push", "wal-fetch"];
+
 impl Run {
     pub fn start(operation: &str) -> Run {
         Run { record: RunRecord::new(operation, chrono::Utc::now(), RunStatus::Success) }
@@ -74,8 +77,10 @@ impl Run {
             r.error.get_or_insert_with(|| format!("skipped damaged repository files: {}", paths.join(", ")));
         }
         match repo.save_run(r) {
-            // A writer folds the catalog when enough loose records have piled up (one listing to know).
-            Ok(_) => bunker_engine::segment::fold_if_due(repo),
+            // A writer folds the catalog when enough loose records have piled up (one listing to know);
+            // commands on the way to a recovery never do: their time is the RTO.
+            Ok(_) if !RECOVERY_PATH.contains(&r.operation.as_str()) => bunker_engine::segment::fold_if_due(repo),
+            Ok(_) => {}
             Err(e) => {
                 let why = if e.refuses_writes() { " (the repository takes no writes)" } else { "" };
                 events.warning(&format!("could not record the {} run in the catalog{why}: {e}", r.operation));
