@@ -67,12 +67,14 @@ max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
 requests() { python3 -c "import json; print(json.load(open('$WORK/requests.json'))['total'])"; }
 
 # one LABEL CACHE CMD...: seconds and requests of one run.
-declare -A REQS
+# and bunker's own CPU time (user + system), to tell its work from the endpoint's.
+declare -A REQS CPU
 one() {
     local label=$1 cache=$2; shift 2
     local before; before=$(requests)
-    BUNKER_CACHE_DIR=$cache measure "$label" "$BUNKER" "$@"
+    BUNKER_CACHE_DIR=$cache measure "$label" /usr/bin/time -q -f "%U %S" -o "$WORK/cpu.$label" "$BUNKER" "$@"
     REQS[$label]=$(( $(requests) - before ))
+    CPU[$label]=$(awk '{ printf "%.2f", $1 + $2 }' "$WORK/cpu.$label")
 }
 
 BUNKER_CACHE_DIR=off "$BUNKER" -q init
@@ -176,7 +178,26 @@ last=$(echo "$SIZES" | awk '{print $NF}')
 echo "goals at $last records, folded:"
 for c in "${COMMANDS[@]}"; do
     cold=${SECS[$c-$last-folded-cold]} warm=${SECS[$c-$last-folded-warm]}
-    echo "  $c: cold $cold s ($(verdict "$cold" 3 1)), warm $warm s ($(verdict "$warm" 0.3 1)), requests cold ${REQS[$c-$last-folded-cold]}"
+    echo "  $c: cold $cold s ($(verdict "$cold" 3 1)), warm $warm s ($(verdict "$warm" 0.3 1)), requests cold ${REQS[$c-$last-folded-cold]}, bunker's CPU ${CPU[$c-$last-folded-cold]} s cold / ${CPU[$c-$last-folded-warm]} s warm"
 done
 echo "  daemon refresh at $DAEMON_RECORDS records: $(ms "$DAEMON_STEADY") ms CPU with nothing new (median of 5), $(ms "$DAEMON_CHANGED") ms at the refresh that read a new run ($(verdict "$(max "$DAEMON_STEADY" "$DAEMON_CHANGED")" 0.05 1))"
+# What the endpoint itself spends listing the snapshots (moto lists about 3,000 keys a second).
+LIST_SECS=$(python3 - "$MOTO" <<'PY'
+import http.client, re, sys, time
+t, token, n = time.time(), None, 0
+while True:
+    c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+    q = "/scale?list-type=2&prefix=repo/snapshots/" + ("&continuation-token=" + token if token else "")
+    c.request("GET", q)
+    body = c.getresponse().read().decode()
+    n += body.count("<Key>")
+    m = re.search(r"<NextContinuationToken>([^<]+)</NextContinuationToken>", body)
+    if not m:
+        break
+    import urllib.parse
+    token = urllib.parse.quote(m.group(1), safe="")
+print("%.2f s for %d keys" % (time.time() - t, n))
+PY
+)
+echo "  (the endpoint alone, without the proxy, lists snapshots/ in $LIST_SECS: every command that lists the snapshots pays it)"
 echo "  backup fixed cost: $BACKUP_SMALL s at 10 snapshots, $BACKUP_LARGE s at $last records: $(ratio "$BACKUP_LARGE" "$BACKUP_SMALL")× ($(verdict "$BACKUP_LARGE" "$BACKUP_SMALL" 1.5))"

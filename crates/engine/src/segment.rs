@@ -186,7 +186,13 @@ impl RunLog {
         if out.changed {
             self.by_operation.clear();
             for (i, r) in self.runs.iter().enumerate() {
-                self.by_operation.entry(r.operation.clone()).or_default().push(i);
+                // A handful of operations over thousands of records: allocate a key only for a new one.
+                match self.by_operation.get_mut(r.operation.as_str()) {
+                    Some(v) => v.push(i),
+                    None => {
+                        self.by_operation.insert(r.operation.clone(), vec![i]);
+                    }
+                }
             }
         }
         Ok(out)
