@@ -6,6 +6,7 @@
 #   bench/scale.sh                              # 200 / 2,000 / 20,000 run records, 20 ms a request
 #   BENCH_SIZES="200 2000" BENCH_LATENCY_MS=5 bench/scale.sh
 #   BENCH_PREBUILT=1 bench/scale.sh             # the release binaries in target/ as they are
+#   BENCH_PHASES=folded bench/scale.sh          # only after prune folded the catalog (no loose phase)
 #
 # Each size is measured twice: as written (loose records, as older versions left them), then after
 # `bunker prune` folded the catalog into segments. Snapshots are a quarter of the records, across 10
@@ -105,7 +106,7 @@ for size in $SIZES; do
         "$FILL" "$REPO" "$add" $(( add / 4 )) 2>"$WORK/fill.log" || { tail "$WORK/fill.log" >&2; exit 1; }
         have_runs=$size
     fi
-    for phase in loose folded; do
+    for phase in ${BENCH_PHASES:-loose folded}; do
         if [ "$phase" = folded ]; then
             BUNKER_CACHE_DIR=off measure "prune-$size" "$BUNKER" prune
             log "$(grep catalog "$WORK/out.prune-$size" || true)"

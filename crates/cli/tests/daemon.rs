@@ -35,6 +35,16 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     })
 }
 
+/// `bunker daemon` on the stack file, serving on `listen`, refreshing every second.
+fn start_daemon(repo: &Repo, cfg: &std::path::Path, listen: u16) -> Child {
+    let listen = format!("127.0.0.1:{listen}");
+    repo.cmd(&["--config", cfg.to_str().unwrap(), "daemon", "--listen", &listen, "--refresh", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn stop(mut daemon: Child, signal: i32) -> std::process::Output {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(daemon.id() as i32, signal) };
@@ -73,20 +83,7 @@ fn daemon_runs_schedules_serves_metrics_and_reports_failures() {
     let check = repo.cmd(&["--config", cfg.to_str().unwrap(), "config", "check"]).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
 
-    let daemon = repo
-        .cmd(&[
-            "--config",
-            cfg.to_str().unwrap(),
-            "daemon",
-            "--listen",
-            &format!("127.0.0.1:{listen}"),
-            "--refresh",
-            "1s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let daemon = start_daemon(&repo, &cfg, listen);
 
     // The backup happens and /metrics shows it, then changes with the next one.
     let first = wait_until(Duration::from_secs(90), "a first successful backup in /metrics", || {
@@ -196,20 +193,7 @@ fn daemon_notices_records_another_host_wrote() {
         ),
     )
     .unwrap();
-    let daemon = repo
-        .cmd(&[
-            "--config",
-            cfg.to_str().unwrap(),
-            "daemon",
-            "--listen",
-            &format!("127.0.0.1:{listen}"),
-            "--refresh",
-            "1s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let daemon = start_daemon(&repo, &cfg, listen);
     wait_until(Duration::from_secs(60), "the daemon's first refresh", || {
         let (_, text) = get(listen, "/metrics")?;
         metric(&text, "bunker_catalog_records")

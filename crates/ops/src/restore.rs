@@ -134,6 +134,18 @@ fn restore_one(
         Err(e) => return Err(record_failure(run, repo, e, events)),
     };
     let id = snap.id().to_hex();
+    let job = RestoreJob {
+        repo,
+        index: one.index,
+        snapshots: one.snapshots,
+        snapshot: snap,
+        pinned: one.pinned,
+        target_name,
+        target,
+        destination: &destination,
+        options: &request.options,
+        wal_fetch: request.wal_fetch,
+    };
     if request.options.dry_run {
         // A dry run changes nothing: no hook, no catalog run, and only kinds that preview their
         // restore (read the destination, write nothing) are asked; for the others it says where.
@@ -151,18 +163,6 @@ fn restore_one(
             line.push_str(&format!(", running its {} hooks", hooks.join(" and ")));
         }
         let restored = if kind.previews_restore() {
-            let job = RestoreJob {
-                repo,
-                index: one.index,
-                snapshots: one.snapshots,
-                snapshot: snap,
-                pinned: one.pinned,
-                target_name,
-                target,
-                destination: &destination,
-                options: &request.options,
-                wal_fetch: request.wal_fetch,
-            };
             let mut r = kind.restore(&job)?;
             r.lines.insert(0, line);
             r
@@ -208,18 +208,6 @@ fn restore_one(
             }
         }
     }
-    let job = RestoreJob {
-        repo,
-        index: one.index,
-        snapshots: one.snapshots,
-        snapshot: snap,
-        pinned: one.pinned,
-        target_name,
-        target,
-        destination: &destination,
-        options: &request.options,
-        wal_fetch: request.wal_fetch,
-    };
     let outcome = kind.restore(&job);
     let succeeded = matches!(&outcome, Ok(r) if r.problems.is_empty());
     let after = match hooks {
