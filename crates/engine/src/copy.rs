@@ -531,34 +531,19 @@ fn parallel<T: Sync, R: Send>(
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::sync::Arc;
+
     use std::time::Duration;
 
     use super::*;
-    use crate::backup::{Backup, SnapshotDraft};
+
     use crate::catalog::{RunRecord, RunStatus};
     use crate::check::{check, ReadData};
     use crate::lock::acquire;
     use crate::snapshot::Root;
-
-    fn init(dir: &Path, password: &str) -> Repository {
-        std::env::set_var("BUNKER_KDF_MEMORY_KIB", "1024");
-        std::env::set_var("BUNKER_CACHE_DIR", "off");
-        let storage = Storage::create(&Location::Local(dir.to_path_buf())).unwrap();
-        Repository::init(storage, password, &InitOptions::default()).unwrap()
-    }
+    use crate::testing::{init_with as init, stream as backup};
 
     fn storage(dir: &Path) -> Storage {
         Storage::create(&Location::Local(dir.to_path_buf())).unwrap()
-    }
-
-    fn backup(repo: &Repository, name: &str, data: &[u8]) -> FileId {
-        let lock = acquire(repo.storage(), false, "test", Duration::ZERO).unwrap();
-        let (index, _) = repo.load_index().unwrap();
-        let b = Backup::start(repo, &lock, Arc::new(index));
-        let (content, size) = b.save_stream(data).unwrap();
-        let draft = SnapshotDraft { name: name.into(), kind: "stream".into(), ..Default::default() };
-        b.commit(Root::Stream { size, content }, draft).unwrap().id()
     }
 
     fn dump(repo: &Repository, id: &FileId) -> Vec<u8> {

@@ -34,6 +34,8 @@ pub mod segment;
 pub mod snapshot;
 pub mod stats;
 pub mod storage;
+#[cfg(test)]
+mod testing;
 pub mod tree;
 pub mod walk;
 

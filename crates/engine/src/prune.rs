@@ -262,33 +262,17 @@ pub(crate) fn repack_blobs(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-    use std::sync::Arc;
+
     use std::time::Duration;
 
     use super::*;
-    use crate::backup::{Backup, SnapshotDraft};
+
     use crate::check::{check, ReadData};
-    use crate::config::InitOptions;
+
     use crate::lock::acquire;
     use crate::snapshot::Root;
-    use crate::storage::{Location, Storage};
 
-    fn init(dir: &Path) -> Repository {
-        std::env::set_var("BUNKER_KDF_MEMORY_KIB", "1024");
-        std::env::set_var("BUNKER_CACHE_DIR", "off");
-        let storage = Storage::create(&Location::Local(dir.to_path_buf())).unwrap();
-        Repository::init(storage, "pw", &InitOptions::default()).unwrap()
-    }
-
-    fn backup(repo: &Repository, name: &str, data: &[u8]) -> crate::FileId {
-        let lock = acquire(repo.storage(), false, "test", Duration::ZERO).unwrap();
-        let (index, _) = repo.load_index().unwrap();
-        let b = Backup::start(repo, &lock, Arc::new(index));
-        let (content, size) = b.save_stream(data).unwrap();
-        let draft = SnapshotDraft { name: name.into(), kind: "stream".into(), ..Default::default() };
-        b.commit(Root::Stream { size, content }, draft).unwrap().id()
-    }
+    use crate::testing::{init, stream as backup};
 
     fn dump(repo: &Repository, id: &crate::FileId) -> Vec<u8> {
         let (index, _) = repo.load_index().unwrap();

@@ -654,25 +654,15 @@ fn fold_of(
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::sync::Arc;
-    use std::time::Duration;
 
     use chrono::TimeZone;
 
     use super::*;
-    use crate::backup::{Backup, SnapshotDraft};
-    use crate::catalog::{RunRecord, RunStatus};
-    use crate::config::InitOptions;
-    use crate::lock::acquire;
-    use crate::snapshot::Root;
-    use crate::storage::Storage;
 
-    fn init(dir: &Path) -> Repository {
-        std::env::set_var("BUNKER_KDF_MEMORY_KIB", "1024");
-        std::env::set_var("BUNKER_CACHE_DIR", "off");
-        let storage = Storage::create(&Location::Local(dir.to_path_buf())).unwrap();
-        Repository::init(storage, "pw", &InitOptions::default()).unwrap()
-    }
+    use crate::catalog::{RunRecord, RunStatus};
+
+    use crate::storage::Storage;
+    use crate::testing::{init, stream as snapshot};
 
     fn record(repo: &Repository, month: u32, n: u32) -> FileId {
         let started = chrono::Utc.with_ymd_and_hms(2026, month, 1 + n % 27, 3, 0, n % 60).unwrap();
@@ -899,15 +889,6 @@ mod tests {
         assert_eq!(raw.len(), 1);
         assert_eq!(raw[0].id, id);
         assert!(raw[0].record.get().contains("\"from_the_future\":{\"kept\":true}"), "{}", raw[0].record.get());
-    }
-
-    fn snapshot(repo: &Repository, name: &str, data: &[u8]) -> FileId {
-        let lock = acquire(repo.storage(), false, "test", Duration::ZERO).unwrap();
-        let (index, _) = repo.load_index().unwrap();
-        let b = Backup::start(repo, &lock, Arc::new(index));
-        let (content, size) = b.save_stream(data).unwrap();
-        let draft = SnapshotDraft { name: name.into(), kind: "stream".into(), ..Default::default() };
-        b.commit(Root::Stream { size, content }, draft).unwrap().id()
     }
 
     #[test]
