@@ -25,6 +25,17 @@ def save():
     os.replace(COUNTS + ".tmp", COUNTS)
 
 
+async def read_chunked(reader):
+    """A chunked body, as sent (chunk sizes and the final empty chunk included)."""
+    body = b""
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        body += size_line + await reader.readexactly(size + 2)
+        if size == 0:
+            return body
+
+
 async def read_request(reader):
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
@@ -38,13 +49,7 @@ async def read_request(reader):
             chunked = True
     body = b""
     if chunked:
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";")[0], 16)
-            chunk = await reader.readexactly(size + 2)
-            body += size_line + chunk
-            if size == 0:
-                break
+        body = await read_chunked(reader)
     elif length:
         body = await reader.readexactly(length)
     return head, body
@@ -65,13 +70,7 @@ async def read_response(reader, method):
     if method == b"HEAD" or status in (204, 304) or 100 <= status < 200:
         return head, b""
     if chunked:
-        body = b""
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";")[0], 16)
-            body += size_line + await reader.readexactly(size + 2)
-            if size == 0:
-                return head, body
+        return head, await read_chunked(reader)
     if length is not None:
         return head, await reader.readexactly(length)
     return head, await reader.read()
