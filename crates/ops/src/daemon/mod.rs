@@ -41,6 +41,8 @@ pub const OPERATION: &str = "schedule";
 pub const JOB_ENV: &str = "BUNKER_DAEMON_JOB";
 /// How long the loop sleeps between looks at the clock and the signals.
 const TICK: Duration = Duration::from_millis(200);
+/// How long the repository's size, as `status` shows it, may be reused between refreshes.
+const STORED_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// What the loop publishes for the HTTP side to hand out (`/metrics`, `/status`, `/healthz`).
 pub struct Published {
@@ -194,8 +196,9 @@ struct Daemon<'a> {
     events: &'a dyn Events,
     /// The catalog as last read: each refresh reads only what is new (records from jobs, other hosts).
     log: RunLog,
-    /// What the repository holds, listed again only when the history changed.
-    stored: Option<Stored>,
+    /// What the repository holds and when it was listed: again when the history changed, and at least
+    /// every [`STORED_MAX_AGE`] (archived WAL grows it without a run record).
+    stored: Option<(Stored, Instant)>,
 }
 
 impl Daemon<'_> {
@@ -252,8 +255,8 @@ impl Daemon<'_> {
     /// The health report from the run log as read last (the repository is listed only when it changed).
     fn status(&mut self, config: &Config) -> Result<StatusReport> {
         let stored = match self.stored {
-            Some(s) => s,
-            None => *self.stored.insert(Stored::of(&self.repo)?),
+            Some((s, at)) if at.elapsed() < STORED_MAX_AGE => s,
+            _ => self.stored.insert((Stored::of(&self.repo)?, Instant::now())).0,
         };
         judge(Some(config), &self.repo, self.log.runs(), Utc::now(), stored)
     }
