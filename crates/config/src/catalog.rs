@@ -4,7 +4,7 @@
 //! [catalog]
 //! keep = "2y"   # records older than this go at `bunker prune`; unset: kept forever
 //! ```
-//! Drill and failure records about snapshots the repository still holds are kept however old (see
+//! Recovery points, drills and failures about snapshots the repository still holds are kept however old (see
 //! `bunker-ops`'s `history` module).
 
 use std::time::Duration;

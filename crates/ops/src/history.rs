@@ -4,9 +4,9 @@
 //! A record older than `keep` goes, except:
 //! - the newest record, and the newest successful one, of each operation and target (what `status`
 //!   judges a target by: a target last backed up three years ago says so, never "no backup");
-//! - drill records and records of runs that did not succeed, for as long as a snapshot they concern is in
-//!   the repository (the proof that a snapshot restored, or the trace that it did not, lives as long as
-//!   the snapshot does).
+//! - recovery points, drill records and records of runs that did not succeed, for as long as a snapshot
+//!   they concern is in the repository (a point whose snapshots are kept stays restorable by its ID; the
+//!   proof that a snapshot restored, or the trace that it did not, lives as long as the snapshot does).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -35,13 +35,17 @@ struct DrilledTarget {
     snapshots: Vec<String>,
 }
 
-/// The snapshots a record is about: the one it made or read, and for a drill every one it restored.
+/// The snapshots a record is about: the one it made or read, a point's members, every one a drill restored.
 fn snapshots_of(r: &RunRecord) -> Vec<String> {
     let mut out: Vec<String> = r.snapshot.iter().cloned().collect();
-    if let Details::Drill(value) = Details::of(r) {
-        if let Ok(d) = DrilledTargets::deserialize(&value) {
-            out.extend(d.targets.into_iter().flat_map(|t| t.snapshots));
+    match Details::of(r) {
+        Details::Point(p) => out.extend(p.snapshots),
+        Details::Drill(value) => {
+            if let Ok(d) = DrilledTargets::deserialize(&value) {
+                out.extend(d.targets.into_iter().flat_map(|t| t.snapshots));
+            }
         }
+        _ => {}
     }
     out
 }
@@ -74,7 +78,7 @@ impl Keep {
                     *slot = r;
                 }
             }
-            let traced = r.operation == "drill" || r.status != RunStatus::Success;
+            let traced = matches!(r.operation.as_str(), "point" | "drill") || r.status != RunStatus::Success;
             if r.started < cutoff && traced && snapshots_of(r).iter().any(|s| holds(s)) {
                 pinned.extend(r.id);
             }
@@ -133,6 +137,19 @@ mod tests {
         let keep = Keep::new(&runs, Duration::from_secs(365 * 86400), Utc::now(), &[kept_snapshot]);
         let kept: Vec<u8> = runs.iter().zip(1u8..).filter(|(r, _)| keep.keeps(r)).map(|(_, n)| n).collect();
         assert_eq!(kept, vec![3, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn a_point_stays_while_its_snapshots_do() {
+        let member = FileId::of(b"member");
+        let mut old = run("point", "", 900, RunStatus::Success, None, 1);
+        old.target = None;
+        old.details = serde_json::json!({"point": "20240101T000000Z-abcd", "snapshots": [member.to_hex()]});
+        let mut newer = run("point", "", 1, RunStatus::Success, None, 2);
+        newer.target = None;
+        let day = Duration::from_secs(86400);
+        assert!(Keep::new(&[old.clone(), newer.clone()], day, Utc::now(), &[member]).keeps(&old));
+        assert!(!Keep::new(&[old.clone(), newer], day, Utc::now(), &[]).keeps(&old), "its snapshots are gone");
     }
 
     #[test]
