@@ -7,6 +7,7 @@
 #   BENCH_SIZES="200 2000" BENCH_LATENCY_MS=5 bench/scale.sh
 #   BENCH_PREBUILT=1 bench/scale.sh             # the release binaries in target/ as they are
 #   BENCH_PHASES=folded bench/scale.sh          # only after prune folded the catalog (no loose phase)
+#   BENCH_KEEP=1 bench/scale.sh                 # keep the work directory and its request log
 #
 # Each size is measured twice: as written (loose records, as older versions left them), then after
 # `bunker prune` folded the catalog into segments. Snapshots are a quarter of the records, across 10
@@ -33,7 +34,8 @@ WORK=$(mktemp -d /tmp/bunker-scale-bench.XXXXXX)
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
+    # BENCH_KEEP=1 keeps the work directory (the proxy's request log: requests.json.log).
+    if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 MOTO=$(free_port)
@@ -54,7 +56,11 @@ assert c.getresponse().status == 200
 EOF
 
 REPO="s3://scale/repo?endpoint=http://127.0.0.1:$PROXY&region=us-east-1"
-export BUNKER_PASSWORD=bench BUNKER_CONFIG=$WORK/bunker.toml BUNKER_KDF_MEMORY_KIB=65536
+# A password file, as a deployed host keeps it (the daemon's unit, a cron job): a warm host then skips the
+# key derivation through its session-key cache, as it does in production.
+printf 'bench\n' >"$WORK/password"
+chmod 600 "$WORK/password"
+export BUNKER_PASSWORD_FILE=$WORK/password BUNKER_CONFIG=$WORK/bunker.toml BUNKER_KDF_MEMORY_KIB=65536
 {
     echo "[repository]"
     echo "url = \"$REPO\""
@@ -103,7 +109,7 @@ for size in $SIZES; do
     add=$(( size - have_runs ))
     if [ "$add" -gt 0 ]; then
         log "filling to $size run records"
-        "$FILL" "$REPO" "$add" $(( add / 4 )) 2>"$WORK/fill.log" || { tail "$WORK/fill.log" >&2; exit 1; }
+        BUNKER_PASSWORD=bench "$FILL" "$REPO" "$add" $(( add / 4 )) 2>"$WORK/fill.log" || { tail "$WORK/fill.log" >&2; exit 1; }
         have_runs=$size
     fi
     for phase in ${BENCH_PHASES:-loose folded}; do

@@ -23,6 +23,7 @@ pub mod index;
 pub mod interrupt;
 pub mod keys;
 pub mod lock;
+pub mod memo;
 pub mod objects;
 pub mod pack;
 pub mod prune;

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+#[cfg(test)]
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -62,6 +64,8 @@ pub struct Repository {
     damage: DamageLog,
     /// How many files of a kind (runs, snapshots) the last read found outside any catalog segment.
     unfolded: Arc<Mutex<BTreeMap<&'static str, usize>>>,
+    /// The catalog's fingerprint as this process last listed it (see [`crate::memo`]).
+    catalog_seen: Arc<Mutex<Option<String>>>,
 }
 
 /// A repository file that could not be opened: it fails authentication, does not match its name, or
@@ -191,6 +195,7 @@ impl Repository {
             cache_dir,
             damage: DamageLog::default(),
             unfolded: Default::default(),
+            catalog_seen: Default::default(),
         }
     }
 
@@ -206,7 +211,14 @@ impl Repository {
             cache_dir: None,
             damage: self.damage.clone(),
             unfolded: self.unfolded.clone(),
+            catalog_seen: self.catalog_seen.clone(),
         }
+    }
+
+    /// Another handle on the same repository with its own cache directory: another host, in tests.
+    #[cfg(test)]
+    pub(crate) fn with_cache(&self, dir: &Path) -> Repository {
+        Repository { cache_dir: Some(dir.to_path_buf()), catalog_seen: Default::default(), ..self.without_cache() }
     }
 
     /// The damaged files this process has skipped so far, each once (shared with [`Self::without_cache`]).
@@ -266,8 +278,23 @@ impl Repository {
             zstd::bulk::compress(plaintext, self.config.compression_level).map_err(|e| Error::io("zstd", e))?;
         let sealed = self.crypto.seal(&compressed, kind.aad());
         let id = FileId::of(&sealed);
+        if matches!(kind, FileKind::Snapshot | FileKind::Run) {
+            self.forget_listings();
+        }
         self.storage.write(&format!("{}/{id}", kind.dir()), Bytes::from(sealed))?;
         Ok(id)
+    }
+
+    pub(crate) fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.cache_dir.as_deref()
+    }
+
+    pub(crate) fn seen_catalog(&self) -> Option<String> {
+        self.catalog_seen.lock().expect("catalog fingerprint").clone()
+    }
+
+    pub(crate) fn note_catalog(&self, fingerprint: Option<String>) {
+        *self.catalog_seen.lock().expect("catalog fingerprint") = fingerprint;
     }
 
     pub fn load_file(&self, kind: FileKind, id: &FileId) -> Result<Vec<u8>> {
@@ -288,6 +315,12 @@ impl Repository {
         }
         let compressed = self.crypto.open(sealed, kind.aad(), &what)?;
         zstd::stream::decode_all(&compressed[..]).map_err(|e| Error::Corrupt(format!("{what}: zstd: {e}")))
+    }
+
+    /// Whether the repository holds this file now (one request; the cache is not asked, it only says
+    /// a file once was there).
+    pub fn has_file(&self, kind: FileKind, id: &FileId) -> Result<bool> {
+        self.storage.exists(&format!("{}/{id}", kind.dir()))
     }
 
     pub fn list_files(&self, kind: FileKind) -> Result<Vec<FileId>> {
@@ -434,6 +467,7 @@ impl Repository {
     }
 
     pub fn delete_snapshot(&self, id: &FileId) -> Result<()> {
+        self.forget_listings();
         self.storage.delete(&snapshot_path(id))
     }
 

@@ -44,8 +44,18 @@ impl Repository {
     /// All snapshots that can be read, oldest first. A damaged snapshot file is skipped and recorded in
     /// [`Repository::damage`]: it never hides the others.
     pub fn load_snapshots(&self) -> Result<Vec<Snapshot>> {
+        self.decode_snapshots(snapshots(self)?)
+    }
+
+    /// [`Self::load_snapshots`] as of this host's recent listing when the catalog has not changed since
+    /// ([`crate::memo`]): for commands that only read. Never for one that deletes or decides what to keep.
+    pub fn load_recent_snapshots(&self) -> Result<Vec<Snapshot>> {
+        self.decode_snapshots(recent_snapshots(self)?)
+    }
+
+    fn decode_snapshots(&self, raw: Vec<Raw>) -> Result<Vec<Snapshot>> {
         let mut out = Vec::new();
-        for (id, raw) in snapshots(self)? {
+        for (id, raw) in raw {
             match decode_snapshot(&id, raw.get().as_bytes()) {
                 Ok(s) => out.push(s),
                 Err(e) => self.damage().report(FileKind::Snapshot, &id, &e),
@@ -74,6 +84,9 @@ pub struct RunLog {
     runs: Vec<RunRecord>,
     /// Per operation, the indexes in `runs` of its records, oldest first.
     by_operation: HashMap<String, Vec<usize>>,
+    /// The records the last refresh brought, and whether it took any away.
+    added: HashSet<FileId>,
+    removed: bool,
 }
 
 /// What one [`RunLog::refresh`] did.
@@ -172,6 +185,8 @@ impl RunLog {
             }
         }
 
+        self.added = fresh.iter().filter_map(|r| r.id).collect();
+        self.removed = !released.is_empty();
         // A record released by one file and brought back by another (a fold) stays; the rest go.
         if !released.is_empty() {
             self.runs.retain(|r| !r.id.is_some_and(|id| released.contains(&id)));
@@ -201,6 +216,18 @@ impl RunLog {
     /// Every record, oldest first (by start).
     pub fn runs(&self) -> &[RunRecord] {
         &self.runs
+    }
+
+    /// What the last [`Self::refresh`] changed: the records it brought (oldest first), and whether it
+    /// also took records away (forgotten by retention, a damaged segment). For a reader that keeps
+    /// figures derived from the history up to date without going over all of it again.
+    pub fn last_change(&self) -> (Vec<&RunRecord>, bool) {
+        let added = if self.added.is_empty() {
+            Vec::new()
+        } else {
+            self.runs.iter().filter(|r| r.id.is_some_and(|id| self.added.contains(&id))).collect()
+        };
+        (added, self.removed)
     }
 
     /// The records of one operation, oldest first.
@@ -379,9 +406,37 @@ fn read_state_once(
     known: &HashSet<FileId>,
     wanted: &impl Fn(&[FileId], &[FileId], &HashSet<FileId>) -> Vec<FileId>,
 ) -> Result<Option<State>> {
-    let workers = workers(repo);
+    let listed = list_of(repo, of)?;
+    if of == Of::Runs {
+        repo.note_catalog(Some(crate::memo::fingerprint(&listed.loose, &listed.segments)));
+    }
+    read_listed(repo, of, listed, known, wanted)
+}
+
+/// What one reading of a catalog kind found listed: loose files, then segments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Listed {
+    loose: Vec<FileId>,
+    segments: Vec<FileId>,
+}
+
+/// Loose files are listed before segments (see [`read_state`]).
+fn list_of(repo: &Repository, of: Of) -> Result<Listed> {
     let loose = repo.list_files(of.loose())?;
-    let seg_ids = repo.list_files(of.segments())?;
+    let segments = repo.list_files(of.segments())?;
+    Ok(Listed { loose, segments })
+}
+
+/// [`read_state_once`] on a listing already made. `None`: a listed segment is gone (replaced by a fold).
+fn read_listed(
+    repo: &Repository,
+    of: Of,
+    listed: Listed,
+    known: &HashSet<FileId>,
+    wanted: &impl Fn(&[FileId], &[FileId], &HashSet<FileId>) -> Vec<FileId>,
+) -> Result<Option<State>> {
+    let workers = workers(repo);
+    let Listed { loose, segments: seg_ids } = listed;
     let kind = of.segments();
     let to_read: Vec<FileId> = seg_ids.iter().filter(|id| !known.contains(id)).copied().collect();
     let read = par_map(&to_read, workers, |id| repo.load_file(kind, id).and_then(|p| decode_segment(id, of, &p)));
@@ -427,9 +482,29 @@ pub fn run_files(repo: &Repository) -> Result<Vec<(String, Vec<FileId>)>> {
 
 /// Every listed snapshot's JSON: from a segment's summary where there is one, else from its own file.
 pub(crate) fn snapshots(repo: &Repository) -> Result<Vec<Raw>> {
-    let state = read_state(repo, Of::Snapshots, &HashSet::new(), |loose, _, covered| {
-        loose.iter().filter(|id| !covered.contains(id)).copied().collect()
-    })?;
+    let state = read_state(repo, Of::Snapshots, &HashSet::new(), unsummarised)?;
+    Ok(snapshots_of(repo, state))
+}
+
+/// The loose snapshot files no segment summarises.
+fn unsummarised(loose: &[FileId], _: &[FileId], covered: &HashSet<FileId>) -> Vec<FileId> {
+    loose.iter().filter(|id| !covered.contains(id)).copied().collect()
+}
+
+/// [`snapshots`] as of a recent listing ([`Repository::recent`]); a listed file gone since (a fold
+/// replaced a segment this host had not cached) makes it list again.
+pub(crate) fn recent_snapshots(repo: &Repository) -> Result<Vec<Raw>> {
+    let listed: Listed = repo.recent("snapshots", || list_of(repo, Of::Snapshots))?;
+    match read_listed(repo, Of::Snapshots, listed, &HashSet::new(), &unsummarised)? {
+        Some(state) => Ok(snapshots_of(repo, state)),
+        None => {
+            repo.forget_listings();
+            snapshots(repo)
+        }
+    }
+}
+
+fn snapshots_of(repo: &Repository, state: State) -> Vec<Raw> {
     repo.prune_cache(FileKind::Snapshot, &state.loose);
     let listed: HashSet<FileId> = state.loose.iter().copied().collect();
     let unsummarised = state.loose_read.len();
@@ -444,7 +519,7 @@ pub(crate) fn snapshots(repo: &Repository) -> Result<Vec<Raw>> {
     }
     out.extend(state.loose_read.into_iter().filter(|(id, _)| seen.insert(*id)));
     repo.note_unfolded(FileKind::Snapshot, unsummarised);
-    Ok(out)
+    out
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -551,7 +626,7 @@ pub fn fold_if_due(repo: &Repository) {
 }
 
 /// Folds one kind; `limit` caps how many loose run records are taken (the rest stay loose for later).
-fn fold_of(
+pub(crate) fn fold_of(
     repo: &Repository,
     of: Of,
     keep: Option<&dyn Fn(&RunRecord) -> bool>,

@@ -82,13 +82,14 @@ pub fn back_up_planned(
     }
     // Each snapshot is its own run: one database failing does not stop the others of the target.
     let several = plans.len() > 1;
+    let parents = Parents::default();
     let mut saved = Vec::new();
     let mut failures = Vec::new();
     for planned in plans {
         let mut run = Run::start("backup");
         run.target(&planned.snapshot_name);
         let snapshot_name = planned.snapshot_name.clone();
-        let outcome = back_up(repo, lock, planned, tags, &mut run, events);
+        let outcome = back_up(repo, lock, planned, tags, &parents, &mut run, events);
         match &outcome {
             Ok(s) => {
                 let status = if s.warnings.is_empty() { RunStatus::Success } else { RunStatus::Warning };
@@ -148,6 +149,47 @@ fn after_hook(
     }
 }
 
+/// The parents of the snapshots one target's backup writes: each name's newest snapshot.
+///
+/// The catalog says which it is (the newest successful backup record of the name names its snapshot),
+/// and one request confirms that snapshot is still there, so a backup's fixed cost does not grow with
+/// the number of snapshots. A name the catalog does not know that way (a repository older than its
+/// records, snapshots only copied in, a record of a forgotten snapshot) falls back to listing them all.
+#[derive(Default)]
+struct Parents {
+    /// Per snapshot name, the snapshot its newest successful backup record names; `None` when the
+    /// catalog could not be read.
+    recorded: std::sync::OnceLock<Option<std::collections::HashMap<String, bunker_engine::FileId>>>,
+}
+
+impl Parents {
+    fn of(&self, repo: &Repository, name: &str) -> Result<Option<bunker_engine::FileId>> {
+        let recorded = self.recorded.get_or_init(|| match repo.load_runs() {
+            Ok(runs) => Some(
+                runs.into_iter()
+                    .filter(|r| {
+                        r.operation == "backup" && matches!(r.status, RunStatus::Success | RunStatus::Warning)
+                    })
+                    .filter_map(|r| Some((r.target?, bunker_engine::FileId::from_hex(r.snapshot.as_deref()?).ok()?)))
+                    // Oldest first: the newest record of a name wins.
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::debug!("finding parents by listing snapshots: the catalog did not read ({e})");
+                None
+            }
+        });
+        if let Some(id) = recorded.as_ref().and_then(|m| m.get(name)) {
+            match repo.has_file(bunker_engine::repository::FileKind::Snapshot, id) {
+                Ok(true) => return Ok(Some(*id)),
+                Ok(false) => {}
+                Err(e) => tracing::debug!("finding the parent of {name} by listing: {e}"),
+            }
+        }
+        Ok(repo.load_snapshots()?.into_iter().filter(|s| s.name == name).max_by_key(|s| s.time).and_then(|s| s.id))
+    }
+}
+
 /// One planned snapshot: read its source into the repository (its parent is the name's newest
 /// snapshot), commit it. Bytes read so far go to [`Events::meter`] while it runs.
 fn back_up(
@@ -155,17 +197,13 @@ fn back_up(
     lock: &LockGuard,
     planned: Planned,
     tags: &[String],
+    parents: &Parents,
     run: &mut Run,
     events: &dyn Events,
 ) -> Result<Snapshot> {
     let Planned { snapshot_name, mut source } = planned;
     let (index, _) = repo.load_index()?;
-    let parent = repo
-        .load_snapshots()?
-        .into_iter()
-        .filter(|s| s.name == snapshot_name)
-        .max_by_key(|s| s.time)
-        .and_then(|s| s.id);
+    let parent = parents.of(repo, &snapshot_name)?;
     let backup = Backup::start(repo, lock, Arc::new(index));
     let meter = events.meter(&format!("backing up {snapshot_name}"));
     let done = AtomicBool::new(false);

@@ -303,7 +303,8 @@ pub fn restore_point(
 ) -> Result<PointReport> {
     let _guard = read_lock(repo, lock, "restore")?;
     let runs = repo.load_runs()?;
-    let snapshots = repo.load_snapshots()?;
+    // A point is found from its record, so a memo of the listing is enough to plan it.
+    let snapshots = repo.load_recent_snapshots()?;
     let point = points::find(wanted, &runs, &snapshots)?;
     let index = repo.load_index()?.0;
     // Targets that go into data directories each get their own under `base.pgdata` when there are several.

@@ -40,7 +40,7 @@ pub struct RunBrief {
 }
 
 /// What the repository holds, from one listing (no file is read): what `status` shows of it.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Stored {
     pub bytes: u64,
     pub snapshots: usize,
@@ -48,6 +48,39 @@ pub struct Stored {
 
 impl Stored {
     pub fn of(repo: &Repository) -> Result<Stored> {
+        Ok(Self::listed(repo)?)
+    }
+
+    /// [`Stored::of`] as of this host's recent listing while the catalog has not changed
+    /// ([`Repository::recent`]): what `status` shows. Archived WAL grows the repository without a run
+    /// record, so the size shown may be up to the memo's age (10 minutes by default) old.
+    pub fn recent(repo: &Repository) -> Result<Stored> {
+        Ok(repo.recent("stored", || Self::listed(repo))?)
+    }
+
+    /// What the repository holds after `added` records, as far as they say: a backup adds what it
+    /// stored and its snapshot (its index and snapshot files, a few KiB, wait for the next listing);
+    /// records of operations that write no repository data change nothing. `None` when one may have
+    /// changed it in a way its record does not tell (forget, prune, copy, repair): list again.
+    pub fn after(self, added: &[&RunRecord]) -> Option<Stored> {
+        // Operations whose runs leave the repository's data as it was (their record aside).
+        const NEUTRAL: &[&str] =
+            &["point", "restore", "verify", "drill", "hook", "wal-fetch", "wal-verify", "check", "status", "notify"];
+        let mut s = self;
+        for r in added {
+            match r.operation.as_str() {
+                "backup" => {
+                    s.bytes += r.bytes_stored;
+                    s.snapshots += usize::from(r.snapshot.is_some());
+                }
+                op if NEUTRAL.contains(&op) => {}
+                _ => return None,
+            }
+        }
+        Some(s)
+    }
+
+    fn listed(repo: &Repository) -> bunker_engine::Result<Stored> {
         let objects = repo.storage().list("")?;
         Ok(Stored {
             bytes: objects.iter().filter(|o| !o.path.starts_with("tmp/")).map(|o| o.size).sum(),
@@ -64,7 +97,7 @@ pub fn gather(
     runs: &[RunRecord],
     now: DateTime<Utc>,
 ) -> Result<StatusReport> {
-    judge(stack, repo, runs, now, Stored::of(repo)?)
+    judge(stack, repo, runs, now, Stored::recent(repo)?)
 }
 
 /// [`gather`] with what the repository holds already known (the daemon lists it only when the

@@ -12,8 +12,9 @@ use crate::output::json;
 /// remain, and whether it is complete (every target it meant to take has a snapshot in it).
 pub fn list(ctx: &Context) -> Result<i32> {
     let repo = ctx.open()?;
-    let snapshots = repo.load_snapshots()?;
+    // Runs first: their listing is the catalog fingerprint the snapshots' memo is checked against.
     let runs = repo.load_runs()?;
+    let snapshots = repo.load_recent_snapshots()?;
     let rows = points::list(&runs, &snapshots);
     if ctx.global.json {
         json(&rows);

@@ -8,7 +8,7 @@ use crate::output::{json, size};
 pub fn run(ctx: &Context, args: SnapshotsArgs) -> Result<i32> {
     let repo = ctx.open()?;
     let snapshots: Vec<_> =
-        repo.load_snapshots()?.into_iter().filter(|s| args.name.as_ref().is_none_or(|n| &s.name == n)).collect();
+        repo.load_recent_snapshots()?.into_iter().filter(|s| args.name.as_ref().is_none_or(|n| &s.name == n)).collect();
     if ctx.global.json {
         let rows: Vec<_> = snapshots
             .iter()

@@ -196,8 +196,9 @@ struct Daemon<'a> {
     events: &'a dyn Events,
     /// The catalog as last read: each refresh reads only what is new (records from jobs, other hosts).
     log: RunLog,
-    /// What the repository holds and when it was listed: again when the history changed, and at least
-    /// every [`STORED_MAX_AGE`] (archived WAL grows it without a run record).
+    /// What the repository holds and when it was listed: kept up to date from new backup records
+    /// ([`Stored::after`]), listed again when another record may have changed it (forget, prune, copy,
+    /// repair), and at least every [`STORED_MAX_AGE`] (archived WAL grows it without a run record).
     stored: Option<(Stored, Instant)>,
 }
 
@@ -207,7 +208,11 @@ impl Daemon<'_> {
         match self.log.refresh(&self.repo) {
             Ok(r) => {
                 if r.changed {
-                    self.stored = None;
+                    let (added, removed) = self.log.last_change();
+                    self.stored = match self.stored.take() {
+                        Some((s, at)) if !removed => s.after(&added).map(|s| (s, at)),
+                        _ => None,
+                    };
                 }
                 true
             }
