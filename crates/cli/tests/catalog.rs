@@ -181,3 +181,27 @@ fn catalog_keep_drops_old_history_but_not_what_kept_snapshots_need() {
     repo.ok(&["prune"]);
     assert_eq!(record_ids(&repo).len(), after.len() + 2, "{:?}", ops(&repo));
 }
+
+#[test]
+fn a_backup_names_its_parent_from_the_catalog_and_falls_back_to_a_listing() {
+    let repo = Repo::new();
+    let parent_of = |id: &str| {
+        let snaps = repo.snapshots();
+        let s = snaps.iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("{id} not listed: {snaps:?}"));
+        s["parent"].as_str().map(str::to_string)
+    };
+    let first = repo.backup_bytes("app", b"one");
+    let other = repo.backup_bytes("db", b"other");
+    let second = repo.backup_bytes("app", b"two");
+    assert_eq!(parent_of(&first), None);
+    assert_eq!(parent_of(&other), None, "another name is another chain");
+    assert_eq!(parent_of(&second).as_deref(), Some(first.as_str()), "the newest backup record's snapshot");
+
+    // The newest record names a snapshot that is gone (removed behind bunker's back, or by a host
+    // whose forget died before its record): the listing finds the newest snapshot left.
+    std::fs::remove_file(repo.path.join("snapshots").join(&second)).unwrap();
+    let third = repo.backup_bytes("app", b"three");
+    assert_eq!(parent_of(&third).as_deref(), Some(first.as_str()));
+    let fourth = repo.backup_bytes("app", b"four");
+    assert_eq!(parent_of(&fourth).as_deref(), Some(third.as_str()));
+}

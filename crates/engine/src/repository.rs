@@ -215,6 +215,13 @@ impl Repository {
         }
     }
 
+    /// The same repository, keeping its own log of damaged files: for a lookup that is not the command's
+    /// business (a backup finding its parent), whose damage is warned about but does not make the
+    /// command "done, with problems".
+    pub fn with_own_damage_log(&self) -> Repository {
+        Repository { damage: DamageLog::default(), cache_dir: self.cache_dir.clone(), ..self.without_cache() }
+    }
+
     /// Another handle on the same repository with its own cache directory: another host, in tests.
     #[cfg(test)]
     pub(crate) fn with_cache(&self, dir: &Path) -> Repository {

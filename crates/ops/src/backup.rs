@@ -164,6 +164,8 @@ struct Parents {
 
 impl Parents {
     fn of(&self, repo: &Repository, name: &str) -> Result<Option<bunker_engine::FileId>> {
+        // A damaged record or snapshot is warned about; it is not this backup's problem (`check` lists it).
+        let repo = &repo.with_own_damage_log();
         let recorded = self.recorded.get_or_init(|| match repo.load_runs() {
             Ok(runs) => Some(
                 runs.into_iter()

@@ -164,3 +164,28 @@ fn thresholds_json(t: &HealthConfig) -> serde_json::Value {
         "wal_critical_after_secs": t.wal_critical_after.as_secs(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(operation: &str, snapshot: Option<&str>, stored: u64) -> RunRecord {
+        let mut r = RunRecord::new(operation, Utc::now(), RunStatus::Success);
+        r.snapshot = snapshot.map(str::to_string);
+        r.bytes_stored = stored;
+        r
+    }
+
+    #[test]
+    fn the_stored_size_follows_backup_records_and_is_listed_again_after_others() {
+        let start = Stored { bytes: 1000, snapshots: 3 };
+        let backup = run("backup", Some("ab12"), 250);
+        let failed = run("backup", None, 40);
+        let drill = run("drill", None, 0);
+        let s = start.after(&[&backup, &failed, &drill]).expect("backups and drills say what changed");
+        assert_eq!((s.bytes, s.snapshots), (1290, 4));
+        for op in ["forget", "prune", "copy", "repair", "wal-push", "some-future-operation"] {
+            assert!(start.after(&[&backup, &run(op, None, 0)]).is_none(), "{op}: list again");
+        }
+    }
+}
