@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::moto::{Moto, Request};
+use common::moto::{Gate, Moto};
 use common::{mixed_data, random_data, Repo};
 
 fn stderr(o: &Output) -> String {
@@ -231,61 +231,6 @@ fn a_full_disk_fails_fast_leaves_nothing_and_recovers() {
     repo.ok(&["check", "--read-data"]);
 }
 
-/// An HTTP forwarder in front of moto that answers every write (PUT, POST, DELETE) with S3's `403
-/// AccessDenied`, as S3 answers a key whose policy allows only `s3:GetObject` and `s3:ListBucket`.
-/// (moto's own IAM mode would do, but it rejects the signature of opendal's listings whose prefix holds
-/// a '/', so the gate stands in for the policy.) One request per connection.
-struct ReadOnlyGate {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    refused: Arc<AtomicU64>,
-}
-
-impl ReadOnlyGate {
-    fn start(upstream: u16) -> ReadOnlyGate {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let refused = Arc::new(AtomicU64::new(0));
-        let (stop2, refused2) = (stop.clone(), refused.clone());
-        std::thread::spawn(move || {
-            while !stop2.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        let refused = refused2.clone();
-                        std::thread::spawn(move || {
-                            let _ = gate(client, upstream, &refused);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        });
-        ReadOnlyGate { port, stop, refused }
-    }
-}
-
-impl Drop for ReadOnlyGate {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn gate(mut client: TcpStream, upstream: u16, refused: &AtomicU64) -> std::io::Result<()> {
-    let Some(request) = Request::read(&mut client)? else { return Ok(()) };
-    if !matches!(request.method_and_path().0, "GET" | "HEAD") {
-        refused.fetch_add(1, Ordering::SeqCst);
-        let xml = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
-        return write!(
-            client,
-            "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
-            xml.len()
-        );
-    }
-    client.write_all(&request.forward(upstream)?)
-}
-
 #[test]
 fn read_only_s3_credentials_list_restore_check_and_drill() {
     let moto = Moto::start();
@@ -312,13 +257,13 @@ fn read_only_s3_credentials_list_restore_check_and_drill() {
     let writer = s3(moto.endpoint());
     writer.ok(&["init"]);
     let (config, files) = stack(&writer);
-    let gate = ReadOnlyGate::start(moto.port);
+    let gate = Gate::start(moto.port, |method, _| !matches!(method, "GET" | "HEAD"));
     let reader = s3(format!("http://127.0.0.1:{}", gate.port));
     let scratch = reader.root.join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let run = |args: &[&str]| reader.cmd(args).env("BUNKER_CONFIG", &config).env("TMPDIR", &scratch).output().unwrap();
     reads_work(&run, &files, &scratch, "AccessDenied");
-    assert!(gate.refused.load(Ordering::SeqCst) > 0, "the gate refused no write: nothing was tested");
+    assert!(gate.refused() > 0, "the gate refused no write: nothing was tested");
     let o = run(&["-vv", "snapshots"]);
     assert!(o.status.success());
     assert!(!stderr(&o).contains("testing-secret-XYZ"), "the secret key in the debug log");

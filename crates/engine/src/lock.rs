@@ -40,6 +40,10 @@ pub struct LockInfo {
     pub boot_id: String,
     #[serde(default)]
     pub pid_namespace: String,
+    /// Set by a holder that could not delete its lock (append-only credentials: PUT and GET, no
+    /// DELETE): the file stays, marked released, and counts as no lock at all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 impl LockInfo {
@@ -53,10 +57,15 @@ impl LockInfo {
             token: hex::encode(rand::random::<[u8; 16]>()),
             boot_id: boot_id(),
             pid_namespace: pid_namespace(),
+            released: false,
         }
     }
 
+    /// Whether the lock holds nobody back: released, expired, or its holder is dead.
     pub fn is_stale(&self) -> bool {
+        if self.released {
+            return true;
+        }
         let age = chrono::Utc::now().signed_duration_since(self.time);
         if age.to_std().map(|a| a > EXPIRY).unwrap_or(false) {
             return true;
@@ -141,9 +150,36 @@ impl Drop for LockGuard {
             Ok(None) => return,
             _ => {}
         }
-        if let Err(e) = self.storage.delete(&self.path) {
+        if let Err(e) = release(&self.storage, &self.path) {
             tracing::warn!("could not remove lock {}: {e}", self.path);
         }
+    }
+}
+
+/// Removes one of our locks; where this host may not delete (append-only credentials), overwrites it
+/// with a released marker instead (a PUT), which every reader takes as no lock. A host with full
+/// credentials removes the markers (`prune`, any exclusive lock, `unlock`).
+fn release(storage: &Storage, path: &str) -> Result<()> {
+    match storage.delete(path) {
+        Err(e) if e.refuses_writes() => {
+            let marker = LockInfo { released: true, token: String::new(), ..LockInfo::new(false, "released") };
+            storage.write(path, serde_json::to_vec(&marker).expect("lock serialises").into())?;
+            tracing::debug!("lock {path} marked released (this host may not delete)");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Removes someone else's stale lock. Where this host may not delete, it is left: stale, it holds
+/// nobody back, and a host with full credentials removes it.
+fn remove_stale(storage: &Storage, path: &str) -> Result<()> {
+    match storage.delete(path) {
+        Err(e) if e.refuses_writes() => {
+            tracing::debug!("stale lock {path} left in place (this host may not delete)");
+            Ok(())
+        }
+        other => other,
     }
 }
 
@@ -210,9 +246,18 @@ pub fn acquire_singleton(storage: &Storage, name: &str, operation: &str) -> Resu
                 return Err(Error::Locked { mode: " as a singleton", holder: other.describe() });
             }
             _ => {
-                tracing::info!("removing stale lock {path}");
-                storage.delete(&path)?;
-                let settled = create_exclusive(storage, &path, &bytes, &info.token)? && {
+                tracing::info!("replacing stale lock {path}");
+                let created = match storage.delete(&path) {
+                    Ok(()) => create_exclusive(storage, &path, &bytes, &info.token)?,
+                    // Append-only credentials: the stale lock cannot go, so it is overwritten; two
+                    // processes doing so at once are told apart by the settle-and-reread below.
+                    Err(e) if e.refuses_writes() => {
+                        storage.write(&path, bytes.clone().into())?;
+                        true
+                    }
+                    Err(e) => return Err(e),
+                };
+                let settled = created && {
                     std::thread::sleep(Duration::from_millis(500));
                     read_lock(storage, &path)?.is_some_and(|mine| mine.token == info.token)
                 };
@@ -259,23 +304,28 @@ fn try_acquire(storage: &Storage, exclusive: bool, operation: &str) -> Result<Re
     } else {
         storage.write(&path, bytes.clone().into())?;
     }
-    // Look for a conflicting live lock written by someone else.
-    for (other_path, other) in list_locks(storage)? {
-        if other_path == path || other_path.starts_with(SINGLETON_PREFIX) {
-            continue;
-        }
+    // Look for a conflicting live lock written by someone else: any other for an exclusive lock, only
+    // the exclusive one for a shared lock (so shared lockers read one file, however many released
+    // markers an append-only host has left).
+    for obj in storage.list("locks")? {
+        let other_path = obj.path;
         let conflicts = exclusive || other_path == EXCLUSIVE_PATH;
-        if !conflicts {
+        if other_path == path || other_path.starts_with(SINGLETON_PREFIX) || !conflicts {
             continue;
         }
+        let other = match storage.read(&other_path) {
+            Ok(b) => serde_json::from_slice::<LockInfo>(&b).ok(),
+            Err(Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
         match other {
             Some(o) if !o.is_stale() => {
-                storage.delete(&path)?;
+                release(storage, &path)?;
                 return Ok(Err(o.describe()));
             }
             _ => {
                 tracing::info!("removing stale lock {other_path}");
-                storage.delete(&other_path)?;
+                remove_stale(storage, &other_path)?;
             }
         }
     }

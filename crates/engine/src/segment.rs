@@ -604,6 +604,12 @@ pub fn fold_if_due(repo: &Repository) {
         }
     };
     let snapshots_due = repo.unfolded(FileKind::Snapshot) > SUMMARISE_AFTER.min(threshold);
+    if (runs_due || snapshots_due) && !may_delete(repo) {
+        // Append-only credentials: a fold could write its segment but never remove what it folded,
+        // and every writer after it would write another. `prune`, elsewhere, folds.
+        tracing::debug!("not folding the catalog: this host may not delete");
+        return;
+    }
     let mut result = Ok(FoldReport::default());
     if runs_due {
         result = fold_of(repo, Of::Runs, None, Some(WRITER_FOLD_LIMIT));
@@ -622,6 +628,16 @@ pub fn fold_if_due(repo: &Repository) {
         Err(e) => tracing::warn!(
             "could not fold the catalog ({e}); reads stay correct, only slower; `bunker prune` folds it, or set BUNKER_FOLD_AFTER=0 on hosts that may not delete"
         ),
+    }
+}
+
+/// Whether this host may delete from the repository: a delete of a name nothing has (S3 checks the
+/// permission before whether the key exists; a local directory before the file).
+fn may_delete(repo: &Repository) -> bool {
+    let probe = format!("tmp/delete-probe-{}", hex::encode(rand::random::<[u8; 8]>()));
+    match repo.storage().delete(&probe) {
+        Ok(()) | Err(Error::NotFound { .. }) => true,
+        Err(e) => !e.refuses_writes(),
     }
 }
 

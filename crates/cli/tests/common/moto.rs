@@ -143,6 +143,14 @@ impl Moto {
         create_bucket(self.port, bucket);
     }
 
+    /// The keys under `prefix` in `bucket` (unsigned listing: moto without IAM accepts it; up to 1,000).
+    #[allow(dead_code)]
+    pub fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let (status, text) = http(self.port, "GET", &format!("/{bucket}?list-type=2&prefix={prefix}"), b"");
+        assert_eq!(status, 200, "listing {bucket}/{prefix}: {text}");
+        text.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()).map(str::to_string).collect()
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -256,4 +264,79 @@ impl Request {
         server.read_to_end(&mut response)?;
         Ok(response)
     }
+}
+
+/// An HTTP forwarder in front of moto that answers the requests `refuse(method, path_and_query)` picks
+/// with S3's `403 AccessDenied`, as S3 answers a key whose policy lacks the permission: every write for
+/// read-only credentials (`s3:GetObject`, `s3:ListBucket`), deletes for append-only ones. (moto's own IAM
+/// mode would do, but it rejects the signature of opendal's listings whose prefix holds a '/', so the
+/// gate stands in for the policy.) One request per connection.
+#[allow(dead_code)]
+pub struct Gate {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How many requests it refused.
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[allow(dead_code)]
+impl Gate {
+    pub fn start(upstream: u16, refuse: fn(&str, &str) -> bool) -> Gate {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicU64::new(0));
+        let (stop2, refused2) = (stop.clone(), refused.clone());
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let refused = refused2.clone();
+                        std::thread::spawn(move || {
+                            let _ = gate(client, upstream, refuse, &refused);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Gate { port, stop, refused }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn gate(
+    mut client: TcpStream,
+    upstream: u16,
+    refuse: fn(&str, &str) -> bool,
+    refused: &std::sync::atomic::AtomicU64,
+) -> std::io::Result<()> {
+    let Some(request) = Request::read(&mut client)? else { return Ok(()) };
+    let (method, path) = request.method_and_path();
+    if refuse(method, path) {
+        refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let xml = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+        return write!(
+            client,
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+            xml.len()
+        );
+    }
+    client.write_all(&request.forward(upstream)?)
 }
