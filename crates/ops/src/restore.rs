@@ -301,6 +301,9 @@ pub fn restore_point(
     request: &RestoreRequest<'_>,
     events: &dyn Events,
 ) -> Result<PointReport> {
+    // A dry run reads metadata only and changes nothing: it takes no lock (a prune meanwhile could only
+    // make its plan out of date).
+    let lock = if request.options.dry_run { LockPolicy { no_lock: true, ..lock } } else { lock };
     let _guard = read_lock(repo, lock, "restore")?;
     let runs = repo.load_runs()?;
     // A point is found from its record, so a memo of the listing is enough to plan it.
