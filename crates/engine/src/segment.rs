@@ -151,12 +151,17 @@ impl RunLog {
             }
             ids
         };
-        for seg in state.segments {
-            let mut records = Vec::with_capacity(seg.entries.len());
-            for e in seg.entries {
-                match decode_run(&e.id, e.record.get().as_bytes()) {
+        // Decoding is most of a cold read's CPU (thousands of records a segment): one segment per core.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let decoded = par_map(&state.segments, cores, |seg| {
+            seg.entries.iter().map(|e| (e.id, decode_run(&e.id, e.record.get().as_bytes()))).collect::<Vec<_>>()
+        });
+        for (seg, entries) in state.segments.iter().zip(decoded) {
+            let mut records = Vec::with_capacity(entries.len());
+            for (id, r) in entries {
+                match r {
                     Ok(r) => records.push(r),
-                    Err(err) => repo.damage().report(FileKind::Run, &e.id, &err),
+                    Err(err) => repo.damage().report(FileKind::Run, &id, &err),
                 }
             }
             let ids = add(records, &mut self.holders);
