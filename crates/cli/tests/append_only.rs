@@ -26,7 +26,11 @@ fn s3(endpoint: &str, extra: &[(&str, &str)]) -> Repo {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Repo::uninitialised(Some(url), env, vec!["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
+    Repo::uninitialised(
+        Some(url),
+        env,
+        vec!["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"],
+    )
 }
 
 /// A DELETE, or S3's batch delete (`POST ?delete`).

@@ -69,14 +69,17 @@ impl Repository {
     /// ran it under the same catalog fingerprint, less than [`max_age`] ago. Without a cache directory
     /// (`BUNKER_CACHE_DIR=off`) it always computes. See the module's documentation for what it can miss;
     /// never use it to decide what to delete.
-    pub fn recent<T: Serialize + DeserializeOwned>(&self, what: &str, compute: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub fn recent<T: Serialize + DeserializeOwned>(
+        &self,
+        what: &str,
+        compute: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
         let (Some(dir), Some(max)) = (self.cache_dir(), max_age()) else { return compute() };
         // Taken before the listing: a record written after it can only make the memo look older.
         let catalog = self.catalog_fingerprint()?;
         let path = dir.join(FILE);
-        let read = || -> Memos {
-            std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
-        };
+        let read =
+            || -> Memos { std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default() };
         if let Some(e) = read().entries.remove(what) {
             let age = Utc::now().signed_duration_since(e.at);
             let fresh = age >= chrono::Duration::zero() && age.to_std().is_ok_and(|a| a < max);

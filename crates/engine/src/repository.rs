@@ -2,9 +2,9 @@
 //! describe its packs. Everything below `data/` is written by the backup pipeline; everything else here.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 #[cfg(test)]
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;

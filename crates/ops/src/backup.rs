@@ -169,9 +169,7 @@ impl Parents {
         let recorded = self.recorded.get_or_init(|| match repo.load_runs() {
             Ok(runs) => Some(
                 runs.into_iter()
-                    .filter(|r| {
-                        r.operation == "backup" && matches!(r.status, RunStatus::Success | RunStatus::Warning)
-                    })
+                    .filter(|r| r.operation == "backup" && matches!(r.status, RunStatus::Success | RunStatus::Warning))
                     .filter_map(|r| Some((r.target?, bunker_engine::FileId::from_hex(r.snapshot.as_deref()?).ok()?)))
                     // Oldest first: the newest record of a name wins.
                     .collect(),
