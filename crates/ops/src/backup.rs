@@ -164,9 +164,10 @@ struct Parents {
 
 impl Parents {
     fn of(&self, repo: &Repository, name: &str) -> Result<Option<bunker_engine::FileId>> {
-        // A damaged record or snapshot is warned about; it is not this backup's problem (`check` lists it).
-        let repo = &repo.with_own_damage_log();
-        let recorded = self.recorded.get_or_init(|| match repo.load_runs() {
+        // A damaged catalog file is warned about, not made this backup's problem (a backup did not read
+        // the catalog before it looked up parents there); a damaged snapshot in the fallback listing
+        // still is, as it always was.
+        let recorded = self.recorded.get_or_init(|| match repo.with_own_damage_log().load_runs() {
             Ok(runs) => Some(
                 runs.into_iter()
                     .filter(|r| r.operation == "backup" && matches!(r.status, RunStatus::Success | RunStatus::Warning))
