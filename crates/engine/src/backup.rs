@@ -364,7 +364,11 @@ fn worker(jobs: Receiver<Job>, blobs: Sender<SealedBlob>, shared: Arc<Shared>) {
                     Err(e) => return shared.fail(Error::io("zstd", e)),
                 },
             };
-            let sealed = seal_blob(&shared.crypto, &mut compressors[at].1, id, job.kind, &job.data);
+            let sealed = match seal_blob(&shared.crypto, &mut compressors[at].1, id, job.kind, &job.data) {
+                Ok(sealed) => sealed,
+                // A recipients repository's content key could not be stored.
+                Err(e) => return shared.fail(e),
+            };
             c.chunks_new.fetch_add((job.kind == BlobKind::Data) as u64, Ordering::Relaxed);
             c.bytes_new.fetch_add(job.data.len() as u64, Ordering::Relaxed);
             c.bytes_stored.fetch_add(sealed.bytes.len() as u64, Ordering::Relaxed);

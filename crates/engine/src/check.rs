@@ -53,6 +53,9 @@ impl CheckReport {
 }
 
 pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
+    if !matches!(read_data, ReadData::None) && !repo.reads_content() {
+        return Err(crate::Error::NeedsIdentity { what: "the packs' content `check --read-data` verifies".into() });
+    }
     // Verify what the repository holds, not what this host cached of it.
     let repo = &repo.without_cache();
     let mut report = CheckReport::default();

@@ -117,7 +117,7 @@ impl CopyPlan {
 pub fn open_secondary(src: &Repository, storage: Storage, password: &str) -> Result<Repository> {
     refuse_same_location(src, &storage)?;
     let dst = Repository::open(storage, password)?;
-    if dst.master_key().as_bytes() != src.master_key().as_bytes() {
+    if dst.master_key().as_bytes() != src.master_key().as_bytes() || dst.recipients() != src.recipients() {
         return Err(Error::invalid(
             "secondary",
             format!(
@@ -146,7 +146,13 @@ pub fn create_secondary(src: &Repository, storage: Storage, password: &str) -> R
         compression_level: c.compression_level,
         pack_size: c.pack_size,
     });
-    let key_id = keys::add_key(&storage, src.master_key(), password)?;
+    let key_id = keys::add_key(&storage, src.repo_key(), password)?;
+    // A recipients repository's identity slots come along as they are: the same identities open both.
+    for (id, file) in keys::list_keys(src.storage())? {
+        if file.kdf == "age" {
+            storage.write(&keys::key_path(&id), src.storage().read(&keys::key_path(&id))?)?;
+        }
+    }
     let bytes = serde_json::to_vec_pretty(&config).expect("config serialises");
     if !storage.create_new(CONFIG_PATH, bytes.into())? {
         // Another copy created it meanwhile: ours is one key slot too many, and theirs decides.
@@ -291,6 +297,16 @@ pub fn execute(
     let mut report = CopyReport { snapshots_present: plan.snapshots_present, ..Default::default() };
     let transfers = transfers(src, dst);
 
+    // 0. A recipients repository's content keys, before any pack or object sealed with them.
+    if !src.recipients().is_empty() && !plan.is_empty() {
+        let theirs = listing(dst.storage(), crate::content::CONTENT_KEY_DIR)?;
+        for (path, _) in listing_sorted(src.storage(), crate::content::CONTENT_KEY_DIR)? {
+            if !theirs.contains_key(&path) {
+                report.bytes += copy_named_file(src, dst, &path)?;
+            }
+        }
+    }
+
     // 1. Packs, then index files for them: a batch is indexed once all its packs are stored.
     let sending: HashSet<FileId> = plan.packs.iter().map(|(p, _)| *p).collect();
     let listed: HashMap<FileId, &Vec<PackedBlob>> = plan.index.iter().map(|(p, b)| (*p, b)).collect();
@@ -431,7 +447,10 @@ fn verify_object(src: &Repository, path: &str, stored: &Bytes) -> Result<()> {
     let (head, sealed) = stored.split_at(OBJECT_ID_LEN);
     let mut aad = OBJECT_AAD_PREFIX.to_vec();
     aad.extend_from_slice(path.as_bytes());
-    let compressed = src.crypto().open(sealed, &aad, path).map_err(|_| damaged(src, path, "its seal does not open"))?;
+    let compressed = src.crypto().open_content(sealed, &aad, path).map_err(|e| match e {
+        e @ (Error::NeedsIdentity { .. } | Error::Identity(_)) => e,
+        _ => damaged(src, path, "its seal does not open"),
+    })?;
     let mut hasher = src.crypto().id_hasher();
     zstd::stream::Decoder::new(&compressed[..])
         .and_then(|d| hasher.update_reader(d).map(|_| ()))

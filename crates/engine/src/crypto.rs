@@ -52,12 +52,14 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
-/// The keys derived from the master key, ready for use on hot paths.
+/// The keys derived from the master key, ready for use on hot paths; in a recipients repository, also
+/// the content keys ([`crate::content`]) that seal blobs and named objects instead.
 #[derive(Clone)]
 pub struct Crypto {
     aead: XChaCha20Poly1305,
     id_key: [u8; 32],
     chunker_seed: u64,
+    content: Option<std::sync::Arc<crate::content::Content>>,
 }
 
 impl Crypto {
@@ -69,6 +71,42 @@ impl Crypto {
             aead: XChaCha20Poly1305::new((&enc).into()),
             id_key,
             chunker_seed: u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")),
+            content: None,
+        }
+    }
+
+    /// The same keys, sealing content for recipients instead (a recipients repository).
+    pub fn with_content(mut self, content: crate::content::Content) -> Self {
+        self.content = Some(std::sync::Arc::new(content));
+        self
+    }
+
+    /// The recipients' content keys, in a recipients repository.
+    pub fn content(&self) -> Option<&crate::content::Content> {
+        self.content.as_deref()
+    }
+
+    /// Whether content (blobs, named objects) can be opened here: always in a password repository; in a
+    /// recipients repository only with an identity (else only what this process wrote itself).
+    pub fn reads_content(&self) -> bool {
+        self.content.as_ref().is_none_or(|c| c.has_identity())
+    }
+
+    /// Seals content (a blob's payload, a named object): with the repository key, or in a recipients
+    /// repository with this process's content key (`content key id || sealed`).
+    pub fn seal_content(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        match &self.content {
+            Some(c) => c.seal(plaintext, aad),
+            None => Ok(self.seal(plaintext, aad)),
+        }
+    }
+
+    /// Opens what [`Crypto::seal_content`] sealed. Without an identity, a recipients repository's content
+    /// fails with [`Error::NeedsIdentity`] (unless this process wrote it).
+    pub fn open_content(&self, sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>> {
+        match &self.content {
+            Some(c) => c.open(sealed, aad, what),
+            None => self.open(sealed, aad, what),
         }
     }
 
@@ -89,44 +127,50 @@ impl Crypto {
 
     /// Seals `plaintext` into a new buffer (`nonce || ct || tag`).
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(plaintext);
-        let tag = self
-            .aead
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut out[NONCE_LEN..])
-            .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
-        out.extend_from_slice(&tag);
-        out
+        seal_with_aead(&self.aead, plaintext, aad)
     }
 
     /// Opens a sealed buffer; fails if it was altered or sealed for another role.
     pub fn open(&self, sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>> {
-        if sealed.len() < SEAL_OVERHEAD {
-            return Err(Error::Corrupt(format!("{what}: {} bytes is too short to be sealed", sealed.len())));
-        }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let mut buf = ct.to_vec();
-        self.aead
-            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, &mut buf, tag.into())
-            .map_err(|_| Error::Corrupt(format!("{what}: authentication failed (altered or not ours)")))?;
-        Ok(buf)
+        open_with_aead(&self.aead, sealed, aad, what)
     }
 }
 
 /// Seals with a key given directly (used to wrap the master key in key files).
 pub fn seal_with(key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
-    let c = Crypto { aead: XChaCha20Poly1305::new(key.into()), id_key: [0; 32], chunker_seed: 0 };
-    c.seal(plaintext, aad)
+    seal_with_aead(&XChaCha20Poly1305::new(key.into()), plaintext, aad)
 }
 
 /// Opens a buffer sealed by [`seal_with`]; `None` when the key is wrong or the buffer altered.
 pub fn open_with(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
-    let c = Crypto { aead: XChaCha20Poly1305::new(key.into()), id_key: [0; 32], chunker_seed: 0 };
-    c.open(sealed, aad, "key").ok()
+    open_with_aead(&XChaCha20Poly1305::new(key.into()), sealed, aad, "key").ok()
+}
+
+/// [`Crypto::seal`] with a cipher given directly (a content key).
+pub(crate) fn seal_with_aead(aead: &XChaCha20Poly1305, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plaintext);
+    let tag = aead
+        .encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut out[NONCE_LEN..])
+        .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
+    out.extend_from_slice(&tag);
+    out
+}
+
+/// [`Crypto::open`] with a cipher given directly (a content key).
+pub(crate) fn open_with_aead(aead: &XChaCha20Poly1305, sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(Error::Corrupt(format!("{what}: {} bytes is too short to be sealed", sealed.len())));
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut buf = ct.to_vec();
+    aead.decrypt_in_place_detached(XNonce::from_slice(nonce), aad, &mut buf, tag.into())
+        .map_err(|_| Error::Corrupt(format!("{what}: authentication failed (altered or not ours)")))?;
+    Ok(buf)
 }
 
 #[cfg(test)]

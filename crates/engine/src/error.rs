@@ -18,6 +18,15 @@ pub enum Error {
     #[error("wrong password: no key in {location} opens with it (`bunker key list` shows the key slots)")]
     WrongPassword { location: String },
 
+    /// Content of a recipients repository read without an identity (a write-only host).
+    #[error("{what} is encrypted for this repository's age recipients and this host holds only a write-only key: pass --identity FILE (or set BUNKER_IDENTITY_FILE) with a matching age identity")]
+    NeedsIdentity { what: String },
+
+    /// An identity that cannot be used: unreadable, damaged, passphrase-protected without the passphrase,
+    /// or not one of the repository's recipients. One line, naming the file and what to do.
+    #[error("{0}")]
+    Identity(String),
+
     #[error("no key file in {location} opens the repository: keys/ is empty or every key file in it is damaged (restore keys/ from a copy of the repository)")]
     NoKey { location: String },
 

@@ -1,5 +1,10 @@
-//! Key files: `keys/<id>`, each wrapping the master key with a key derived from one password by
-//! argon2id. Any key file opens the repository; adding or removing one never touches data.
+//! Key files: `keys/<id>`, each wrapping the repository key with a key derived from one password by
+//! argon2id, or (in a recipients repository) encrypted for the age recipients. Any key file opens the
+//! repository; adding or removing one never touches data.
+//!
+//! The repository key is the master key, and in a recipients repository also the recipients that every
+//! writer must seal content for ([`crate::content`]): they are sealed with the master key inside each
+//! slot, so a writer cannot be made to seal for someone else by changing an unauthenticated file.
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
@@ -16,7 +21,12 @@ pub struct KeyFile {
     pub created: chrono::DateTime<chrono::Utc>,
     pub host: String,
     pub username: String,
+    /// `argon2id` (a password slot) or `age` (the slot an identity opens, in a recipients repository).
     pub kdf: String,
+    /// A password slot of a recipients repository: it opens the write key only. Informative (what opens
+    /// is decided by the sealed payload, not by this flag).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub write_only: bool,
     /// argon2id memory in KiB, iterations, lanes.
     pub m_cost: u32,
     pub t_cost: u32,
@@ -46,8 +56,57 @@ pub fn key_path(id: &FileId) -> String {
     format!("keys/{id}")
 }
 
-/// Writes a new key file wrapping `master` under `password`; returns its ID.
-pub fn add_key(storage: &Storage, master: &MasterKey, password: &str) -> Result<FileId> {
+/// What a key slot opens: the master key and, in a recipients repository, the recipients content is
+/// sealed for (then the slot is a *write key*: it cannot open content).
+#[derive(Clone)]
+pub struct RepoKey {
+    pub master: MasterKey,
+    /// Empty for a password repository.
+    pub recipients: Vec<String>,
+}
+
+impl RepoKey {
+    pub fn password_only(master: MasterKey) -> Self {
+        RepoKey { master, recipients: Vec::new() }
+    }
+
+    /// A slot's plaintext: the 32 bytes of the master key (a password repository, as every version wrote
+    /// it), or JSON `{"master": hex, "recipients": […]}`.
+    fn encode(&self) -> Vec<u8> {
+        if self.recipients.is_empty() {
+            return self.master.as_bytes().to_vec();
+        }
+        serde_json::to_vec(&serde_json::json!({"master": hex::encode(self.master.as_bytes()), "recipients": self.recipients}))
+            .expect("a key serialises")
+    }
+
+    fn decode(plain: &[u8], what: &str) -> Result<Self> {
+        if let Ok(bytes) = <[u8; 32]>::try_from(plain) {
+            return Ok(RepoKey::password_only(MasterKey::from_bytes(bytes)));
+        }
+        #[derive(Deserialize)]
+        struct Payload {
+            master: String,
+            recipients: Vec<String>,
+        }
+        let bad = || Error::Corrupt(format!("{what}: the sealed key does not decode"));
+        let p: Payload = serde_json::from_slice(plain).map_err(|_| bad())?;
+        let master: [u8; 32] = hex::decode(&p.master).ok().and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
+        if p.recipients.is_empty() {
+            return Err(bad());
+        }
+        Ok(RepoKey { master: MasterKey::from_bytes(master), recipients: p.recipients })
+    }
+}
+
+impl std::fmt::Debug for RepoKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RepoKey(.., {} recipients)", self.recipients.len())
+    }
+}
+
+/// Writes a new key file wrapping `key` under `password`; returns its ID.
+pub fn add_key(storage: &Storage, key: &RepoKey, password: &str) -> Result<FileId> {
     if password.is_empty() {
         return Err(Error::invalid("password", "empty; set BUNKER_PASSWORD, BUNKER_PASSWORD_FILE or type one"));
     }
@@ -59,16 +118,59 @@ pub fn add_key(storage: &Storage, master: &MasterKey, password: &str) -> Result<
         host: hostname(),
         username: std::env::var("USER").unwrap_or_default(),
         kdf: "argon2id".into(),
+        write_only: !key.recipients.is_empty(),
         m_cost: m,
         t_cost: t,
         p_cost: p,
         salt: hex::encode(salt),
-        data: hex::encode(seal_with(&wrapping, master.as_bytes(), KEY_AAD)),
+        data: hex::encode(seal_with(&wrapping, &key.encode(), KEY_AAD)),
     };
-    let bytes = serde_json::to_vec_pretty(&file).expect("key file serialises");
+    write_key_file(storage, &file)
+}
+
+fn write_key_file(storage: &Storage, file: &KeyFile) -> Result<FileId> {
+    let bytes = serde_json::to_vec_pretty(file).expect("key file serialises");
     let id = FileId::of(&bytes);
     storage.write(&key_path(&id), bytes.into())?;
     Ok(id)
+}
+
+/// Writes the slot an identity opens: `key` encrypted for `recipients` (age). Returns its ID.
+pub fn add_identity_slot(storage: &Storage, key: &RepoKey, recipients: &[crate::content::Recipient]) -> Result<FileId> {
+    let file = KeyFile {
+        created: chrono::Utc::now(),
+        host: hostname(),
+        username: std::env::var("USER").unwrap_or_default(),
+        kdf: "age".into(),
+        write_only: false,
+        m_cost: 0,
+        t_cost: 0,
+        p_cost: 0,
+        salt: String::new(),
+        data: hex::encode(crate::content::encrypt_for(recipients, &key.encode())?),
+    };
+    write_key_file(storage, &file)
+}
+
+/// Opens the repository key with an age identity, through the `age` slots. `Ok(None)`: the repository
+/// has no such slot (a password repository: the identity is not needed).
+pub fn unlock_identity(storage: &Storage, identities: &crate::content::Identities) -> Result<Option<(RepoKey, FileId)>> {
+    let slots: Vec<_> = list_keys(storage)?.into_iter().filter(|(_, f)| f.kdf == "age").collect();
+    if slots.is_empty() {
+        return Ok(None);
+    }
+    let mut last = None;
+    for (id, file) in slots {
+        let Ok(data) = hex::decode(&file.data) else { continue };
+        match identities.decrypt(&data, &key_path(&id)) {
+            Ok(plain) => return Ok(Some((RepoKey::decode(&plain, &key_path(&id))?, id))),
+            Err(e @ Error::Identity(_)) => last = Some(e),
+            Err(e) => tracing::warn!("skipping key {}: {e}", id.short()),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        Error::Identity(format!("no recipient slot of {} opens (every one is damaged)", storage.location()))
+    }))
 }
 
 pub fn list_keys(storage: &Storage) -> Result<Vec<(FileId, KeyFile)>> {
@@ -116,8 +218,8 @@ pub fn read_keys(storage: &Storage) -> Result<(Keys, Vec<String>)> {
     Ok((out, damaged))
 }
 
-/// Tries every key file with `password`; returns the master key and the ID of the key that opened it.
-pub fn unlock(storage: &Storage, password: &str) -> Result<(MasterKey, FileId)> {
+/// Tries every key file with `password`; returns the repository key and the ID of the key that opened it.
+pub fn unlock(storage: &Storage, password: &str) -> Result<(RepoKey, FileId)> {
     let keys = list_keys(storage)?;
     if keys.is_empty() {
         return Err(Error::NoKey { location: storage.location().to_string() });
@@ -133,11 +235,8 @@ pub fn unlock(storage: &Storage, password: &str) -> Result<(MasterKey, FileId)> 
             tracing::warn!("key {} has unusable KDF parameters; skipped", id.short());
             continue;
         };
-        if let Some(master) = open_with(&wrapping, &sealed, KEY_AAD) {
-            let bytes: [u8; 32] = master
-                .try_into()
-                .map_err(|_| Error::Corrupt(format!("key file {}: master key has the wrong length", id.short())))?;
-            return Ok((MasterKey::from_bytes(bytes), id));
+        if let Some(plain) = open_with(&wrapping, &sealed, KEY_AAD) {
+            return Ok((RepoKey::decode(&plain, &format!("key file {}", id.short()))?, id));
         }
     }
     Err(Error::WrongPassword { location: storage.location().to_string() })
@@ -178,37 +277,37 @@ pub fn unlock_cached(
     storage: &Storage,
     password: &str,
     cache_dir: Option<&std::path::Path>,
-) -> Result<(MasterKey, FileId)> {
+) -> Result<(RepoKey, FileId)> {
     let Some(dir) = cache_dir.filter(|_| session_cache_enabled()) else { return unlock(storage, password) };
     let path = dir.join("session-key");
-    if let Some((master, id)) = read_session(&path, password) {
+    if let Some((key, id)) = read_session(&path, password) {
         // The key file must still exist: removing it revokes every cached copy.
         if storage.exists(&key_path(&id)).unwrap_or(false) {
-            return Ok((master, id));
+            return Ok((key, id));
         }
         let _ = std::fs::remove_file(&path);
     }
-    let (master, id) = unlock(storage, password)?;
-    if let Err(e) = write_session(dir, &path, password, &master, &id) {
+    let (key, id) = unlock(storage, password)?;
+    if let Err(e) = write_session(dir, &path, password, &key, &id) {
         tracing::debug!("session key not cached: {e}");
     }
-    Ok((master, id))
+    Ok((key, id))
 }
 
-fn read_session(path: &std::path::Path, password: &str) -> Option<(MasterKey, FileId)> {
+fn read_session(path: &std::path::Path, password: &str) -> Option<(RepoKey, FileId)> {
     let bytes = std::fs::read(path).ok()?;
     let s: SessionKey = serde_json::from_slice(&bytes).ok()?;
     let salt = hex::decode(&s.salt).ok()?;
     let sealed = hex::decode(&s.data).ok()?;
-    let master: [u8; 32] = open_with(&session_wrapping(password, &salt), &sealed, SESSION_AAD)?.try_into().ok()?;
-    Some((MasterKey::from_bytes(master), FileId::from_hex(&s.key_id).ok()?))
+    let plain = open_with(&session_wrapping(password, &salt), &sealed, SESSION_AAD)?;
+    Some((RepoKey::decode(&plain, "session key").ok()?, FileId::from_hex(&s.key_id).ok()?))
 }
 
 fn write_session(
     dir: &std::path::Path,
     path: &std::path::Path,
     password: &str,
-    master: &MasterKey,
+    key: &RepoKey,
     id: &FileId,
 ) -> std::io::Result<()> {
     use std::io::Write;
@@ -221,7 +320,7 @@ fn write_session(
     let s = SessionKey {
         key_id: id.to_hex(),
         salt: hex::encode(salt),
-        data: hex::encode(seal_with(&session_wrapping(password, &salt), master.as_bytes(), SESSION_AAD)),
+        data: hex::encode(seal_with(&session_wrapping(password, &salt), &key.encode(), SESSION_AAD)),
     };
     // A fresh name, created exclusively and never through a symlink, so nothing planted there is reused.
     let tmp = dir.join(format!("session-key.{}", hex::encode(rand::random::<[u8; 8]>())));
@@ -259,20 +358,20 @@ mod session_tests {
         let cache = tempfile::tempdir().unwrap();
         let storage = Storage::create(&Location::Local(repo.path().to_path_buf())).unwrap();
         let master = MasterKey::generate();
-        let id = add_key(&storage, &master, "right").unwrap();
+        let id = add_key(&storage, &RepoKey::password_only(master.clone()), "right").unwrap();
         std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let (m1, id1) = unlock_cached(&storage, "right", Some(cache.path())).unwrap();
-        assert_eq!((m1.as_bytes(), id1), (master.as_bytes(), id));
+        assert_eq!((m1.master.as_bytes(), id1), (master.as_bytes(), id));
         let file = cache.path().join("session-key");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(cache.path()).unwrap().permissions().mode() & 0o777, 0o700, "an existing dir");
         assert!(!std::fs::read_to_string(&file).unwrap().contains(&hex::encode(master.as_bytes())));
         // From the cache this time, and a wrong password still fails.
-        assert_eq!(read_session(&file, "right").unwrap().0.as_bytes(), master.as_bytes());
+        assert_eq!(read_session(&file, "right").unwrap().0.master.as_bytes(), master.as_bytes());
         assert!(matches!(unlock_cached(&storage, "wrong", Some(cache.path())), Err(Error::WrongPassword { .. })));
         // Removing the key file revokes the cached copy.
-        let other = add_key(&storage, &master, "other").unwrap();
+        let other = add_key(&storage, &RepoKey::password_only(master.clone()), "other").unwrap();
         storage.delete(&key_path(&id)).unwrap();
         assert!(matches!(unlock_cached(&storage, "right", Some(cache.path())), Err(Error::WrongPassword { .. })));
         assert_eq!(unlock_cached(&storage, "other", Some(cache.path())).unwrap().1, other);

@@ -14,6 +14,7 @@ pub mod child;
 pub mod chunker;
 pub mod compare;
 pub mod config;
+pub mod content;
 pub mod copy;
 pub mod crypto;
 pub mod error;

@@ -96,7 +96,7 @@ impl Repository {
         let compressed = compress(bytes, self.config().compression_level).map_err(|e| Error::io("zstd", e))?;
         let mut stored = Vec::with_capacity(ID_LEN + compressed.len() + crate::crypto::SEAL_OVERHEAD);
         stored.extend_from_slice(&id.0);
-        stored.extend_from_slice(&self.crypto().seal(&compressed, &aad(&path)));
+        stored.extend_from_slice(&self.crypto().seal_content(&compressed, &aad(&path))?);
         let stored_bytes = stored.len() as u64;
         if self.storage().create_new(&path, Bytes::from(stored))? {
             return Ok(PutOutcome::Stored { stored_bytes });
@@ -131,7 +131,7 @@ impl Repository {
             return Err(Error::Corrupt(format!("{path}: shorter than an object header")));
         }
         let (head, sealed) = stored.split_at(ID_LEN);
-        let compressed = self.crypto().open(sealed, &aad(&path), &path)?;
+        let compressed = self.crypto().open_content(sealed, &aad(&path), &path)?;
         let bytes =
             zstd::stream::decode_all(&compressed[..]).map_err(|e| Error::Corrupt(format!("{path}: zstd: {e}")))?;
         if self.object_id(&bytes).0[..] != *head {

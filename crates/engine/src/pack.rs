@@ -75,7 +75,7 @@ pub fn seal_blob(
     id: BlobId,
     kind: BlobKind,
     plaintext: &[u8],
-) -> SealedBlob {
+) -> Result<SealedBlob> {
     let compressed = if looks_incompressible(compressor, plaintext) {
         None
     } else {
@@ -85,7 +85,8 @@ pub fn seal_blob(
         Some(c) => (Compression::Zstd, c.as_slice()),
         None => (Compression::None, plaintext),
     };
-    SealedBlob { id, kind, compression, raw_length: plaintext.len() as u32, bytes: crypto.seal(payload, &id.0) }
+    let bytes = crypto.seal_content(payload, &id.0)?;
+    Ok(SealedBlob { id, kind, compression, raw_length: plaintext.len() as u32, bytes })
 }
 
 const SAMPLE: usize = 16 * 1024;
@@ -108,7 +109,7 @@ fn looks_incompressible(compressor: &mut zstd::bulk::Compressor<'_>, data: &[u8]
 /// Opens a blob read from a pack and checks that its content hashes to its ID.
 pub fn open_blob(crypto: &Crypto, blob: &PackedBlob, sealed: &[u8]) -> Result<Vec<u8>> {
     let what = format!("blob {}", blob.id.short());
-    let payload = crypto.open(sealed, &blob.id.0, &what)?;
+    let payload = crypto.open_content(sealed, &blob.id.0, &what)?;
     let plaintext = match blob.compression {
         Compression::None => payload,
         Compression::Zstd => zstd::bulk::decompress(&payload, blob.raw_length as usize)
@@ -273,7 +274,7 @@ mod tests {
         let random: Vec<u8> = (0..5000).map(|_| rand::random()).collect();
         let mut pb = PackBuilder::new(BlobKind::Data, 0);
         for data in [&text[..], &random[..]] {
-            pb.add(seal_blob(&crypto, &mut zc, crypto.blob_id(data), BlobKind::Data, data));
+            pb.add(seal_blob(&crypto, &mut zc, crypto.blob_id(data), BlobKind::Data, data).unwrap());
         }
         let (id, bytes, blobs) = pb.finish(&crypto);
         assert_eq!(id, FileId::of(&bytes));

@@ -207,7 +207,8 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
     Ok(report)
 }
 
-/// Copies the sealed bytes of `repack`'s blobs into new packs (checking each opens to its ID first).
+/// Copies the sealed bytes of `repack`'s blobs into new packs (checking each opens to its ID first, or,
+/// where this host cannot open content, that the pack matches its name).
 /// With `salvage` (`repair index --read-data`), a blob that does not open or lies past the pack's end is
 /// left behind instead of failing the whole run. Returns the new packs with their blobs and sizes.
 pub(crate) fn repack_blobs(
@@ -228,11 +229,22 @@ pub(crate) fn repack_blobs(
     for (pack, blobs) in repack {
         crate::interrupt::check()?;
         let bytes = repo.storage().read(&pack_path(pack))?;
+        // A write-only host of a recipients repository cannot open the blobs it moves: the pack's bytes
+        // must hash to its name instead (they are moved sealed, as they are, and opened at restore).
+        let unopenable = !repo.reads_content();
+        if unopenable && FileId::of(&bytes) != *pack {
+            if salvage {
+                continue;
+            }
+            return Err(crate::Error::Corrupt(format!(
+                "pack {pack}: content does not match its name; `bunker check --read-data --identity FILE` tells which blobs are lost"
+            )));
+        }
         for b in blobs {
             let opened = bytes
                 .get(b.offset as usize..b.offset as usize + b.length as usize)
                 .ok_or_else(|| crate::Error::Corrupt(format!("pack {pack}: blob {} lies past its end", b.id.short())))
-                .and_then(|sealed| open_blob(repo.crypto(), b, sealed).map(|_| sealed));
+                .and_then(|sealed| if unopenable { Ok(sealed) } else { open_blob(repo.crypto(), b, sealed).map(|_| sealed) });
             let sealed = match opened {
                 Ok(sealed) => sealed,
                 Err(crate::Error::Corrupt(_)) if salvage => continue,

@@ -59,7 +59,7 @@ pub struct Repository {
     config: RepoConfig,
     crypto: Crypto,
     key_id: FileId,
-    master: MasterKey,
+    key: keys::RepoKey,
     cache_dir: Option<PathBuf>,
     damage: DamageLog,
     /// How many files of a kind (runs, snapshots) the last read found outside any catalog segment.
@@ -136,19 +136,45 @@ impl DamageLog {
 impl Repository {
     /// Creates a repository: config, first key. Refuses a location that already holds one.
     pub fn init(storage: Storage, password: &str, opts: &InitOptions) -> Result<Repository> {
+        Self::init_for(storage, password, &[], opts)
+    }
+
+    /// [`Repository::init`]; with `recipients`, a recipients repository: content is sealed for them
+    /// ([`crate::content`]), `password` opens a write key only, and a matching identity opens everything.
+    pub fn init_for(
+        storage: Storage,
+        password: &str,
+        recipients: &[crate::content::Recipient],
+        opts: &InitOptions,
+    ) -> Result<Repository> {
         opts.validate()?;
         if storage.exists(CONFIG_PATH)? {
             return Err(Error::AlreadyInitialised { location: storage.location().to_string() });
         }
-        let master = MasterKey::generate();
-        let key_id = keys::add_key(&storage, &master, password)?;
+        let key = keys::RepoKey {
+            master: MasterKey::generate(),
+            recipients: recipients.iter().map(|r| r.text.clone()).collect(),
+        };
+        let key_id = keys::add_key(&storage, &key, password)?;
+        let mut written = vec![key_id];
+        if !recipients.is_empty() {
+            match keys::add_identity_slot(&storage, &key, recipients) {
+                Ok(id) => written.push(id),
+                Err(e) => {
+                    let _ = storage.delete(&keys::key_path(&key_id));
+                    return Err(e);
+                }
+            }
+        }
         let config = RepoConfig::new(opts);
         let bytes = serde_json::to_vec_pretty(&config).expect("config serialises");
         if !storage.create_new(CONFIG_PATH, bytes.into())? {
-            let _ = storage.delete(&keys::key_path(&key_id));
+            for id in written {
+                let _ = storage.delete(&keys::key_path(&id));
+            }
             return Err(Error::AlreadyInitialised { location: storage.location().to_string() });
         }
-        Ok(Self::assemble(storage, config, master, key_id))
+        Self::assemble(storage, config, key, key_id, None)
     }
 
     /// Opens a repository: reads the config (refusing unknown versions), then unlocks a key.
@@ -167,9 +193,37 @@ impl Repository {
     /// [`Repository::open_with`] with the config [`Repository::read_config`] returned already (a caller
     /// that checked the repository before asking for its password reads it once).
     pub fn open_read(storage: Storage, config: RepoConfig, password: &str, session_cache: bool) -> Result<Repository> {
+        Self::open_read_with(storage, config, password, session_cache, None)
+    }
+
+    /// [`Repository::open_read`], reading content with `identity` too (a recipients repository).
+    pub fn open_read_with(
+        storage: Storage,
+        config: RepoConfig,
+        password: &str,
+        session_cache: bool,
+        identity: Option<Arc<crate::content::Identities>>,
+    ) -> Result<Repository> {
         let cache = cache_root().filter(|_| session_cache).map(|r| r.join(&config.id));
-        let (master, key_id) = keys::unlock_cached(&storage, password, cache.as_deref())?;
-        Ok(Self::assemble(storage, config, master, key_id))
+        let (key, key_id) = keys::unlock_cached(&storage, password, cache.as_deref())?;
+        if let Some(ids) = &identity {
+            if !key.recipients.is_empty() {
+                // Refuse a wrong identity now, not at the first blob of a restore.
+                keys::unlock_identity(&storage, ids)?;
+            }
+        }
+        Self::assemble(storage, config, key, key_id, identity)
+    }
+
+    /// Opens a recipients repository with an age identity alone (no password): what an offline restore
+    /// host does. `Ok(None)`: the repository has no recipients, so it opens with its password instead.
+    pub fn open_by_identity(
+        storage: Storage,
+        config: RepoConfig,
+        identity: Arc<crate::content::Identities>,
+    ) -> Result<Option<Repository>> {
+        let Some((key, key_id)) = keys::unlock_identity(&storage, &identity)? else { return Ok(None) };
+        Self::assemble(storage, config, key, key_id, Some(identity)).map(Some)
     }
 
     pub fn read_config(storage: &Storage) -> Result<RepoConfig> {
@@ -184,19 +238,35 @@ impl Repository {
         }
     }
 
-    fn assemble(storage: Storage, config: RepoConfig, master: MasterKey, key_id: FileId) -> Repository {
+    fn assemble(
+        storage: Storage,
+        config: RepoConfig,
+        key: keys::RepoKey,
+        key_id: FileId,
+        identity: Option<Arc<crate::content::Identities>>,
+    ) -> Result<Repository> {
         let cache_dir = cache_root().map(|r| r.join(&config.id));
-        Repository {
-            crypto: Crypto::new(&master),
+        let mut crypto = Crypto::new(&key.master);
+        if !key.recipients.is_empty() {
+            let recipients = key
+                .recipients
+                .iter()
+                .map(|r| crate::content::parse_recipient(r))
+                .collect::<Result<Vec<_>>>()
+                .map_err(|e| Error::Corrupt(format!("key {}: a recorded recipient does not parse: {e}", key_id.short())))?;
+            crypto = crypto.with_content(crate::content::Content::new(storage.clone(), recipients, identity));
+        }
+        Ok(Repository {
+            crypto,
             storage,
             config,
             key_id,
-            master,
+            key,
             cache_dir,
             damage: DamageLog::default(),
             unfolded: Default::default(),
             catalog_seen: Default::default(),
-        }
+        })
     }
 
     /// The same repository reading everything from storage, never from the local cache (for `check`,
@@ -207,7 +277,7 @@ impl Repository {
             config: self.config.clone(),
             crypto: self.crypto.clone(),
             key_id: self.key_id,
-            master: self.master.clone(),
+            key: self.key.clone(),
             cache_dir: None,
             damage: self.damage.clone(),
             unfolded: self.unfolded.clone(),
@@ -276,7 +346,20 @@ impl Repository {
         self.key_id
     }
     pub fn master_key(&self) -> &MasterKey {
-        &self.master
+        &self.key.master
+    }
+    /// What this host's key slot opened: the master key and, in a recipients repository, the recipients.
+    pub fn repo_key(&self) -> &keys::RepoKey {
+        &self.key
+    }
+    /// The age recipients content is sealed for; empty for a password repository.
+    pub fn recipients(&self) -> &[String] {
+        &self.key.recipients
+    }
+    /// Whether this handle can read content: a password repository, or a recipients one opened with an
+    /// identity. A write-only host (a recipients repository's password alone) cannot.
+    pub fn reads_content(&self) -> bool {
+        self.crypto.reads_content()
     }
 
     /// Seals and stores a file; its name is the hash of the stored bytes.

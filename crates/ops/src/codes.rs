@@ -8,6 +8,7 @@ pub const INCOMPLETE: i32 = 3;
 pub const CANCELLED: i32 = 4;
 pub const NO_REPOSITORY: i32 = 10;
 pub const LOCKED: i32 = 11;
+/// A wrong password, or an age identity missing, damaged or not one of the repository's recipients.
 pub const WRONG_PASSWORD: i32 = 12;
 /// `wal-fetch` could not read the archive (damaged segment, repository unreachable): above 125, so
 /// PostgreSQL aborts recovery instead of taking it for the end of the archive.
@@ -50,7 +51,7 @@ pub fn of_engine(e: Option<&bunker_engine::Error>) -> i32 {
     match e {
         Some(Error::NoRepository { .. } | Error::NoBucket { .. }) => NO_REPOSITORY,
         Some(Error::Locked { .. }) => LOCKED,
-        Some(Error::WrongPassword { .. }) => WRONG_PASSWORD,
+        Some(Error::WrongPassword { .. } | Error::NeedsIdentity { .. } | Error::Identity(_)) => WRONG_PASSWORD,
         Some(Error::Interrupted) => INTERRUPTED,
         _ => FAILURE,
     }
