@@ -410,3 +410,127 @@ mod tests {
         assert_eq!(parse_recipient(ssh).unwrap().text, ssh);
     }
 }
+
+/// A recipients repository end to end: what a write-only host can and cannot do, and what an identity opens.
+#[cfg(test)]
+mod repository_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::InitOptions;
+    use crate::snapshot::Root;
+    use crate::storage::Location;
+    use crate::restorer::Restorer;
+    use crate::Repository;
+
+    fn setup(dir: &Path) -> (Repository, std::path::PathBuf) {
+        std::env::set_var("BUNKER_KDF_MEMORY_KIB", "1024");
+        std::env::set_var("BUNKER_CACHE_DIR", "off");
+        let id = age::x25519::Identity::generate();
+        let id_path = dir.join("identity.txt");
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&id_path, id.to_string().expose_secret()).unwrap();
+        let storage = Storage::create(&Location::Local(dir.join("repo"))).unwrap();
+        let recipients = vec![parse_recipient(&id.to_public().to_string()).unwrap()];
+        let repo = Repository::init_for(storage, "write-pw", &recipients, &InitOptions::default()).unwrap();
+        (repo, id_path)
+    }
+
+    fn reopen(dir: &Path, identity: Option<&Path>) -> Repository {
+        let storage = Storage::open(&Location::Local(dir.join("repo"))).unwrap();
+        let config = Repository::read_config(&storage).unwrap();
+        let ids = identity.map(|p| Arc::new(load_identities(p, None).unwrap()));
+        Repository::open_read_with(storage, config, "write-pw", false, ids).unwrap()
+    }
+
+    fn dump(repo: &Repository, id: &crate::FileId) -> crate::Result<Vec<u8>> {
+        let snap = repo.load_snapshot(id)?;
+        let (index, _) = repo.load_index()?;
+        let Root::Stream { content, .. } = &snap.root else { panic!("a stream") };
+        let mut out = Vec::new();
+        Restorer::new(repo, &index).dump(content, &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn a_write_only_host_backs_up_with_dedup_but_cannot_read_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (repo, id_path) = setup(tmp.path());
+        assert!(!repo.reads_content());
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let first = crate::testing::stream(&repo, "db", &data);
+
+        // Another run of the same host: the key it wrote with is gone, the data is not readable…
+        let later = reopen(tmp.path(), None);
+        let snap = later.load_snapshot(&first).unwrap();
+        assert_eq!(snap.name, "db", "metadata stays readable");
+        let err = dump(&later, &first).unwrap_err();
+        assert!(matches!(err, Error::NeedsIdentity { .. }), "{err}");
+        assert!(err.to_string().contains("--identity"), "{err}");
+        // …the raw pack bytes do not open with the write key either…
+        let (index, _) = later.load_index().unwrap();
+        let chunk = match &snap.root {
+            Root::Stream { content: crate::tree::Content::Chunks(ids), .. } => ids[0],
+            _ => panic!("chunks"),
+        };
+        let loc = index.get(&chunk).unwrap();
+        let sealed = later
+            .storage()
+            .read_range(&crate::pack::pack_path(&loc.pack), loc.blob.offset as u64, loc.blob.length as u64)
+            .unwrap();
+        assert!(later.crypto().open(&sealed[KEY_ID_LEN..], &chunk.0, "blob").is_err(), "the master key opens no content");
+        assert!(later.crypto().open(&sealed, &chunk.0, "blob").is_err());
+
+        // …but it still deduplicates: a second backup of the same data stores (almost) nothing.
+        let before = stored_bytes(tmp.path());
+        let second = crate::testing::stream(&later, "db", &data);
+        let added = stored_bytes(tmp.path()) - before;
+        assert!(added * 100 < data.len() as u64, "second backup added {added} bytes");
+
+        // With the identity, every snapshot reads back byte for byte.
+        let reader = reopen(tmp.path(), Some(&id_path));
+        assert!(reader.reads_content());
+        assert_eq!(dump(&reader, &first).unwrap(), data);
+        assert_eq!(dump(&reader, &second).unwrap(), data);
+        // An identity alone opens the repository (the offline restore host has no password).
+        let storage = Storage::open(&Location::Local(tmp.path().join("repo"))).unwrap();
+        let config = Repository::read_config(&storage).unwrap();
+        let by_id = Repository::open_by_identity(storage, config, Arc::new(load_identities(&id_path, None).unwrap()))
+            .unwrap()
+            .expect("a recipients repository");
+        assert_eq!(dump(&by_id, &first).unwrap(), data);
+    }
+
+    #[test]
+    fn objects_are_content_and_a_wrong_identity_is_refused_at_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (repo, _) = setup(tmp.path());
+        repo.put_object("wal", "db/000000010000000000000001", b"wal bytes").unwrap();
+        assert_eq!(repo.get_object("wal", "db/000000010000000000000001").unwrap().unwrap(), b"wal bytes");
+        let later = reopen(tmp.path(), None);
+        let err = later.get_object("wal", "db/000000010000000000000001").unwrap_err();
+        assert!(matches!(err, Error::NeedsIdentity { .. }), "{err}");
+
+        let other = tmp.path().join("other.txt");
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&other, age::x25519::Identity::generate().to_string().expose_secret()).unwrap();
+        let storage = Storage::open(&Location::Local(tmp.path().join("repo"))).unwrap();
+        let config = Repository::read_config(&storage).unwrap();
+        let ids = Some(Arc::new(load_identities(&other, None).unwrap()));
+        let err = Repository::open_read_with(storage, config, "write-pw", false, ids).err().unwrap();
+        assert!(matches!(err, Error::Identity(_)), "{err}");
+    }
+
+    fn stored_bytes(dir: &Path) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            std::fs::read_dir(p)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| if e.path().is_dir() { walk(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(&dir.join("repo").join("data"))
+    }
+}
