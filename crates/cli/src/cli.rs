@@ -47,6 +47,11 @@ pub struct Global {
     /// readers fall back to this by themselves when the lock cannot be written
     #[arg(long, global = true, help_heading = "Global options")]
     pub no_lock: bool,
+    /// An age identity file (age-keygen's AGE-SECRET-KEY-1…, passphrase-protected with `age -p`, or an
+    /// SSH private key) to read a recipients repository's content: dump, restore, drill, check
+    /// --read-data, copy, wal-fetch. It opens the repository without a password
+    #[arg(long, env = "BUNKER_IDENTITY_FILE", global = true, help_heading = "Global options")]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -166,6 +171,13 @@ pub struct InitArgs {
     /// Target pack size in MiB (1–256)
     #[arg(long, default_value_t = 16)]
     pub pack_size_mib: u32,
+    /// Seal content for this age recipient (age1…, or an ssh-ed25519 / ssh-rsa public key); repeat for
+    /// several. The password then opens a write-only key: backups work, reading content needs --identity
+    #[arg(long = "recipient", env = "BUNKER_RECIPIENT", value_delimiter = ',')]
+    pub recipients: Vec<String>,
+    /// A file of recipients, one per line (`#` comments), as age's -R takes
+    #[arg(long)]
+    pub recipients_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -564,7 +576,12 @@ pub enum RepairCommand {
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
     /// Add a password (from BUNKER_NEW_PASSWORD, BUNKER_NEW_PASSWORD_FILE, or a prompt)
-    Add,
+    Add {
+        /// The slot opens a write key only (back up, list, status; no content): a recipients
+        /// repository's password slots are always write-only, and this asserts it
+        #[arg(long)]
+        write_only: bool,
+    },
     /// List key slots
     List,
     /// Remove a key slot by ID prefix (never the one in use)

@@ -6,6 +6,7 @@ use anyhow::{bail, Context as _, Result};
 use bunker_engine::lock::{acquire, LockGuard};
 use bunker_engine::repository::DamageLog;
 use bunker_engine::storage::{Location, Storage};
+use bunker_engine::content::{is_passphrase_protected, load_identities, Identities};
 use bunker_engine::Repository;
 
 use crate::cli::Global;
@@ -13,6 +14,8 @@ use crate::cli::Global;
 pub struct Context {
     pub global: Global,
     config: std::sync::OnceLock<Option<bunker_config::LoadedConfig>>,
+    /// The age identity of `--identity` / `BUNKER_IDENTITY_FILE`, loaded once.
+    identity: std::sync::OnceLock<std::sync::Arc<Identities>>,
     /// The damage logs of the repositories this command opened: a command that completed around a
     /// damaged file exits 3 ("done, with problems").
     damage: std::sync::Mutex<Vec<DamageLog>>,
@@ -20,7 +23,7 @@ pub struct Context {
 
 impl Context {
     pub fn new(global: Global) -> Self {
-        Context { global, config: std::sync::OnceLock::new(), damage: Default::default() }
+        Context { global, config: std::sync::OnceLock::new(), identity: Default::default(), damage: Default::default() }
     }
 
     /// The damaged repository files this command skipped, each once.
@@ -97,11 +100,60 @@ impl Context {
         let storage = self.storage()?;
         // Refuse a missing repository or unknown format before asking for a password.
         let config = Repository::read_config(&storage)?;
+        let identity = self.identity()?;
+        if let Some(ids) = &identity {
+            // An identity opens a recipients repository by itself: no password to give or type.
+            if !self.password_given()? {
+                if let Some(repo) = Repository::open_by_identity(storage.clone(), config.clone(), ids.clone())? {
+                    self.damage.lock().expect("damage logs").push(repo.damage().clone());
+                    return Ok((repo, String::new()));
+                }
+            }
+        }
         let (password, stored) = self.stored_or_given_password("repository password: ", false)?;
         crate::redact::register(&password);
-        let repo = Repository::open_read(storage, config, &password, stored)?;
+        let repo = Repository::open_read_with(storage, config, &password, stored, identity)?;
         self.damage.lock().expect("damage logs").push(repo.damage().clone());
         Ok((repo, password))
+    }
+
+    /// Whether a password is given without asking for one (the environment, the stack file).
+    fn password_given(&self) -> Result<bool> {
+        if std::env::var_os("BUNKER_PASSWORD").is_some() || std::env::var_os("BUNKER_PASSWORD_FILE").is_some() {
+            return Ok(true);
+        }
+        Ok(self
+            .config()?
+            .and_then(|c| c.config.repository.as_ref())
+            .is_some_and(|r| r.password.is_some() || r.password_file.is_some()))
+    }
+
+    /// The identity of `--identity` / `BUNKER_IDENTITY_FILE`, if one is given: loaded once, asking for its
+    /// passphrase (`BUNKER_IDENTITY_PASSPHRASE`, `BUNKER_IDENTITY_PASSPHRASE_FILE`, else the terminal)
+    /// when it is passphrase-protected.
+    pub fn identity(&self) -> Result<Option<std::sync::Arc<Identities>>> {
+        let Some(path) = &self.global.identity else { return Ok(None) };
+        if let Some(ids) = self.identity.get() {
+            return Ok(Some(ids.clone()));
+        }
+        let passphrase = if is_passphrase_protected(path) {
+            let given = std::env::var_os("BUNKER_IDENTITY_PASSPHRASE").is_some()
+                || std::env::var_os("BUNKER_IDENTITY_PASSPHRASE_FILE").is_some();
+            let terminal = std::io::stdin().is_terminal() || std::fs::File::open("/dev/tty").is_ok();
+            if given || terminal {
+                let prompt = format!("passphrase of identity file {}: ", path.display());
+                let p = password("BUNKER_IDENTITY_PASSPHRASE", "BUNKER_IDENTITY_PASSPHRASE_FILE", &prompt, false)?;
+                crate::redact::register(&p);
+                Some(p)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        let ids = std::sync::Arc::new(load_identities(path, passphrase.as_deref())?);
+        let _ = self.identity.set(ids.clone());
+        Ok(Some(ids))
     }
 
     /// The lock of a command that writes (shared for backup, exclusive for prune, forget, repair).

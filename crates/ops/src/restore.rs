@@ -110,6 +110,11 @@ fn restore_one(
     let target_name = target_of(&snap.name);
     run.target(&snap.name);
     run.snapshot(&snap.id());
+    if !repo.reads_content() {
+        // A write-only host: refuse before any hook runs or any target is touched.
+        let what = format!("snapshot {} ({})", snap.short_id(), snap.name);
+        return Err(record_failure(run, repo, bunker_engine::Error::NeedsIdentity { what }.into(), events));
+    }
     let kind = bunker_sources::kind_of_snapshot(snap);
     let target: Option<&TargetConfig> = config.and_then(|c| c.target(target_name));
     if config.is_some() && target.is_none() {

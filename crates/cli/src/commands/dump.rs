@@ -14,6 +14,9 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<i32> {
     let _lock = ctx.read_lock(&repo, "dump")?;
     let snapshots = repo.load_snapshots()?;
     let snap = repo.select(&snapshots, &args.snapshot)?;
+    if !repo.reads_content() {
+        bail!(bunker_engine::Error::NeedsIdentity { what: format!("snapshot {} ({})", snap.short_id(), snap.name) });
+    }
     let (index, _) = repo.load_index()?;
     let restorer = Restorer::new(&repo, &index);
     let content = match (&snap.root, &args.path) {

@@ -1,6 +1,7 @@
 use anyhow::Result;
 use bunker_engine::chunker::ChunkerParams;
 use bunker_engine::config::InitOptions;
+use bunker_engine::content::{parse_recipient, read_recipients_file};
 use bunker_engine::Repository;
 
 use crate::cli::InitArgs;
@@ -14,18 +15,39 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<i32> {
     };
     let opts = InitOptions { chunker, compression_level: args.compression, pack_size: args.pack_size_mib << 20 };
     opts.validate()?;
+    let mut recipients = args
+        .recipients
+        .iter()
+        .filter(|r| !r.trim().is_empty())
+        .map(|r| parse_recipient(r))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if let Some(file) = &args.recipients_file {
+        recipients.extend(read_recipients_file(file)?);
+    }
     let storage = bunker_engine::storage::Storage::create(&ctx.location()?)?;
     let pw = ctx.repository_password("new repository password: ", true)?;
-    let repo = Repository::init(storage, &pw, &opts)?;
+    let repo = Repository::init_for(storage, &pw, &recipients, &opts)?;
     if ctx.global.json {
         crate::output::json(&serde_json::json!({
             "location": repo.storage().location().to_string(),
             "id": repo.config().id,
             "key": repo.key_id().to_hex(),
+            "recipients": repo.recipients(),
         }));
-    } else {
+    } else if recipients.is_empty() {
         println!("created repository {} at {}", repo.config().id, repo.storage().location());
         println!("keep the password safe: without it the data cannot be read");
+    } else {
+        println!(
+            "created repository {} at {}, its content sealed for {} age recipient(s)",
+            repo.config().id,
+            repo.storage().location(),
+            recipients.len()
+        );
+        println!(
+            "the password opens a write-only key (backups, status, history); dump, restore, drill, check --read-data \
+             and copy need a matching identity (--identity FILE or BUNKER_IDENTITY_FILE): keep it off this host"
+        );
     }
     Ok(exit::OK)
 }

@@ -10,27 +10,36 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<i32> {
     let repo = ctx.open()?;
     let storage = repo.storage();
     match cmd {
-        KeyCommand::Add => {
+        KeyCommand::Add { write_only } => {
+            if write_only && repo.recipients().is_empty() {
+                bail!(
+                    "--write-only: {} is a password repository, whose every key reads its content; create a recipients \
+                     repository (`bunker init --recipient age1…`) for write-only backup hosts",
+                    storage.location()
+                );
+            }
             let _lock = ctx.lock(&repo, false, "key add")?;
             let pw = password("BUNKER_NEW_PASSWORD", "BUNKER_NEW_PASSWORD_FILE", "new password: ", true)?;
-            let id = add_key(storage, repo.master_key(), &pw)?;
-            println!("added key {}", id.short());
+            let id = add_key(storage, repo.repo_key(), &pw)?;
+            let kind = if repo.recipients().is_empty() { "" } else { " (write-only)" };
+            println!("added key {}{kind}", id.short());
         }
         KeyCommand::List => {
             let keys = list_keys(storage)?;
             if ctx.global.json {
                 let rows: Vec<_> = keys
                     .iter()
-                    .map(|(id, k)| serde_json::json!({"id": id.to_hex(), "current": *id == repo.key_id(), "created": k.created, "host": k.host, "username": k.username}))
+                    .map(|(id, k)| serde_json::json!({"id": id.to_hex(), "current": *id == repo.key_id(), "created": k.created, "host": k.host, "username": k.username, "kind": slot_kind(k)}))
                     .collect();
                 json(&rows);
             } else {
                 for (id, k) in keys {
                     let mark = if id == repo.key_id() { "*" } else { " " };
                     println!(
-                        "{mark} {}  {}  {}@{}",
+                        "{mark} {}  {}  {:<10}  {}@{}",
                         id.short(),
                         k.created.format("%Y-%m-%d %H:%M:%S"),
+                        slot_kind(&k),
                         k.username,
                         k.host
                     );
@@ -61,12 +70,25 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<i32> {
             println!("removed key {}", target.short());
         }
         KeyCommand::Passwd => {
+            if list_keys(storage)?.iter().any(|(id, k)| *id == repo.key_id() && k.kdf == "age") {
+                bail!("the repository was opened with an identity, not a password: `bunker key add` adds a password");
+            }
             let _lock = ctx.lock(&repo, true, "key passwd")?;
             let pw = password("BUNKER_NEW_PASSWORD", "BUNKER_NEW_PASSWORD_FILE", "new password: ", true)?;
-            let id = add_key(storage, repo.master_key(), &pw)?;
+            let id = add_key(storage, repo.repo_key(), &pw)?;
             storage.delete(&key_path(&repo.key_id()))?;
             println!("password changed (key {} replaces {})", id.short(), repo.key_id().short());
         }
     }
     Ok(exit::OK)
+}
+
+/// What a slot opens: `password` (everything, a password repository), `write-only` (a recipients
+/// repository's password), `identity` (the slot age identities open).
+fn slot_kind(k: &bunker_engine::keys::KeyFile) -> &'static str {
+    match (k.kdf.as_str(), k.write_only) {
+        ("age", _) => "identity",
+        (_, true) => "write-only",
+        _ => "password",
+    }
 }

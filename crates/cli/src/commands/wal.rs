@@ -174,7 +174,15 @@ fn verify(ctx: &Context, target: Option<String>) -> Result<i32> {
                 "time": meta.stop_time, "missing": missing,
             }));
         }
-        let to_read: Vec<_> = to_read.into_iter().collect();
+        let mut to_read: Vec<_> = to_read.into_iter().collect();
+        if !repo.reads_content() {
+            // A write-only host sees which segments are archived, not what they hold.
+            tracing::warn!(
+                "{} archived segments were listed, not read back: this host's key is write-only (--identity FILE reads them)",
+                to_read.len()
+            );
+            to_read.clear();
+        }
         for (seg, why) in wal::damaged(&repo, &target, &to_read, segment_size, 4) {
             problems.push(format!("damaged {}: {why}", seg.name(segment_size)));
         }

@@ -112,6 +112,11 @@ fn drill(
     request: &DrillRequest,
     events: &dyn Events,
 ) -> Result<(DrillRecord, Teardown)> {
+    if !repo.reads_content() {
+        // A write-only host: refuse before any scratch server is started.
+        let what = "the snapshots a drill restores".to_string();
+        return Err(bunker_engine::Error::NeedsIdentity { what }.into());
+    }
     let started = chrono::Utc::now();
     let clock = std::time::Instant::now();
     let snapshots = repo.load_snapshots()?;

@@ -131,6 +131,12 @@ fn previous(backup: &Backup<'_>, name: &str) -> Result<HashMap<String, Entry>, S
         return Ok(HashMap::new());
     };
     let Root::Stream { content, .. } = &prev.root else { return Ok(HashMap::new()) };
+    if !repo.reads_content() {
+        // A write-only host cannot read the last manifest: every object is downloaded again, and its
+        // chunks still deduplicate against what is stored.
+        tracing::info!("{name}: the previous manifest is sealed for the recipients; every object is read again");
+        return Ok(HashMap::new());
+    }
     let (index, _) = repo.load_index()?;
     let restorer = Restorer::new(repo, &index);
     let entries = match read_manifest(&restorer, content) {
