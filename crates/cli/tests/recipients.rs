@@ -1,0 +1,192 @@
+//! Recipients repositories through the binary: a write-only backup host backs up, deduplicates and
+//! reports, but cannot read what it wrote; an identity reads everything, with or without a password.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use age::secrecy::ExposeSecret;
+use common::Repo;
+
+const WRITE_ONLY: i32 = 12;
+
+struct Keys {
+    identity: PathBuf,
+    public: String,
+}
+
+fn identity_in(dir: &Path, name: &str) -> Keys {
+    let id = age::x25519::Identity::generate();
+    let identity = dir.join(name);
+    std::fs::write(&identity, format!("# created by the test\n{}\n", id.to_string().expose_secret())).unwrap();
+    Keys { identity, public: id.to_public().to_string() }
+}
+
+fn recipients_repo() -> (Repo, Keys) {
+    let repo = Repo::uninitialised(None, Vec::new(), Vec::new());
+    let keys = identity_in(&repo.root, "identity.txt");
+    let out = repo.ok(&["init", "--recipient", &keys.public]);
+    assert!(String::from_utf8_lossy(&out).contains("write-only"), "{}", String::from_utf8_lossy(&out));
+    (repo, keys)
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs with the identity and no password at all: what the offline restore host has.
+fn with_identity(repo: &Repo, identity: &Path, args: &[&str]) -> Output {
+    repo.cmd(args).env_remove("BUNKER_PASSWORD").env("BUNKER_IDENTITY_FILE", identity).output().unwrap()
+}
+
+fn tree(dir: &Path) {
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("a.txt"), b"alpha\n".repeat(1000)).unwrap();
+    let noise: Vec<u8> = (0..600_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    std::fs::write(dir.join("sub/b.bin"), noise).unwrap();
+}
+
+#[test]
+fn a_write_only_host_backs_up_and_reports_but_reads_nothing_back() {
+    let (repo, keys) = recipients_repo();
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(40503) >> 7) as u8).collect();
+    let first = repo.backup_bytes("db", &data);
+    let src = repo.root.join("src");
+    tree(&src);
+    repo.ok(&["backup", "--path", src.to_str().unwrap(), "--name", "files"]);
+
+    // Deduplication works without reading anything back: a second backup stores under 1% of the data.
+    let before = repo.disk_size();
+    let second = repo.backup_bytes("db", &data);
+    let added = repo.disk_size() - before;
+    assert!(added * 100 < data.len() as u64, "the second backup added {added} bytes");
+
+    // Listing, history and health work with the write key alone.
+    assert_eq!(repo.snapshot_count(), 3);
+    repo.ok(&["history"]);
+    let status = repo.run(&["status"]);
+    assert!(code(&status) != WRITE_ONLY && code(&status) != 1, "{}", stderr(&status));
+    let keys_listed = String::from_utf8_lossy(&repo.ok(&["key", "list"])).into_owned();
+    assert!(keys_listed.contains("write-only") && keys_listed.contains("identity"), "{keys_listed}");
+
+    // Content does not open: one clear line, exit 12, and the restore target is never touched.
+    for args in [
+        vec!["dump", first.as_str()],
+        vec!["check", "--read-data"],
+        vec!["restore", "files:latest", "--to", repo.root.join("out").to_str().unwrap()],
+    ] {
+        let out = repo.run(&args);
+        assert_eq!(code(&out), WRITE_ONLY, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--identity"), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).trim().lines().count(), 1, "{args:?}: {}", stderr(&out));
+    }
+    assert!(!repo.root.join("out").exists() || std::fs::read_dir(repo.root.join("out")).unwrap().next().is_none());
+
+    // The identity opens everything, without a password: byte for byte.
+    for id in [&first, &second] {
+        let out = with_identity(&repo, &keys.identity, &["dump", id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(out.stdout == data, "dump {id} differs");
+    }
+    let to = repo.root.join("restored");
+    let out = with_identity(&repo, &keys.identity, &["restore", "files:latest", "--to", to.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(to.join("src/sub/b.bin")).unwrap(), std::fs::read(src.join("sub/b.bin")).unwrap());
+    let out = with_identity(&repo, &keys.identity, &["check", "--read-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // With the password too (a host that has both).
+    let out = repo.cmd(&["dump", &first]).env("BUNKER_IDENTITY_FILE", &keys.identity).output().unwrap();
+    assert!(out.status.success() && out.stdout == data, "{}", stderr(&out));
+}
+
+#[test]
+fn wrong_damaged_and_locked_identities_are_clear_errors() {
+    let (repo, keys) = recipients_repo();
+    let id = repo.backup_bytes("db", b"some rows\n");
+
+    let other = identity_in(&repo.root, "other.txt");
+    let out = with_identity(&repo, &other.identity, &["dump", &id]);
+    assert_eq!(code(&out), WRITE_ONLY, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not one of the recipients"), "{}", stderr(&out));
+
+    let damaged = repo.root.join("damaged.txt");
+    let text = std::fs::read_to_string(&keys.identity).unwrap();
+    std::fs::write(&damaged, text.replace("AGE-SECRET-KEY-1", "AGE-SECRET-KEY-1X")).unwrap();
+    let out = with_identity(&repo, &damaged, &["dump", &id]);
+    assert_eq!(code(&out), WRITE_ONLY, "{}", stderr(&out));
+    assert!(stderr(&out).contains("damaged.txt") && stderr(&out).contains("line 2"), "{}", stderr(&out));
+    let secret = text.lines().nth(1).unwrap();
+    assert!(!stderr(&out).contains(&secret["AGE-SECRET-KEY-1".len()..]), "a secret is never echoed: {}", stderr(&out));
+
+    // Passphrase-protected (as `age -p` writes it).
+    let enc = age::Encryptor::with_user_passphrase(age::secrecy::SecretString::from("open sesame".to_string()));
+    let mut locked = Vec::new();
+    {
+        use std::io::Write;
+        let mut w = enc.wrap_output(&mut locked).unwrap();
+        w.write_all(text.as_bytes()).unwrap();
+        w.finish().unwrap();
+    }
+    let locked_path = repo.root.join("identity.age");
+    std::fs::write(&locked_path, locked).unwrap();
+    let out = with_identity(&repo, &locked_path, &["dump", &id]);
+    assert_eq!(code(&out), WRITE_ONLY, "{}", stderr(&out));
+    assert!(stderr(&out).contains("BUNKER_IDENTITY_PASSPHRASE"), "{}", stderr(&out));
+    let out = repo
+        .cmd(&["dump", &id])
+        .env_remove("BUNKER_PASSWORD")
+        .env("BUNKER_IDENTITY_FILE", &locked_path)
+        .env("BUNKER_IDENTITY_PASSPHRASE", "not it")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), WRITE_ONLY, "{}", stderr(&out));
+    assert!(stderr(&out).contains("wrong passphrase"), "{}", stderr(&out));
+    let out = repo
+        .cmd(&["dump", &id])
+        .env_remove("BUNKER_PASSWORD")
+        .env("BUNKER_IDENTITY_FILE", &locked_path)
+        .env("BUNKER_IDENTITY_PASSPHRASE", "open sesame")
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stdout == b"some rows\n", "{}", stderr(&out));
+    assert!(!stderr(&out).contains("open sesame"));
+}
+
+#[test]
+fn write_only_slots_are_for_recipients_repositories() {
+    let plain = Repo::new();
+    let out = plain.cmd(&["key", "add", "--write-only"]).env("BUNKER_NEW_PASSWORD", "second").output().unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("init --recipient"), "{}", stderr(&out));
+
+    let (repo, keys) = recipients_repo();
+    let out = repo.cmd(&["key", "add", "--write-only"]).env("BUNKER_NEW_PASSWORD", "second host").output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("write-only"), "{}", stderr(&out));
+    // The new slot writes as the first does: sealed for the same recipients.
+    let input = repo.root.join("in");
+    std::fs::write(&input, b"from the second host").unwrap();
+    let out = repo
+        .cmd(&["backup", "--stdin", "--name", "db", "--json"])
+        .env("BUNKER_PASSWORD", "second host")
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let snap: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = with_identity(&repo, &keys.identity, &["dump", snap["id"].as_str().unwrap()]);
+    assert_eq!(out.stdout, b"from the second host", "{}", stderr(&out));
+    let out = repo.run(&["dump", snap["id"].as_str().unwrap()]);
+    assert_eq!(code(&out), WRITE_ONLY, "{}", stderr(&out));
+
+    // A bad recipient is refused before anything is created.
+    let fresh = Repo::uninitialised(None, Vec::new(), Vec::new());
+    let out = fresh.run(&["init", "--recipient", "age1notakey"]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("recipient"), "{}", stderr(&out));
+    assert!(!fresh.path.join("config").exists());
+}
