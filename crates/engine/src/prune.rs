@@ -67,6 +67,11 @@ pub fn remove_stale_temp_files(repo: &Repository) -> Result<(usize, u64)> {
 }
 
 fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Result<PruneReport> {
+    if !repo.reads_content() {
+        // What snapshots use is in their trees and chunk lists, which are content: prune runs where the
+        // identity is (DESIGN.md, "Recipients repositories").
+        return Err(crate::Error::NeedsIdentity { what: "the trees prune walks to find what snapshots still use".into() });
+    }
     let storage = repo.storage();
     let listing = repo.load_pack_listing()?;
     if let Some((id, e)) = listing.unreadable.first() {
@@ -207,8 +212,7 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
     Ok(report)
 }
 
-/// Copies the sealed bytes of `repack`'s blobs into new packs (checking each opens to its ID first, or,
-/// where this host cannot open content, that the pack matches its name).
+/// Copies the sealed bytes of `repack`'s blobs into new packs (checking each opens to its ID first).
 /// With `salvage` (`repair index --read-data`), a blob that does not open or lies past the pack's end is
 /// left behind instead of failing the whole run. Returns the new packs with their blobs and sizes.
 pub(crate) fn repack_blobs(
@@ -229,22 +233,11 @@ pub(crate) fn repack_blobs(
     for (pack, blobs) in repack {
         crate::interrupt::check()?;
         let bytes = repo.storage().read(&pack_path(pack))?;
-        // A write-only host of a recipients repository cannot open the blobs it moves: the pack's bytes
-        // must hash to its name instead (they are moved sealed, as they are, and opened at restore).
-        let unopenable = !repo.reads_content();
-        if unopenable && FileId::of(&bytes) != *pack {
-            if salvage {
-                continue;
-            }
-            return Err(crate::Error::Corrupt(format!(
-                "pack {pack}: content does not match its name; `bunker check --read-data --identity FILE` tells which blobs are lost"
-            )));
-        }
         for b in blobs {
             let opened = bytes
                 .get(b.offset as usize..b.offset as usize + b.length as usize)
                 .ok_or_else(|| crate::Error::Corrupt(format!("pack {pack}: blob {} lies past its end", b.id.short())))
-                .and_then(|sealed| if unopenable { Ok(sealed) } else { open_blob(repo.crypto(), b, sealed).map(|_| sealed) });
+                .and_then(|sealed| open_blob(repo.crypto(), b, sealed).map(|_| sealed));
             let sealed = match opened {
                 Ok(sealed) => sealed,
                 Err(crate::Error::Corrupt(_)) if salvage => continue,

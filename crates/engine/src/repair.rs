@@ -56,6 +56,9 @@ pub fn repair_index(
     read_data: bool,
     dry_run: bool,
 ) -> Result<IndexRepair> {
+    if read_data && !repo.reads_content() {
+        return Err(Error::NeedsIdentity { what: "the blobs `repair index --read-data` verifies".into() });
+    }
     let repo = &repo.without_cache();
     let listing = repo.load_pack_listing()?;
     let stored = repo.stored_packs()?;
@@ -178,6 +181,10 @@ pub struct SnapshotRepair {
 
 /// Removes snapshots that cannot be restored, under `lock` (the exclusive lock).
 pub fn repair_snapshots(repo: &Repository, lock: &LockGuard, dry_run: bool) -> Result<SnapshotRepair> {
+    if !repo.reads_content() {
+        // Without the identity every tree would look unreadable, and every snapshot lost.
+        return Err(Error::NeedsIdentity { what: "the trees `repair snapshots` walks".into() });
+    }
     let repo = &repo.without_cache();
     let listing = repo.load_pack_listing()?;
     if let Some((id, e)) = listing.unreadable.first() {
