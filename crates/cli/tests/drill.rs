@@ -24,7 +24,12 @@ struct Stack {
 
 impl Stack {
     fn new(with_pg: bool, with_redis: bool, extra: &str) -> Stack {
-        let repo = Repo::new();
+        Self::with_init(&[], with_pg, with_redis, extra)
+    }
+
+    /// [`Stack::new`] in a repository made by `bunker init INIT_ARGS`.
+    fn with_init(init_args: &[&str], with_pg: bool, with_redis: bool, extra: &str) -> Stack {
+        let repo = Repo::with_init_args(init_args);
         let tmp = repo.root.join("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
         // Scratch PostgreSQL runs as the postgres user, which must reach its directory.
@@ -301,5 +306,50 @@ fn keep_leaves_the_scratch_instances_running_and_says_how_to_reach_them() {
     for e in std::fs::read_dir(&stack.tmp).unwrap().flatten() {
         std::fs::remove_dir_all(e.path()).unwrap();
     }
+    stack.assert_torn_down();
+}
+
+#[test]
+fn a_write_only_host_backs_up_the_stack_and_only_the_identity_drills_it() {
+    use age::secrecy::ExposeSecret;
+    let keys = tempfile::tempdir().unwrap();
+    let id = age::x25519::Identity::generate();
+    let identity = keys.path().join("identity.txt");
+    std::fs::write(&identity, id.to_string().expose_secret()).unwrap();
+    let public = id.to_public().to_string();
+    let stack = Stack::with_init(&["--recipient", &public], true, true, "");
+    // The backup host: the whole stack, twice (PostgreSQL, Redis, files, a command), then its health.
+    for _ in 0..2 {
+        let o = stack.run(&["backup", "--all"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = stack.run(&["status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = stack.run(&["points"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // It cannot drill, nor restore: one line, exit 12, no scratch server started.
+    let o = stack.run(&["drill"]);
+    assert_eq!(o.status.code(), Some(12), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--identity"), "{}", stderr(&o));
+    stack.assert_torn_down();
+    let o = stack.run(&["restore", "--point", "latest", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(12), "{}", stderr(&o));
+
+    // With the identity (and no password), the drill restores every target and passes.
+    let o = stack
+        .repo
+        .cmd(&["--json", "drill"])
+        .env("BUNKER_CONFIG", &stack.config)
+        .env("TMPDIR", &stack.tmp)
+        .env_remove("BUNKER_PASSWORD")
+        .env("BUNKER_IDENTITY_FILE", &identity)
+        .output()
+        .unwrap();
+    let drill: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&o.stdout), stderr(&o)));
+    assert_eq!(o.status.code(), Some(0), "{drill:#}");
+    assert_eq!(drill["passed"], true, "{drill:#}");
+    assert_eq!(drill["targets"].as_array().unwrap().len(), 4, "{drill:#}");
     stack.assert_torn_down();
 }

@@ -71,6 +71,11 @@ fn a_write_only_host_backs_up_and_reports_but_reads_nothing_back() {
     repo.ok(&["history"]);
     let status = repo.run(&["status"]);
     assert!(code(&status) != WRITE_ONLY && code(&status) != 1, "{}", stderr(&status));
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(shown.contains("1 age recipient(s); this host's key is write-only"), "{shown}");
+    let json = repo.json(&["status"]);
+    assert_eq!(json["repository"]["protection"]["recipients"], 1, "{json:#}");
+    assert_eq!(json["repository"]["protection"]["write_only"], true, "{json:#}");
     let keys_listed = String::from_utf8_lossy(&repo.ok(&["key", "list"])).into_owned();
     assert!(keys_listed.contains("write-only") && keys_listed.contains("identity"), "{keys_listed}");
 

@@ -30,6 +30,31 @@ pub struct RepositorySummary {
     pub stored_bytes: u64,
     pub snapshots: usize,
     pub growth_7d_bytes: u64,
+    pub protection: Protection,
+}
+
+/// What protects the repository's content.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Protection {
+    /// The age recipients content is sealed for (a recipients repository); 0: the password opens everything.
+    pub recipients: usize,
+    /// Whether this host's key is write-only (it backs up but cannot read content back).
+    pub write_only: bool,
+}
+
+impl Protection {
+    pub fn of(repo: &Repository) -> Self {
+        Protection { recipients: repo.recipients().len(), write_only: !repo.reads_content() }
+    }
+
+    /// One line for `status`.
+    pub fn describe(&self) -> String {
+        match (self.recipients, self.write_only) {
+            (0, _) => "password (every key reads the content)".into(),
+            (n, true) => format!("content sealed for {n} age recipient(s); this host's key is write-only"),
+            (n, false) => format!("content sealed for {n} age recipient(s); opened here with an identity"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,7 +173,12 @@ pub fn judge(
     Ok(StatusReport {
         level: judged.iter().map(|t| t.level).max().unwrap_or(Level::Ok),
         time: now,
-        repository: RepositorySummary { stored_bytes: stored.bytes, snapshots: stored.snapshots, growth_7d_bytes },
+        repository: RepositorySummary {
+            stored_bytes: stored.bytes,
+            snapshots: stored.snapshots,
+            growth_7d_bytes,
+            protection: Protection::of(repo),
+        },
         last_check: last("check"),
         last_drill: last("drill"),
         thresholds: thresholds_json(&thresholds),

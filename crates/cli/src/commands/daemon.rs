@@ -54,6 +54,7 @@ pub fn run(ctx: &Context, args: DaemonArgs) -> Result<i32> {
         config_path,
         config,
         repo_location: ctx.global.repo.clone(),
+        identity: ctx.global.identity.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
         exe: std::env::current_exe().context("cannot find the bunker executable to run jobs with")?,
         refresh: args.refresh,
         catch_up: !args.no_catch_up,

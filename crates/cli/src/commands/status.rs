@@ -47,6 +47,7 @@ fn print(report: &StatusReport) {
         repo.snapshots,
         size(repo.growth_7d_bytes)
     );
+    println!("protection: {}", repo.protection.describe());
     for (what, r) in [("check", &report.last_check), ("drill", &report.last_drill)] {
         match r {
             Some(r) => println!("last {what}: {} ({})", r.ended.format("%Y-%m-%d %H:%M UTC"), r.status.as_str()),

@@ -125,6 +125,13 @@ pub fn render(report: Option<&StatusReport>, runs: &[RunRecord], jobs: &[Planned
     );
     let mut repo_size = Family::new("bunker_repository_size_bytes", "gauge", "Bytes of every file in the repository.");
     let mut repo_snapshots = Family::new("bunker_repository_snapshots", "gauge", "Snapshots in the repository.");
+    let mut recipients = Family::new(
+        "bunker_repository_recipients",
+        "gauge",
+        "Age recipients the repository's content is sealed for (0: a password repository).",
+    );
+    let mut write_only =
+        Family::new("bunker_repository_write_only", "gauge", "1 when this host's key cannot read the content back.");
     let mut check_time =
         Family::new("bunker_last_check_timestamp_seconds", "gauge", "Unix time the last repository check ended.");
     let mut check_ok = Family::new("bunker_last_check_success", "gauge", "1 when the last repository check passed.");
@@ -172,6 +179,8 @@ pub fn render(report: Option<&StatusReport>, runs: &[RunRecord], jobs: &[Planned
         }
         repo_size.add(&[], report.repository.stored_bytes as f64);
         repo_snapshots.add(&[], report.repository.snapshots as f64);
+        recipients.add(&[], report.repository.protection.recipients as f64);
+        write_only.add(&[], if report.repository.protection.write_only { 1.0 } else { 0.0 });
         if let Some(check) = &report.last_check {
             check_time.add(&[], seconds(check.ended));
             check_ok.add(&[], if check.status == RunStatus::Success { 1.0 } else { 0.0 });
@@ -205,6 +214,8 @@ pub fn render(report: Option<&StatusReport>, runs: &[RunRecord], jobs: &[Planned
         &wal_age,
         &repo_size,
         &repo_snapshots,
+        &recipients,
+        &write_only,
         &check_time,
         &check_ok,
         &job_last,

@@ -68,6 +68,8 @@ pub struct Setup<'a> {
     pub config: Config,
     /// `--repo` as given, passed on to the jobs.
     pub repo_location: Option<String>,
+    /// `--identity` as given (a recipients repository), passed on to the jobs as `BUNKER_IDENTITY_FILE`.
+    pub identity: Option<PathBuf>,
     /// The `bunker` executable the jobs run.
     pub exe: PathBuf,
     /// How often metrics and status are refreshed between jobs.
@@ -86,6 +88,7 @@ pub fn run(setup: Setup<'_>) -> Result<()> {
     let events = setup.events;
     let mut daemon = Daemon {
         repo_location: setup.repo_location,
+        identity: setup.identity,
         repo: setup.repo,
         password: setup.password,
         config_path: setup.config_path,
@@ -186,6 +189,7 @@ fn last_started(runs: &[RunRecord]) -> HashMap<String, DateTime<Utc>> {
 
 struct Daemon<'a> {
     repo_location: Option<String>,
+    identity: Option<PathBuf>,
     repo: Repository,
     password: String,
     config_path: PathBuf,
@@ -371,6 +375,9 @@ impl Daemon<'_> {
         command.arg("--config").arg(&self.config_path);
         if let Some(repo) = &self.repo_location {
             command.env("BUNKER_REPO", repo);
+        }
+        if let Some(identity) = &self.identity {
+            command.env("BUNKER_IDENTITY_FILE", identity);
         }
         command.args(args).env("BUNKER_PASSWORD", &self.password).env(JOB_ENV, job).process_group(0);
         let mut child: Child = match command.spawn() {
