@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Engine benchmark: bunker vs zstd vs restic on ~2 GiB of mixed data (stdin mode).
+# Engine benchmark: bunker vs zstd vs restic on ~2 GiB of mixed data (stdin mode), and a recipients
+# repository (content sealed for an age recipient, written with a write-only key) against a password one.
 #
 #   bench/engine.sh                 # BENCH_DIR=/tmp/bunker-bench BENCH_SIZE_MIB=2048
 #   BENCH_SIZE_MIB=256 bench/engine.sh
@@ -20,6 +21,7 @@ DATA=$BENCH_DIR/mixed-${SIZE_MIB}MiB.bin
 missing=()
 command -v restic >/dev/null || missing+=(restic)
 command -v zstd >/dev/null || missing+=(zstd)
+command -v age-keygen >/dev/null || missing+=(age)
 [ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -78,12 +80,26 @@ measure bunker_backup "$BUNKER" -q backup --stdin --name bench
 measure bunker_rebackup "$BUNKER" -q backup --stdin --name bench
 IN=/dev/null measure bunker_dump "$BUNKER" -q dump bench:latest
 
+# The same data into a recipients repository: backed up with its write-only key, dumped with the identity.
+age-keygen -o "$WORK/identity.txt" 2>/dev/null
+RCPT_REPO=$WORK/bunker-recipients
+BUNKER_REPO=$RCPT_REPO "$BUNKER" -q init --recipient "$(age-keygen -y "$WORK/identity.txt")" > /dev/null
+measure rcpt_backup env BUNKER_REPO="$RCPT_REPO" "$BUNKER" -q backup --stdin --name bench
+measure rcpt_rebackup env BUNKER_REPO="$RCPT_REPO" "$BUNKER" -q backup --stdin --name bench
+IN=/dev/null measure rcpt_dump env BUNKER_REPO="$RCPT_REPO" BUNKER_IDENTITY_FILE="$WORK/identity.txt" "$BUNKER" -q dump bench:latest
+
 measure restic_backup restic -q backup --stdin --stdin-filename data
 IN=/dev/null measure restic_dump restic -q dump latest data
 
 BUSY1=$(busy); T1=$(date +%s.%N)
 # Round trip check (not timed): bunker must give back the input byte for byte.
 if "$BUNKER" -q dump bench:latest | cmp -s - "$DATA"; then ROUNDTRIP=ok; else ROUNDTRIP=MISMATCH; fi
+if BUNKER_REPO=$RCPT_REPO BUNKER_IDENTITY_FILE=$WORK/identity.txt "$BUNKER" -q dump bench:latest | cmp -s - "$DATA"; then
+    RCPT_ROUNDTRIP=ok
+else
+    RCPT_ROUNDTRIP=MISMATCH
+fi
+RCPT_DU=$(du -sb "$RCPT_REPO" | cut -f1)
 BUNKER_DU=$(du -sb "$BUNKER_REPO" | cut -f1)
 RESTIC_DU=$(du -sb "$RESTIC_REPOSITORY" | cut -f1)
 ZSTD_SIZE=$(zstd -T0 -3 -c < "$DATA" | wc -c)
@@ -117,6 +133,13 @@ tp "restic dump" restic_dump
 row "ratio backup bunker/restic" "$R_BACKUP" "" "$(verdict "$R_BACKUP" 2.0 ge) >= 2.0"
 row "ratio backup bunker/zstd" "$R_ZSTD" "" "$(verdict "$R_ZSTD" 0.75 ge) >= 0.75"
 row "ratio dump bunker/restic" "$R_DUMP" "" "$(verdict "$R_DUMP" 2.0 ge) >= 2.0"
+tp "recipients backup, first" rcpt_backup
+tp "recipients backup, unchanged" rcpt_rebackup
+tp "recipients dump (identity)" rcpt_dump
+row "ratio backup recipients/password" "$(ratio "${MBS[rcpt_backup]}" "${MBS[bunker_backup]}")"
+row "ratio dump recipients/password" "$(ratio "${MBS[rcpt_dump]}" "${MBS[bunker_dump]}")"
+row "repo size recipients (du -sb)" "$(mib "$RCPT_DU")"
+row "recipients dump round trip" "$RCPT_ROUNDTRIP"
 for l in bunker_backup bunker_rebackup bunker_dump; do
     row "peak RSS $l" "$(awk -v k="${RSS[$l]}" 'BEGIN { printf "%.1f MiB", k / 1024 }')"
 done

@@ -3,10 +3,10 @@
 use std::io::{IsTerminal, Read};
 
 use anyhow::{bail, Context as _, Result};
+use bunker_engine::content::{is_passphrase_protected, load_identities, Identities};
 use bunker_engine::lock::{acquire, LockGuard};
 use bunker_engine::repository::DamageLog;
 use bunker_engine::storage::{Location, Storage};
-use bunker_engine::content::{is_passphrase_protected, load_identities, Identities};
 use bunker_engine::Repository;
 
 use crate::cli::Global;

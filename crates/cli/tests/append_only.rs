@@ -124,3 +124,48 @@ fn append_only_credentials_back_up_and_leave_nothing_that_blocks_a_prune() {
         assert!(!err.contains("already running") && !err.contains("singleton"), "round {round}: {err}");
     }
 }
+
+/// Both protections at once, on S3 from a fresh host: append-only credentials and a write-only key. The
+/// backup host adds snapshots it can neither read back nor delete; the identity, elsewhere, reads them.
+#[test]
+fn a_write_only_append_only_host_on_s3_cannot_read_or_delete_what_it_wrote() {
+    use age::secrecy::ExposeSecret;
+    let moto = Moto::start();
+    moto.create_bucket("backups");
+    let full = s3(&moto.endpoint(), &[("BUNKER_CACHE_DIR", "off")]);
+    let id = age::x25519::Identity::generate();
+    let identity = full.root.join("identity.txt");
+    std::fs::write(&identity, id.to_string().expose_secret()).unwrap();
+    full.ok(&["init", "--recipient", &id.to_public().to_string()]);
+    let gate = Gate::start(moto.port, deletes);
+    let host = s3(&gate.endpoint(), &[("BUNKER_CACHE_DIR", "off")]);
+
+    let data: Vec<u8> = (0..1_500_000u32).map(|i| (i.wrapping_mul(2246822519) >> 9) as u8).collect();
+    let first = host.backup_bytes("db", &data);
+    let before = moto.list_keys("backups", "repo/data/").len();
+    host.backup_bytes("db", &data);
+    assert_eq!(moto.list_keys("backups", "repo/data/").len(), before, "the second backup deduplicates whole");
+    assert_eq!(
+        moto.list_keys("backups", "repo/content-keys/").len(),
+        1,
+        "a run that sealed nothing made no content key"
+    );
+    let status = host.run(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", String::from_utf8_lossy(&status.stderr));
+
+    let out = host.run(&["dump", &first]);
+    assert_eq!(out.status.code(), Some(12), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = host.run(&["forget", "--keep-last", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a delete must be refused: {err}");
+    assert_eq!(host.snapshot_count(), 2, "nothing was deleted");
+
+    let out = full
+        .cmd(&["dump", &first])
+        .env_remove("BUNKER_PASSWORD")
+        .env("BUNKER_IDENTITY_FILE", &identity)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout == data, "the identity reads back what the host wrote");
+}

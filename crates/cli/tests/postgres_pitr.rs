@@ -686,3 +686,57 @@ fn every_route_to_a_physical_restore_runs_the_targets_hooks_verifies_and_records
     assert!(seen.contains(&"after_restore main success d1".to_string()), "{seen:#?}");
     assert!(!seen.iter().any(|l| l.starts_with("before_restore")), "{seen:#?}");
 }
+
+/// A database host with a write-only key (a recipients repository): its base backups and its
+/// archive_command work, but neither it nor anyone without the identity can read them back; with the
+/// identity (kept where the postgres user cannot read it) the drill recovers the point in a scratch cluster.
+#[test]
+fn a_write_only_database_host_archives_and_only_the_identity_recovers() {
+    use age::secrecy::ExposeSecret;
+    let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
+    let site = Site::new();
+    let safe = tempfile::tempdir().unwrap();
+    let id = age::x25519::Identity::generate();
+    let identity = safe.path().join("identity.txt");
+    std::fs::write(&identity, id.to_string().expose_secret()).unwrap();
+    site.ok(&["init", "--recipient", &id.to_public().to_string()]);
+    let pg = ScratchPostgres::start_with(&bins, &["archive_mode = on", &site.archive_command()]).unwrap();
+    site.write_config(Some(pg.port()));
+    pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, batch text NOT NULL, payload jsonb)").unwrap();
+    pg.psql(
+        "postgres",
+        "INSERT INTO t (batch, payload) SELECT 'A', jsonb_build_object('n', g) FROM generate_series(1, 1000) g",
+    )
+    .unwrap();
+    site.ok(&["backup", "--all"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    pg.psql("postgres", "INSERT INTO t (batch) SELECT 'B' FROM generate_series(1, 500)").unwrap();
+    let seg = switch_and_wait(&pg);
+    let out = site.run(&["status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("write-only"), "{}", text(&out.stdout));
+
+    // The host cannot read back the WAL it archived (PostgreSQL would abort recovery: 126), nor drill.
+    let back = site.root.join("back");
+    let out = site.run(&["wal-fetch", "--target", "main", "--prefetch", "0", &seg, back.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--identity"), "{}", text(&out.stderr));
+    assert!(!back.exists());
+    let out = site.cmd_as_self(&["drill"], "cache-self").output().unwrap();
+    assert_eq!(out.status.code(), Some(12), "{}", text(&out.stderr));
+
+    // The identity recovers the point: 1000 rows of batch A, as of the base backup's end.
+    let out =
+        site.cmd_as_self(&["--json", "drill"], "cache-self").env("BUNKER_IDENTITY_FILE", &identity).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let drill: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = drill["targets"][0]["checks"].to_string();
+    assert!(checks.contains("1000 rows"), "{checks}");
+    let out = site
+        .cmd_as_self(&["wal-fetch", "--target", "main", "--prefetch", "0", &seg, back.to_str().unwrap()], "cache-self")
+        .env("BUNKER_IDENTITY_FILE", &identity)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&back).unwrap().len(), 16 << 20);
+}

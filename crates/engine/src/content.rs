@@ -52,11 +52,17 @@ pub fn parse_recipient(text: &str) -> Result<Recipient> {
     let shown: String = text.chars().take(24).collect();
     let inner: Box<dyn age::Recipient + Send + Sync> = if text.starts_with("age1") {
         Box::new(text.parse::<age::x25519::Recipient>().map_err(|e| {
-            Error::invalid("recipient", format!("{shown}…: not a valid age recipient ({e}); `age-keygen -y KEYFILE` prints one"))
+            Error::invalid(
+                "recipient",
+                format!("{shown}…: not a valid age recipient ({e}); `age-keygen -y KEYFILE` prints one"),
+            )
         })?)
     } else if text.starts_with("ssh-") {
         Box::new(text.parse::<age::ssh::Recipient>().map_err(|e| {
-            Error::invalid("recipient", format!("{shown}…: not an SSH public key age can use ({e:?}); use ssh-ed25519 or ssh-rsa"))
+            Error::invalid(
+                "recipient",
+                format!("{shown}…: not an SSH public key age can use ({e:?}); use ssh-ed25519 or ssh-rsa"),
+            )
         })?)
     } else {
         return Err(Error::invalid(
@@ -144,8 +150,7 @@ fn is_ssh_key(bytes: &[u8]) -> bool {
 }
 
 fn ssh_key_is_encrypted(bytes: &[u8]) -> bool {
-    is_ssh_key(bytes)
-        && matches!(age::ssh::Identity::from_buffer(bytes, None), Ok(age::ssh::Identity::Encrypted(_)))
+    is_ssh_key(bytes) && matches!(age::ssh::Identity::from_buffer(bytes, None), Ok(age::ssh::Identity::Encrypted(_)))
 }
 
 /// Loads an identity file: age's (`AGE-SECRET-KEY-1…` lines, as `age-keygen` writes), the same
@@ -154,7 +159,8 @@ fn ssh_key_is_encrypted(bytes: &[u8]) -> bool {
 pub fn load_identities(path: &Path, passphrase: Option<&str>) -> Result<Identities> {
     let source = path.display().to_string();
     let fail = |why: String| Error::Identity(format!("identity file {source}: {why}"));
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read it ({e}); check --identity / BUNKER_IDENTITY_FILE")))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| fail(format!("cannot read it ({e}); check --identity / BUNKER_IDENTITY_FILE")))?;
     let need_passphrase = || {
         fail("it is passphrase-protected: set BUNKER_IDENTITY_PASSPHRASE (or BUNKER_IDENTITY_PASSPHRASE_FILE), or run on a terminal to be asked".into())
     };
@@ -167,9 +173,9 @@ pub fn load_identities(path: &Path, passphrase: Option<&str>) -> Result<Identiti
         }
         let id = age::scrypt::Identity::new(SecretString::from(pass.to_string()));
         let mut reader = decryptor.decrypt(std::iter::once(&id as &dyn age::Identity)).map_err(|e| match e {
-            age::DecryptError::DecryptionFailed | age::DecryptError::KeyDecryptionFailed | age::DecryptError::NoMatchingKeys => {
-                fail("wrong passphrase".into())
-            }
+            age::DecryptError::DecryptionFailed
+            | age::DecryptError::KeyDecryptionFailed
+            | age::DecryptError::NoMatchingKeys => fail("wrong passphrase".into()),
             other => fail(format!("cannot decrypt it ({other})")),
         })?;
         let mut plain = Vec::new();
@@ -180,7 +186,8 @@ pub fn load_identities(path: &Path, passphrase: Option<&str>) -> Result<Identiti
             Ok(age::ssh::Identity::Unencrypted(key)) => vec![Box::new(age::ssh::Identity::from(key))],
             Ok(age::ssh::Identity::Encrypted(key)) => {
                 let Some(pass) = passphrase else { return Err(need_passphrase()) };
-                let key = key.decrypt(SecretString::from(pass.to_string())).map_err(|_| fail("wrong passphrase".into()))?;
+                let key =
+                    key.decrypt(SecretString::from(pass.to_string())).map_err(|_| fail("wrong passphrase".into()))?;
                 vec![Box::new(age::ssh::Identity::from(key))]
             }
             Ok(age::ssh::Identity::Unsupported(_)) => {
@@ -309,8 +316,7 @@ impl Content {
             return Err(Error::Corrupt(format!("{what}: its content key {path} does not match its name")));
         }
         let key = identities.decrypt(&file, &path)?;
-        let key: [u8; 32] =
-            key.try_into().map_err(|_| Error::Corrupt(format!("{path}: a content key is 32 bytes")))?;
+        let key: [u8; 32] = key.try_into().map_err(|_| Error::Corrupt(format!("{path}: a content key is 32 bytes")))?;
         let aead = Arc::new(XChaCha20Poly1305::new((&key).into()));
         self.opened.lock().expect("content keys").insert(*id, aead.clone());
         Ok(aead)
@@ -418,9 +424,9 @@ mod repository_tests {
 
     use super::*;
     use crate::config::InitOptions;
+    use crate::restorer::Restorer;
     use crate::snapshot::Root;
     use crate::storage::Location;
-    use crate::restorer::Restorer;
     use crate::Repository;
 
     fn setup(dir: &Path) -> (Repository, std::path::PathBuf) {
@@ -478,7 +484,10 @@ mod repository_tests {
             .storage()
             .read_range(&crate::pack::pack_path(&loc.pack), loc.blob.offset as u64, loc.blob.length as u64)
             .unwrap();
-        assert!(later.crypto().open(&sealed[KEY_ID_LEN..], &chunk.0, "blob").is_err(), "the master key opens no content");
+        assert!(
+            later.crypto().open(&sealed[KEY_ID_LEN..], &chunk.0, "blob").is_err(),
+            "the master key opens no content"
+        );
         assert!(later.crypto().open(&sealed, &chunk.0, "blob").is_err());
 
         // …but it still deduplicates: a second backup of the same data stores (almost) nothing.
@@ -526,7 +535,13 @@ mod repository_tests {
             std::fs::read_dir(p)
                 .map(|rd| {
                     rd.flatten()
-                        .map(|e| if e.path().is_dir() { walk(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
+                        .map(|e| {
+                            if e.path().is_dir() {
+                                walk(&e.path())
+                            } else {
+                                e.metadata().map(|m| m.len()).unwrap_or(0)
+                            }
+                        })
                         .sum()
                 })
                 .unwrap_or(0)

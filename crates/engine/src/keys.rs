@@ -76,8 +76,10 @@ impl RepoKey {
         if self.recipients.is_empty() {
             return self.master.as_bytes().to_vec();
         }
-        serde_json::to_vec(&serde_json::json!({"master": hex::encode(self.master.as_bytes()), "recipients": self.recipients}))
-            .expect("a key serialises")
+        serde_json::to_vec(
+            &serde_json::json!({"master": hex::encode(self.master.as_bytes()), "recipients": self.recipients}),
+        )
+        .expect("a key serialises")
     }
 
     fn decode(plain: &[u8], what: &str) -> Result<Self> {
@@ -154,7 +156,10 @@ pub fn add_identity_slot(storage: &Storage, key: &RepoKey, recipients: &[crate::
 
 /// Opens the repository key with an age identity, through the `age` slots. `Ok(None)`: the repository
 /// has no such slot (a password repository: the identity is not needed).
-pub fn unlock_identity(storage: &Storage, identities: &crate::content::Identities) -> Result<Option<(RepoKey, FileId)>> {
+pub fn unlock_identity(
+    storage: &Storage,
+    identities: &crate::content::Identities,
+) -> Result<Option<(RepoKey, FileId)>> {
     let slots: Vec<_> = list_keys(storage)?.into_iter().filter(|(_, f)| f.kdf == "age").collect();
     if slots.is_empty() {
         return Ok(None);

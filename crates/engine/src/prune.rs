@@ -70,7 +70,9 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
     if !repo.reads_content() {
         // What snapshots use is in their trees and chunk lists, which are content: prune runs where the
         // identity is (DESIGN.md, "Recipients repositories").
-        return Err(crate::Error::NeedsIdentity { what: "the trees prune walks to find what snapshots still use".into() });
+        return Err(crate::Error::NeedsIdentity {
+            what: "the trees prune walks to find what snapshots still use".into(),
+        });
     }
     let storage = repo.storage();
     let listing = repo.load_pack_listing()?;

@@ -248,12 +248,10 @@ impl Repository {
         let cache_dir = cache_root().map(|r| r.join(&config.id));
         let mut crypto = Crypto::new(&key.master);
         if !key.recipients.is_empty() {
-            let recipients = key
-                .recipients
-                .iter()
-                .map(|r| crate::content::parse_recipient(r))
-                .collect::<Result<Vec<_>>>()
-                .map_err(|e| Error::Corrupt(format!("key {}: a recorded recipient does not parse: {e}", key_id.short())))?;
+            let recipients =
+                key.recipients.iter().map(|r| crate::content::parse_recipient(r)).collect::<Result<Vec<_>>>().map_err(
+                    |e| Error::Corrupt(format!("key {}: a recorded recipient does not parse: {e}", key_id.short())),
+                )?;
             crypto = crypto.with_content(crate::content::Content::new(storage.clone(), recipients, identity));
         }
         Ok(Repository {

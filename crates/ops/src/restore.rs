@@ -314,6 +314,10 @@ pub fn restore_point(
     // A point is found from its record, so a memo of the listing is enough to plan it.
     let snapshots = repo.load_recent_snapshots()?;
     let point = points::find(wanted, &runs, &snapshots)?;
+    if !repo.reads_content() {
+        // A write-only host: one clear refusal for the point, not one per member.
+        return Err(bunker_engine::Error::NeedsIdentity { what: format!("recovery point {}", point.point) }.into());
+    }
     let index = repo.load_index()?.0;
     // Targets that go into data directories each get their own under `base.pgdata` when there are several.
     let probe = HomeBase { pgdata: Some("/".into()), ..Default::default() };
