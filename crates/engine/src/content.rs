@@ -530,6 +530,38 @@ mod repository_tests {
         assert!(matches!(err, Error::Identity(_)), "{err}");
     }
 
+    #[test]
+    fn a_secondary_of_a_recipients_repository_opens_with_the_same_identity() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (repo, id_path) = setup(tmp.path());
+        let data = b"rows of a dump\n".repeat(5000);
+        let snap = crate::testing::stream(&repo, "db", &data);
+        repo.put_object("wal", "db/000000010000000000000001", b"wal bytes").unwrap();
+        let ids = Arc::new(load_identities(&id_path, None).unwrap());
+        let src = reopen(tmp.path(), Some(&id_path));
+        let dst_storage = Storage::create(&Location::Local(tmp.path().join("secondary"))).unwrap();
+        let dst = crate::copy::create_secondary(&src, dst_storage, "offsite-pw").unwrap();
+        assert_eq!(dst.recipients(), src.recipients(), "the secondary seals for the same recipients");
+        let lock = crate::lock::acquire(dst.storage(), false, "test", std::time::Duration::ZERO).unwrap();
+        crate::copy::copy(&src, &dst, &lock, None).unwrap();
+        drop(lock);
+        // Without the identity the copy cannot verify what it carries.
+        let blind = reopen(tmp.path(), None);
+        let err = crate::copy::copy(
+            &blind,
+            &dst,
+            &crate::lock::acquire(dst.storage(), false, "t", std::time::Duration::ZERO).unwrap(),
+            None,
+        );
+        assert!(err.is_ok(), "nothing left to copy needs no identity: {err:?}");
+        // The secondary stands alone: its own content-keys and identity slot, opened by the identity only.
+        let storage = Storage::open(&Location::Local(tmp.path().join("secondary"))).unwrap();
+        let config = Repository::read_config(&storage).unwrap();
+        let far = Repository::open_by_identity(storage, config, ids).unwrap().expect("an identity slot was copied");
+        assert_eq!(dump(&far, &snap).unwrap(), data);
+        assert_eq!(far.get_object("wal", "db/000000010000000000000001").unwrap().unwrap(), b"wal bytes");
+    }
+
     fn stored_bytes(dir: &Path) -> u64 {
         fn walk(p: &Path) -> u64 {
             std::fs::read_dir(p)
