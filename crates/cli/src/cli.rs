@@ -396,6 +396,13 @@ pub struct CopyArgs {
     /// Show what would be copied without copying
     #[arg(long)]
     pub dry_run: bool,
+    /// Create the secondary as a recipients repository sealing content for this age recipient (repeat for
+    /// several): a password repository's history moves into it, its content sealed again on the way
+    #[arg(long = "recipient", value_delimiter = ',')]
+    pub recipients: Vec<String>,
+    /// A file of recipients for the secondary, one per line
+    #[arg(long)]
+    pub recipients_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -195,3 +195,46 @@ fn write_only_slots_are_for_recipients_repositories() {
     assert!(stderr(&out).contains("recipient"), "{}", stderr(&out));
     assert!(!fresh.path.join("config").exists());
 }
+
+/// Migration: `copy --to NAME --recipient …` moves a password repository's history into a new
+/// recipients repository, re-sealed, where the backup host's password then opens a write key only.
+#[test]
+fn copy_moves_a_password_history_into_a_recipients_repository() {
+    let old = Repo::new();
+    let data = b"years of dumps\n".repeat(40_000);
+    let id = old.backup_bytes("db", &data);
+    let keys = identity_in(&old.root, "identity.txt");
+    let new_dir = old.root.join("sealed");
+    let cfg = old.root.join("bunker.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository]\nurl = \"{}\"\n\n[repositories.sealed]\nurl = \"{}\"\npassword = \"new host pw\"\n",
+            old.path.display(),
+            new_dir.display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let out = old.ok(&["--config", cfg, "copy", "--to", "sealed", "--recipient", &keys.public]);
+    assert!(String::from_utf8_lossy(&out).contains("created sealed"), "{}", String::from_utf8_lossy(&out));
+    // Run again: nothing to copy; a different recipient for the existing secondary is refused.
+    let again: serde_json::Value =
+        serde_json::from_slice(&old.ok(&["--config", cfg, "--json", "copy", "--to", "sealed"])).unwrap();
+    assert_eq!(again["snapshots"], 0, "{again:#}");
+    let other = identity_in(&old.root, "other.txt");
+    let out = old.run(&["--config", cfg, "copy", "--to", "sealed", "--recipient", &other.public]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+
+    let sealed = Repo::uninitialised(
+        Some(new_dir.to_string_lossy().into_owned()),
+        vec![("BUNKER_PASSWORD".into(), "new host pw".into())],
+        Vec::new(),
+    );
+    let out = sealed.run(&["dump", &id]);
+    assert_eq!(code(&out), WRITE_ONLY, "the new repository's password reads nothing: {}", stderr(&out));
+    let out = with_identity(&sealed, &keys.identity, &["dump", &id]);
+    assert!(out.status.success() && out.stdout == data, "{}", stderr(&out));
+    let out = with_identity(&sealed, &keys.identity, &["check", "--read-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -562,6 +562,46 @@ mod repository_tests {
         assert_eq!(far.get_object("wal", "db/000000010000000000000001").unwrap().unwrap(), b"wal bytes");
     }
 
+    #[test]
+    fn a_password_repositorys_history_moves_into_a_recipients_secondary_resealed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = crate::testing::init(&tmp.path().join("old"));
+        let data = b"an old dump, sealed with the password's key\n".repeat(20_000);
+        let snap = crate::testing::stream(&src, "db", &data);
+        src.put_object("wal", "db/000000010000000000000001", b"old wal").unwrap();
+        let id = age::x25519::Identity::generate();
+        let id_path = tmp.path().join("identity.txt");
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&id_path, id.to_string().expose_secret()).unwrap();
+        let recipients = vec![parse_recipient(&id.to_public().to_string()).unwrap()];
+        let storage = Storage::create(&Location::Local(tmp.path().join("new"))).unwrap();
+        let dst = crate::copy::create_secondary_for(&src, storage, "backup-host", &recipients).unwrap();
+        let lock = crate::lock::acquire(dst.storage(), false, "test", std::time::Duration::ZERO).unwrap();
+        let report = crate::copy::copy(&src, &dst, &lock, None).unwrap();
+        assert_eq!((report.snapshots, report.objects), (1, 1), "{report:?}");
+        // Again: nothing left to copy (blob IDs are the same on both sides).
+        assert!(crate::copy::plan(&src, Some(&dst), None).unwrap().is_empty());
+        drop(lock);
+
+        let open = |identity: Option<&Path>| {
+            let storage = Storage::open(&Location::Local(tmp.path().join("new"))).unwrap();
+            let config = Repository::read_config(&storage).unwrap();
+            let ids = identity.map(|p| Arc::new(load_identities(p, None).unwrap()));
+            Repository::open_read_with(storage, config, "backup-host", false, ids).unwrap()
+        };
+        // The write key of the new repository reads none of the old history: it was sealed again.
+        let blind = open(None);
+        assert!(matches!(dump(&blind, &snap), Err(Error::NeedsIdentity { .. })));
+        assert!(matches!(blind.get_object("wal", "db/000000010000000000000001"), Err(Error::NeedsIdentity { .. })));
+        let reader = open(Some(&id_path));
+        assert_eq!(dump(&reader, &snap).unwrap(), data);
+        assert_eq!(reader.get_object("wal", "db/000000010000000000000001").unwrap().unwrap(), b"old wal");
+        // A recipients repository never copies back into a password one.
+        let back = Storage::create(&Location::Local(tmp.path().join("back"))).unwrap();
+        let plain = crate::copy::create_secondary(&reader, back, "x").unwrap();
+        assert_eq!(plain.recipients(), reader.recipients(), "its secondaries keep its recipients");
+    }
+
     fn stored_bytes(dir: &Path) -> u64 {
         fn walk(p: &Path) -> u64 {
             std::fs::read_dir(p)

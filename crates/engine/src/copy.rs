@@ -27,7 +27,7 @@ use crate::id::FileId;
 use crate::index::Index;
 use crate::keys;
 use crate::lock::LockGuard;
-use crate::pack::{expected_pack_size, pack_path, PackedBlob};
+use crate::pack::{expected_pack_size, open_payload, pack_path, parse_header, PackBuilder, PackedBlob, SealedBlob};
 use crate::repository::{FileKind, Repository};
 use crate::restorer::Restorer;
 use crate::snapshot::Snapshot;
@@ -117,7 +117,17 @@ impl CopyPlan {
 pub fn open_secondary(src: &Repository, storage: Storage, password: &str) -> Result<Repository> {
     refuse_same_location(src, &storage)?;
     let dst = Repository::open(storage, password)?;
-    if dst.master_key().as_bytes() != src.master_key().as_bytes() || dst.recipients() != src.recipients() {
+    if !src.recipients().is_empty() && dst.recipients() != src.recipients() {
+        return Err(Error::invalid(
+            "secondary",
+            format!(
+                "{} does not seal content for the same age recipients as this repository; nothing was written: a \
+                 recipients repository copies only to a secondary made from it",
+                dst.storage().location()
+            ),
+        ));
+    }
+    if dst.master_key().as_bytes() != src.master_key().as_bytes() {
         return Err(Error::invalid(
             "secondary",
             format!(
@@ -136,9 +146,27 @@ pub fn open_secondary(src: &Repository, storage: Storage, password: &str) -> Res
 /// repository ID of its own: the ID names local caches (index, snapshots, the session key), which must not
 /// be shared by two repositories whose contents differ.
 pub fn create_secondary(src: &Repository, storage: Storage, password: &str) -> Result<Repository> {
+    create_secondary_for(src, storage, password, &[])
+}
+
+/// [`create_secondary`]; with `recipients`, from a password repository, a recipients secondary: the same
+/// master key (blob IDs, snapshots and the catalog carry over as they are) with content re-sealed for
+/// the recipients on the way (see [`execute`]). This is how a history moves into a recipients repository.
+pub fn create_secondary_for(
+    src: &Repository,
+    storage: Storage,
+    password: &str,
+    recipients: &[crate::content::Recipient],
+) -> Result<Repository> {
     refuse_same_location(src, &storage)?;
     if storage.exists(CONFIG_PATH)? {
         return open_secondary(src, storage, password);
+    }
+    if !recipients.is_empty() && !src.recipients().is_empty() {
+        return Err(Error::invalid(
+            "recipients",
+            "this repository already seals content for its own recipients, which its secondaries keep; drop --recipient",
+        ));
     }
     let c = src.config();
     let config = RepoConfig::new(&InitOptions {
@@ -146,12 +174,23 @@ pub fn create_secondary(src: &Repository, storage: Storage, password: &str) -> R
         compression_level: c.compression_level,
         pack_size: c.pack_size,
     });
-    let key_id = keys::add_key(&storage, src.repo_key(), password)?;
-    // A recipients repository's identity slots come along as they are: the same identities open both.
-    for (id, file) in keys::list_keys(src.storage())? {
-        if file.kdf == "age" {
-            storage.write(&keys::key_path(&id), src.storage().read(&keys::key_path(&id))?)?;
+    let key = match recipients {
+        [] => src.repo_key().clone(),
+        given => keys::RepoKey {
+            master: src.master_key().clone(),
+            recipients: given.iter().map(|r| r.text.clone()).collect(),
+        },
+    };
+    let key_id = keys::add_key(&storage, &key, password)?;
+    if recipients.is_empty() {
+        // A recipients repository's identity slots come along as they are: the same identities open both.
+        for (id, file) in keys::list_keys(src.storage())? {
+            if file.kdf == "age" {
+                storage.write(&keys::key_path(&id), src.storage().read(&keys::key_path(&id))?)?;
+            }
         }
+    } else {
+        keys::add_identity_slot(&storage, &key, recipients)?;
     }
     let bytes = serde_json::to_vec_pretty(&config).expect("config serialises");
     if !storage.create_new(CONFIG_PATH, bytes.into())? {
@@ -163,9 +202,33 @@ pub fn create_secondary(src: &Repository, storage: Storage, password: &str) -> R
 
 /// [`open_secondary`], or [`create_secondary`] when `storage` holds no repository; `true` when created.
 pub fn open_or_create_secondary(src: &Repository, storage: Storage, password: &str) -> Result<(Repository, bool)> {
+    open_or_create_secondary_for(src, storage, password, &[])
+}
+
+/// [`open_or_create_secondary`], creating a recipients secondary for `recipients` (see
+/// [`create_secondary_for`]); an existing secondary must seal for exactly those when any are given.
+pub fn open_or_create_secondary_for(
+    src: &Repository,
+    storage: Storage,
+    password: &str,
+    recipients: &[crate::content::Recipient],
+) -> Result<(Repository, bool)> {
     match Repository::read_config(&storage) {
-        Ok(_) => Ok((open_secondary(src, storage, password)?, false)),
-        Err(Error::NoRepository { .. }) => Ok((create_secondary(src, storage, password)?, true)),
+        Ok(_) => {
+            let dst = open_secondary(src, storage, password)?;
+            let given: Vec<&str> = recipients.iter().map(|r| r.text.as_str()).collect();
+            if !given.is_empty() && given != dst.recipients().iter().map(String::as_str).collect::<Vec<_>>() {
+                return Err(Error::invalid(
+                    "recipients",
+                    format!(
+                        "the secondary {} seals for other recipients than --recipient gives",
+                        dst.storage().location()
+                    ),
+                ));
+            }
+            Ok((dst, false))
+        }
+        Err(Error::NoRepository { .. }) => Ok((create_secondary_for(src, storage, password, recipients)?, true)),
         Err(e) => Err(e),
     }
 }
@@ -297,8 +360,11 @@ pub fn execute(
     let mut report = CopyReport { snapshots_present: plan.snapshots_present, ..Default::default() };
     let transfers = transfers(src, dst);
 
+    // A password repository's history going into a recipients secondary: content is re-sealed there.
+    let reseal = src.recipients() != dst.recipients();
+
     // 0. A recipients repository's content keys, before any pack or object sealed with them.
-    if !src.recipients().is_empty() && !plan.is_empty() {
+    if !reseal && !src.recipients().is_empty() && !plan.is_empty() {
         let theirs = listing(dst.storage(), crate::content::CONTENT_KEY_DIR)?;
         for (path, _) in listing_sorted(src.storage(), crate::content::CONTENT_KEY_DIR)? {
             if !theirs.contains_key(&path) {
@@ -325,13 +391,17 @@ pub fn execute(
     parallel(
         &plan.packs,
         transfers,
-        |(id, size)| copy_pack(src, dst, id, *size),
-        |(id, _), size| {
+        |(id, size)| match reseal {
+            false => copy_pack(src, dst, id, *size).map(|size| (*id, None, size)),
+            true => reseal_pack(src, dst, id).map(|(new, blobs, size)| (new, Some(blobs), size)),
+        },
+        |(id, _), (stored, blobs, size)| {
             report.packs += 1;
             report.pack_bytes += size;
             report.bytes += size;
             progress(report.bytes);
-            pending.push((*id, listed.get(id).map(|b| b.to_vec()).unwrap_or_default()));
+            let blobs = blobs.unwrap_or_else(|| listed.get(id).map(|b| b.to_vec()).unwrap_or_default());
+            pending.push((stored, blobs));
             if pending.len() >= PACKS_PER_INDEX {
                 flush(&mut pending, &mut report)?;
             }
@@ -345,7 +415,7 @@ pub fn execute(
     parallel(
         &plan.objects,
         transfers,
-        |(path, _)| copy_object(src, dst, path),
+        |(path, _)| if reseal { reseal_object(src, dst, path) } else { copy_object(src, dst, path) },
         |_, copied| {
             if let Some(size) = copied {
                 report.objects += 1;
@@ -412,6 +482,54 @@ fn copy_pack(src: &Repository, dst: &Repository, id: &FileId, size: u64) -> Resu
 }
 
 /// Copies a content-named file (snapshot, run record) after checking its bytes against its name.
+/// Copies a pack's blobs into a new pack of `dst`, each opened with the source's key (and checked against
+/// its ID) and sealed again with the destination's content key, compressed as it was. Returns the new
+/// pack's ID, its blobs and size.
+fn reseal_pack(src: &Repository, dst: &Repository, id: &FileId) -> Result<(FileId, Vec<PackedBlob>, u64)> {
+    let path = pack_path(id);
+    let bytes = src.storage().read(&path)?;
+    if FileId::of(&bytes) != *id {
+        return Err(damaged(src, &path, "its content does not match its name"));
+    }
+    let blobs = parse_header(src.crypto(), &bytes, &id.to_hex())
+        .map_err(|_| damaged(src, &path, "its header does not open"))?;
+    let kind = blobs.first().map(|b| b.kind).unwrap_or(crate::pack::BlobKind::Data);
+    let mut pb = PackBuilder::new(kind, bytes.len() + bytes.len() / 8);
+    for b in &blobs {
+        let sealed = bytes
+            .get(b.offset as usize..b.offset as usize + b.length as usize)
+            .ok_or_else(|| damaged(src, &path, "a blob lies past its end"))?;
+        let payload = open_payload(src.crypto(), b, sealed).map_err(|e| match e {
+            e @ (Error::NeedsIdentity { .. } | Error::Identity(_)) => e,
+            _ => damaged(src, &path, &format!("blob {} does not open to its ID", b.id.short())),
+        })?;
+        pb.add(SealedBlob {
+            id: b.id,
+            kind: b.kind,
+            compression: b.compression,
+            raw_length: b.raw_length,
+            bytes: dst.crypto().seal_content(&payload, &b.id.0)?,
+        });
+    }
+    let (new, data, blobs) = pb.finish(dst.crypto());
+    let size = data.len() as u64;
+    dst.storage().write(&pack_path(&new), data)?;
+    Ok((new, blobs, size))
+}
+
+/// Copies a named object, opened with the source's key and stored again sealed for `dst`'s recipients.
+fn reseal_object(src: &Repository, dst: &Repository, path: &str) -> Result<Option<u64>> {
+    let (namespace, name) = path
+        .strip_prefix("objects/")
+        .and_then(|rest| rest.split_once('/'))
+        .ok_or_else(|| damaged(src, path, "it is not an object path"))?;
+    let Some(bytes) = src.get_object(namespace, name)? else { return Ok(None) };
+    match dst.put_object(namespace, name, &bytes)? {
+        crate::objects::PutOutcome::Stored { stored_bytes } => Ok(Some(stored_bytes)),
+        crate::objects::PutOutcome::AlreadyStored => Ok(None),
+    }
+}
+
 fn copy_named_file(src: &Repository, dst: &Repository, path: &str) -> Result<u64> {
     let bytes = src.storage().read(path)?;
     let name = path.rsplit('/').next().unwrap_or_default();

@@ -110,6 +110,22 @@ fn looks_incompressible(compressor: &mut zstd::bulk::Compressor<'_>, data: &[u8]
 pub fn open_blob(crypto: &Crypto, blob: &PackedBlob, sealed: &[u8]) -> Result<Vec<u8>> {
     let what = format!("blob {}", blob.id.short());
     let payload = crypto.open_content(sealed, &blob.id.0, &what)?;
+    plaintext_of(crypto, blob, payload, &what)
+}
+
+/// Opens a blob to its stored payload (compressed or not, as `blob.compression` says), checked against
+/// its ID: for re-sealing it elsewhere without compressing it again.
+pub fn open_payload(crypto: &Crypto, blob: &PackedBlob, sealed: &[u8]) -> Result<Vec<u8>> {
+    let what = format!("blob {}", blob.id.short());
+    let payload = crypto.open_content(sealed, &blob.id.0, &what)?;
+    if blob.compression == Compression::None {
+        return plaintext_of(crypto, blob, payload, &what);
+    }
+    plaintext_of(crypto, blob, payload.clone(), &what)?;
+    Ok(payload)
+}
+
+fn plaintext_of(crypto: &Crypto, blob: &PackedBlob, payload: Vec<u8>, what: &str) -> Result<Vec<u8>> {
     let plaintext = match blob.compression {
         Compression::None => payload,
         Compression::Zstd => zstd::bulk::decompress(&payload, blob.raw_length as usize)

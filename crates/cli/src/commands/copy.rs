@@ -111,7 +111,16 @@ fn destination(
             Ok(_) => {}
         }
     }
-    match copy::open_or_create_secondary(src, storage, password) {
+    let mut recipients = args
+        .recipients
+        .iter()
+        .filter(|r| !r.trim().is_empty())
+        .map(|r| bunker_engine::content::parse_recipient(r))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if let Some(file) = &args.recipients_file {
+        recipients.extend(bunker_engine::content::read_recipients_file(file)?);
+    }
+    match copy::open_or_create_secondary_for(src, storage, password, &recipients) {
         Ok((dst, created)) => Ok((Some(dst), created)),
         Err(e @ Error::WrongPassword { .. }) => Err(anyhow::Error::new(e).context(format!(
             "the password of [repositories.{}] does not open the secondary (another repository? then give the \
