@@ -238,3 +238,35 @@ fn copy_moves_a_password_history_into_a_recipients_repository() {
     let out = with_identity(&sealed, &keys.identity, &["check", "--read-data"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// An SSH key pair as age allows it: the public key in a recipients file, the passphrase-protected
+/// private key as the identity.
+#[test]
+fn an_ssh_key_is_a_recipient_and_its_private_key_the_identity() {
+    let repo = Repo::uninitialised(None, Vec::new(), Vec::new());
+    let key = repo.root.join("id_ed25519");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "ssh pass phrase", "-C", "dr@example", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (openssh-client)");
+    assert!(made.success());
+    let public = std::fs::read_to_string(repo.root.join("id_ed25519.pub")).unwrap();
+    let file = repo.root.join("recipients.txt");
+    std::fs::write(&file, format!("# the DR team\n\n{public}")).unwrap();
+    repo.ok(&["init", "--recipients-file", file.to_str().unwrap()]);
+    let id = repo.backup_bytes("db", b"rows sealed for an ssh key\n");
+
+    let out = with_identity(&repo, &key, &["dump", &id]);
+    assert_eq!(code(&out), WRITE_ONLY, "{}", stderr(&out));
+    assert!(stderr(&out).contains("passphrase-protected"), "{}", stderr(&out));
+    let out = repo
+        .cmd(&["dump", &id])
+        .env_remove("BUNKER_PASSWORD")
+        .env("BUNKER_IDENTITY_FILE", &key)
+        .env("BUNKER_IDENTITY_PASSPHRASE", "ssh pass phrase")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"rows sealed for an ssh key\n");
+}
