@@ -238,3 +238,39 @@ fn daemon_notices_records_another_host_wrote() {
     let out = stop(daemon, libc::SIGTERM);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A write-only backup host (a recipients repository's password): the daemon's backup jobs run and
+/// `/metrics` says the host's key cannot read the content back.
+#[test]
+fn a_write_only_hosts_daemon_backs_up_and_exports_its_protection() {
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    let repo = Repo::with_init_args(&["--recipient", &id.to_public().to_string()]);
+    let listen = bunker_scratch::free_port().unwrap();
+    let cfg = repo.root.join("bunker.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository]\nurl = \"{}\"\n\n[targets.app]\ntype = \"command\"\nbackup = \"seq 1 5000\"\n\n\
+             [schedules.often]\nrun = \"backup\"\ncron = \"* * * * * *\"\n",
+            repo.path.display()
+        ),
+    )
+    .unwrap();
+    let daemon = start_daemon(&repo, &cfg, listen);
+    let text = wait_until(Duration::from_secs(60), "a backup and the protection in /metrics", || {
+        let (_, text) = get(listen, "/metrics")?;
+        metric(&text, "bunker_last_success_timestamp_seconds{target=\"app\"}")?;
+        metric(&text, "bunker_repository_write_only").filter(|v| *v == 1.0).map(|_| text)
+    });
+    assert_eq!(metric(&text, "bunker_repository_recipients"), Some(1.0), "{text}");
+    let out = stop(daemon, libc::SIGTERM);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // What it wrote, only the identity reads.
+    let identity = repo.root.join("identity.txt");
+    std::fs::write(&identity, id.to_string().expose_secret()).unwrap();
+    let dump = repo.cmd(&["dump", "app:latest"]).env("BUNKER_IDENTITY_FILE", &identity).output().unwrap();
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    assert!(dump.stdout.starts_with(b"1\n2\n3\n"));
+    assert_eq!(repo.run(&["dump", "app:latest"]).status.code(), Some(12));
+}
