@@ -388,3 +388,59 @@ print(key["AccessKeyId"], key["SecretAccessKey"])
     let names: Vec<_> = repo.snapshots().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["good"]);
 }
+
+/// A bucket backed up by a write-only host (a recipients repository): it cannot read its last manifest,
+/// so it downloads every object again, but the chunks deduplicate; only the identity restores the bucket.
+#[test]
+fn a_write_only_host_backs_up_a_bucket_and_only_the_identity_restores_it() {
+    use age::secrecy::ExposeSecret;
+    let moto = Moto::start();
+    helper(&moto, &["create", "uploads"]);
+    helper(&moto, &["populate", "uploads", "100"]);
+    let id = age::x25519::Identity::generate();
+    let repo = Repo::with_init_args(&["--recipient", &id.to_public().to_string()]);
+    let identity = repo.root.join("identity.txt");
+    std::fs::write(&identity, id.to_string().expose_secret()).unwrap();
+    let config = repo.root.join("bunker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[repository]\nurl = \"{}\"\n\n[targets.uploads]\ntype = \"s3\"\nbucket = \"uploads\"\nprefix = \"\"\n\
+             endpoint = \"{}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n",
+            repo.path.display(),
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str], identity: Option<&std::path::Path>| {
+        let mut c = repo.cmd(args);
+        c.env("BUNKER_CONFIG", &config).env("AWS_EC2_METADATA_DISABLED", "true");
+        if let Some(i) = identity {
+            c.env("BUNKER_IDENTITY_FILE", i);
+        }
+        c.output().unwrap()
+    };
+    let ok = |args: &[&str], identity: Option<&std::path::Path>| {
+        let o = run(args, identity);
+        assert!(o.status.success(), "bunker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    ok(&["backup", "uploads"], None);
+    let before = repo.disk_size();
+    let second: serde_json::Value = serde_json::from_str(&ok(&["backup", "uploads", "--json"], None)).unwrap();
+    let read = second["stats"]["bytes_read"].as_u64().unwrap();
+    assert!(read > 50 << 20, "every object is read again: {second:#}");
+    let added = repo.disk_size() - before;
+    assert!(added * 100 < read, "the second backup stored {added} of {read} bytes");
+
+    helper(&moto, &["create", "restored"]);
+    let into = format!("s3://restored/copy?endpoint={}&region=us-east-1&path-style=true", moto.endpoint());
+    let o = run(&["restore", "uploads", "--into", &into], None);
+    assert_eq!(o.status.code(), Some(12), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(helper(&moto, &["dump", "restored"]).trim(), "{}", "nothing was written without the identity");
+    let out = ok(&["restore", "uploads", "--into", &into], Some(&identity));
+    assert!(out.contains("read back and equal"), "{out}");
+    let original: serde_json::Value = serde_json::from_str(&helper(&moto, &["dump", "uploads"])).unwrap();
+    let restored: serde_json::Value = serde_json::from_str(&helper(&moto, &["dump", "restored", "copy/"])).unwrap();
+    assert_eq!(restored, original);
+}
