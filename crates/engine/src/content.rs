@@ -259,12 +259,11 @@ impl Content {
         }
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
+        // Stored before anything is sealed with it: a blob is never written that no key file opens.
         let file = encrypt_for(&self.recipients, &key)?;
         let id = FileId::of(&file);
         self.storage.write(&content_key_path(&id), file.into())?;
         let aead = Arc::new(XChaCha20Poly1305::new((&key).into()));
-        key = [0u8; 32];
-        let _ = key;
         *slot = Some((id, aead.clone()));
         Ok((id, aead))
     }
