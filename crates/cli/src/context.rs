@@ -119,7 +119,9 @@ impl Context {
 
     /// Whether a password is given without asking for one (the environment, the stack file).
     fn password_given(&self) -> Result<bool> {
-        if std::env::var_os("BUNKER_PASSWORD").is_some() || std::env::var_os("BUNKER_PASSWORD_FILE").is_some() {
+        // Empty: what a daemon opened by identity alone hands its jobs.
+        let set = |v: &str| std::env::var_os(v).is_some_and(|p| !p.is_empty());
+        if set("BUNKER_PASSWORD") || set("BUNKER_PASSWORD_FILE") {
             return Ok(true);
         }
         Ok(self
