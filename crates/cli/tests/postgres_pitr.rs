@@ -740,3 +740,84 @@ fn a_write_only_database_host_archives_and_only_the_identity_recovers() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(&back).unwrap().len(), 16 << 20);
 }
+
+/// A DELETE, or S3's batch delete (`POST ?delete`): what append-only credentials may not do.
+fn is_delete(method: &str, path: &str) -> bool {
+    method == "DELETE" || (method == "POST" && path.contains("delete"))
+}
+
+/// A database host with append-only S3 credentials (every delete answered 403) and a write-only key:
+/// its base backup and its archive_command (`wal-push`, run by the server as the postgres user) work
+/// through the gate and leave no lock that holds anyone back; the identity, with full credentials
+/// elsewhere, recovers the point in a drill.
+#[test]
+fn an_append_only_write_only_database_host_archives_wal_to_s3() {
+    use age::secrecy::ExposeSecret;
+    use common::moto::{Gate, Moto};
+    let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
+    let moto = Moto::start();
+    moto.create_bucket("backups");
+    let gate = Gate::start(moto.port, is_delete);
+    let site = Site::new();
+    let safe = tempfile::tempdir().unwrap();
+    let id = age::x25519::Identity::generate();
+    let identity = safe.path().join("identity.txt");
+    std::fs::write(&identity, id.to_string().expose_secret()).unwrap();
+    let aws = "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true \
+               AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent";
+    let url = |endpoint: &str| format!("s3://backups/repo?endpoint={endpoint}&region=us-east-1&path-style=true");
+    let config = |endpoint: &str, port: u16| {
+        format!(
+            "[repository]\nurl = \"{}\"\npassword_file = \"{}\"\n\n[targets.main]\ntype = \"postgres\"\nmode = \"physical\"\n\
+             url = \"postgresql://postgres@127.0.0.1:{port}/postgres\"\narchive_timeout = \"60s\"\n",
+            url(endpoint),
+            site.root.join("password").display()
+        )
+    };
+    let archive = format!(
+        "archive_command = '{aws} {} {} --config {} wal-push --target main %p'",
+        site.env_prefix(),
+        site.bin().display(),
+        site.config.display()
+    );
+    let pg = ScratchPostgres::start_with(&bins, &["archive_mode = on", &archive]).unwrap();
+    std::fs::write(&site.config, config(&gate.endpoint(), pg.port())).unwrap();
+    chown_postgres(&site.config);
+    let with_aws = |mut c: Command| {
+        for pair in aws.split_whitespace() {
+            let (k, v) = pair.split_once('=').unwrap();
+            c.env(k, v);
+        }
+        c
+    };
+    let ok = |args: &[&str]| {
+        let out = with_aws(site.cmd(args)).output().unwrap();
+        assert!(out.status.success(), "bunker {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    ok(&["init", "--recipient", &id.to_public().to_string()]);
+    pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, batch text NOT NULL, doc jsonb)").unwrap();
+    pg.psql(
+        "postgres",
+        "INSERT INTO t (batch, doc) SELECT 'A', jsonb_build_object('n', g) FROM generate_series(1, 1000) g",
+    )
+    .unwrap();
+    ok(&["backup", "--all"]);
+    ok(&["backup", "--all"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    pg.psql("postgres", "INSERT INTO t (batch) SELECT 'B' FROM generate_series(1, 500)").unwrap();
+    switch_and_wait(&pg);
+    assert!(ok(&["status"]).contains("write-only"));
+    assert!(gate.refused() > 0, "the host tried to delete (its locks) and was refused");
+    assert!(!moto.list_keys("backups", "repo/objects/wal/main/").is_empty(), "WAL archived through the gate");
+
+    // Elsewhere: full credentials and the identity recover the point (1000 rows of batch A).
+    std::fs::write(&site.config, config(&moto.endpoint(), pg.port())).unwrap();
+    let out = with_aws(site.cmd_as_self(&["--json", "drill"], "cache-self"))
+        .env("BUNKER_IDENTITY_FILE", &identity)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let drill: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(drill["targets"][0]["checks"].to_string().contains("1000 rows"), "{drill:#}");
+}
