@@ -20,7 +20,7 @@ use chacha20poly1305::aead::KeyInit;
 use chacha20poly1305::XChaCha20Poly1305;
 use rand::RngCore;
 
-use crate::crypto::{open_with_aead, seal_with_aead, SEAL_OVERHEAD};
+use crate::crypto::{open_with_aead, seal_with_aead, ContentSealer, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
 use crate::id::FileId;
 use crate::storage::Storage;
@@ -247,10 +247,6 @@ impl Content {
         &self.recipients
     }
 
-    pub fn has_identity(&self) -> bool {
-        self.identities.is_some()
-    }
-
     /// This process's content key, made (and its file written, encrypted for the recipients) on first use.
     fn writer(&self) -> Result<(FileId, Arc<XChaCha20Poly1305>)> {
         let mut slot = self.writing.lock().expect("content writer");
@@ -267,9 +263,15 @@ impl Content {
         *slot = Some((id, aead.clone()));
         Ok((id, aead))
     }
+}
+
+impl ContentSealer for Content {
+    fn has_identity(&self) -> bool {
+        self.identities.is_some()
+    }
 
     /// Seals content: `content key id || seal(content key, plaintext, aad)`.
-    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+    fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
         let (id, aead) = self.writer()?;
         let mut out = Vec::with_capacity(KEY_ID_LEN + plaintext.len() + SEAL_OVERHEAD);
         out.extend_from_slice(&id.0);
@@ -277,8 +279,8 @@ impl Content {
         Ok(out)
     }
 
-    /// Opens content sealed by [`Content::seal`], by this process or (with an identity) any other.
-    pub fn open(&self, sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>> {
+    /// Opens content sealed by [`ContentSealer::seal`], by this process or (with an identity) any other.
+    fn open(&self, sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>> {
         if sealed.len() < KEY_ID_LEN + SEAL_OVERHEAD {
             return Err(Error::Corrupt(format!("{what}: {} bytes is too short to be sealed content", sealed.len())));
         }
@@ -287,7 +289,9 @@ impl Content {
         let aead = self.key(&id, what)?;
         open_with_aead(&aead, rest, aad, what)
     }
+}
 
+impl Content {
     /// The content key `id`: this process's own, one opened already, or its file opened with the identity.
     fn key(&self, id: &FileId, what: &str) -> Result<Arc<XChaCha20Poly1305>> {
         if let Some((own, aead)) = self.writing.lock().expect("content writer").as_ref() {

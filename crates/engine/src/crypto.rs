@@ -52,14 +52,25 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
+/// What seals content in place of the repository key: a recipients repository's content keys
+/// (implemented by `content::Content`, which depends on this module, not the other way round).
+pub trait ContentSealer: Send + Sync {
+    /// Seals `plaintext` (`content key id || sealed`).
+    fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>>;
+    /// Opens what [`ContentSealer::seal`] sealed, here or (with an identity) in another process.
+    fn open(&self, sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>>;
+    /// Whether content written by other processes can be opened (an identity is at hand).
+    fn has_identity(&self) -> bool;
+}
+
 /// The keys derived from the master key, ready for use on hot paths; in a recipients repository, also
-/// the content keys ([`crate::content`]) that seal blobs and named objects instead.
+/// the content keys that seal blobs and named objects instead.
 #[derive(Clone)]
 pub struct Crypto {
     aead: XChaCha20Poly1305,
     id_key: [u8; 32],
     chunker_seed: u64,
-    content: Option<std::sync::Arc<crate::content::Content>>,
+    content: Option<std::sync::Arc<dyn ContentSealer>>,
 }
 
 impl Crypto {
@@ -75,15 +86,10 @@ impl Crypto {
         }
     }
 
-    /// The same keys, sealing content for recipients instead (a recipients repository).
-    pub fn with_content(mut self, content: crate::content::Content) -> Self {
+    /// The same keys, sealing content with `content` instead (a recipients repository).
+    pub fn with_content(mut self, content: impl ContentSealer + 'static) -> Self {
         self.content = Some(std::sync::Arc::new(content));
         self
-    }
-
-    /// The recipients' content keys, in a recipients repository.
-    pub fn content(&self) -> Option<&crate::content::Content> {
-        self.content.as_deref()
     }
 
     /// Whether content (blobs, named objects) can be opened here: always in a password repository; in a
