@@ -33,10 +33,7 @@ fn s3(endpoint: &str, extra: &[(&str, &str)]) -> Repo {
     )
 }
 
-/// A DELETE, or S3's batch delete (`POST ?delete`).
-fn deletes(method: &str, path: &str) -> bool {
-    method == "DELETE" || (method == "POST" && path.contains("delete"))
-}
+use common::moto::is_delete as deletes;
 
 fn lock_files(moto: &Moto) -> usize {
     moto.list_keys("backups", "repo/locks/").len()
@@ -129,14 +126,12 @@ fn append_only_credentials_back_up_and_leave_nothing_that_blocks_a_prune() {
 /// backup host adds snapshots it can neither read back nor delete; the identity, elsewhere, reads them.
 #[test]
 fn a_write_only_append_only_host_on_s3_cannot_read_or_delete_what_it_wrote() {
-    use age::secrecy::ExposeSecret;
     let moto = Moto::start();
     moto.create_bucket("backups");
     let full = s3(&moto.endpoint(), &[("BUNKER_CACHE_DIR", "off")]);
-    let id = age::x25519::Identity::generate();
-    let identity = full.root.join("identity.txt");
-    std::fs::write(&identity, id.to_string().expose_secret()).unwrap();
-    full.ok(&["init", "--recipient", &id.to_public().to_string()]);
+    let key = common::age_key_in(&full.root, "identity.txt");
+    let identity = key.identity.clone();
+    full.ok(&["init", "--recipient", &key.public]);
     let gate = Gate::start(moto.port, deletes);
     let host = s3(&gate.endpoint(), &[("BUNKER_CACHE_DIR", "off")]);
 

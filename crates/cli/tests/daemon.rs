@@ -243,9 +243,9 @@ fn daemon_notices_records_another_host_wrote() {
 /// `/metrics` says the host's key cannot read the content back.
 #[test]
 fn a_write_only_hosts_daemon_backs_up_and_exports_its_protection() {
-    use age::secrecy::ExposeSecret;
-    let id = age::x25519::Identity::generate();
-    let repo = Repo::with_init_args(&["--recipient", &id.to_public().to_string()]);
+    let keys = tempfile::tempdir().unwrap();
+    let key = age_key_in(keys.path(), "identity.txt");
+    let repo = Repo::with_init_args(&["--recipient", &key.public]);
     let listen = bunker_scratch::free_port().unwrap();
     let cfg = repo.root.join("bunker.toml");
     std::fs::write(
@@ -267,9 +267,7 @@ fn a_write_only_hosts_daemon_backs_up_and_exports_its_protection() {
     let out = stop(daemon, libc::SIGTERM);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // What it wrote, only the identity reads.
-    let identity = repo.root.join("identity.txt");
-    std::fs::write(&identity, id.to_string().expose_secret()).unwrap();
-    let dump = repo.cmd(&["dump", "app:latest"]).env("BUNKER_IDENTITY_FILE", &identity).output().unwrap();
+    let dump = repo.cmd(&["dump", "app:latest"]).env("BUNKER_IDENTITY_FILE", &key.identity).output().unwrap();
     assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
     assert!(dump.stdout.starts_with(b"1\n2\n3\n"));
     assert_eq!(repo.run(&["dump", "app:latest"]).status.code(), Some(12));

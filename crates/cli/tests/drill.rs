@@ -311,12 +311,8 @@ fn keep_leaves_the_scratch_instances_running_and_says_how_to_reach_them() {
 
 #[test]
 fn a_write_only_host_backs_up_the_stack_and_only_the_identity_drills_it() {
-    use age::secrecy::ExposeSecret;
     let keys = tempfile::tempdir().unwrap();
-    let id = age::x25519::Identity::generate();
-    let identity = keys.path().join("identity.txt");
-    std::fs::write(&identity, id.to_string().expose_secret()).unwrap();
-    let public = id.to_public().to_string();
+    let AgeKey { identity, public } = age_key_in(keys.path(), "identity.txt");
     let stack = Stack::with_init(&["--recipient", &public], true, true, "");
     // The backup host: the whole stack, twice (PostgreSQL, Redis, files, a command), then its health.
     for _ in 0..2 {

@@ -692,14 +692,11 @@ fn every_route_to_a_physical_restore_runs_the_targets_hooks_verifies_and_records
 /// identity (kept where the postgres user cannot read it) the drill recovers the point in a scratch cluster.
 #[test]
 fn a_write_only_database_host_archives_and_only_the_identity_recovers() {
-    use age::secrecy::ExposeSecret;
     let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
     let site = Site::new();
     let safe = tempfile::tempdir().unwrap();
-    let id = age::x25519::Identity::generate();
-    let identity = safe.path().join("identity.txt");
-    std::fs::write(&identity, id.to_string().expose_secret()).unwrap();
-    site.ok(&["init", "--recipient", &id.to_public().to_string()]);
+    let common::AgeKey { identity, public } = common::age_key_in(safe.path(), "identity.txt");
+    site.ok(&["init", "--recipient", &public]);
     let pg = ScratchPostgres::start_with(&bins, &["archive_mode = on", &site.archive_command()]).unwrap();
     site.write_config(Some(pg.port()));
     pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, batch text NOT NULL, payload jsonb)").unwrap();
@@ -741,28 +738,20 @@ fn a_write_only_database_host_archives_and_only_the_identity_recovers() {
     assert_eq!(std::fs::read(&back).unwrap().len(), 16 << 20);
 }
 
-/// A DELETE, or S3's batch delete (`POST ?delete`): what append-only credentials may not do.
-fn is_delete(method: &str, path: &str) -> bool {
-    method == "DELETE" || (method == "POST" && path.contains("delete"))
-}
-
 /// A database host with append-only S3 credentials (every delete answered 403) and a write-only key:
 /// its base backup and its archive_command (`wal-push`, run by the server as the postgres user) work
 /// through the gate and leave no lock that holds anyone back; the identity, with full credentials
 /// elsewhere, recovers the point in a drill.
 #[test]
 fn an_append_only_write_only_database_host_archives_wal_to_s3() {
-    use age::secrecy::ExposeSecret;
-    use common::moto::{Gate, Moto};
+    use common::moto::{is_delete, Gate, Moto};
     let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
     let moto = Moto::start();
     moto.create_bucket("backups");
     let gate = Gate::start(moto.port, is_delete);
     let site = Site::new();
     let safe = tempfile::tempdir().unwrap();
-    let id = age::x25519::Identity::generate();
-    let identity = safe.path().join("identity.txt");
-    std::fs::write(&identity, id.to_string().expose_secret()).unwrap();
+    let common::AgeKey { identity, public } = common::age_key_in(safe.path(), "identity.txt");
     let aws = "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true \
                AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent";
     let url = |endpoint: &str| format!("s3://backups/repo?endpoint={endpoint}&region=us-east-1&path-style=true");
@@ -795,7 +784,7 @@ fn an_append_only_write_only_database_host_archives_wal_to_s3() {
         assert!(out.status.success(), "bunker {args:?}: {}", text(&out.stderr));
         text(&out.stdout)
     };
-    ok(&["init", "--recipient", &id.to_public().to_string()]);
+    ok(&["init", "--recipient", &public]);
     pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, batch text NOT NULL, doc jsonb)").unwrap();
     pg.psql(
         "postgres",

@@ -3,27 +3,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use age::secrecy::ExposeSecret;
-use common::Repo;
+use common::{age_key_in as identity_in, AgeKey, Repo};
 
 const WRITE_ONLY: i32 = 12;
 
-struct Keys {
-    identity: PathBuf,
-    public: String,
-}
-
-fn identity_in(dir: &Path, name: &str) -> Keys {
-    let id = age::x25519::Identity::generate();
-    let identity = dir.join(name);
-    std::fs::write(&identity, format!("# created by the test\n{}\n", id.to_string().expose_secret())).unwrap();
-    Keys { identity, public: id.to_public().to_string() }
-}
-
-fn recipients_repo() -> (Repo, Keys) {
+fn recipients_repo() -> (Repo, AgeKey) {
     let repo = Repo::uninitialised(None, Vec::new(), Vec::new());
     let keys = identity_in(&repo.root, "identity.txt");
     let out = repo.ok(&["init", "--recipient", &keys.public]);

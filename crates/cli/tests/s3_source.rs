@@ -393,14 +393,12 @@ print(key["AccessKeyId"], key["SecretAccessKey"])
 /// so it downloads every object again, but the chunks deduplicate; only the identity restores the bucket.
 #[test]
 fn a_write_only_host_backs_up_a_bucket_and_only_the_identity_restores_it() {
-    use age::secrecy::ExposeSecret;
     let moto = Moto::start();
     helper(&moto, &["create", "uploads"]);
     helper(&moto, &["populate", "uploads", "100"]);
-    let id = age::x25519::Identity::generate();
-    let repo = Repo::with_init_args(&["--recipient", &id.to_public().to_string()]);
-    let identity = repo.root.join("identity.txt");
-    std::fs::write(&identity, id.to_string().expose_secret()).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let common::AgeKey { identity, public } = common::age_key_in(keys.path(), "identity.txt");
+    let repo = Repo::with_init_args(&["--recipient", &public]);
     let config = repo.root.join("bunker.toml");
     std::fs::write(
         &config,

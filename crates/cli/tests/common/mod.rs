@@ -12,6 +12,21 @@ use rand::{RngCore, SeedableRng};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// A new age identity written to `dir/name` (as `age-keygen` writes it), and its public recipient.
+pub struct AgeKey {
+    pub identity: PathBuf,
+    pub public: String,
+}
+
+pub fn age_key_in(dir: &Path, name: &str) -> AgeKey {
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    let identity = dir.join(name);
+    std::fs::write(&identity, format!("# created by the test\n{}\n", id.to_string().expose_secret()))
+        .expect("identity");
+    AgeKey { identity, public: id.to_public().to_string() }
+}
+
 pub struct Repo {
     _dir: tempfile::TempDir,
     /// A scratch directory for inputs and restores.

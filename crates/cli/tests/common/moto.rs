@@ -279,6 +279,12 @@ pub struct Gate {
     pub refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// A DELETE, or S3's batch delete (`POST ?delete`): what append-only credentials may not do.
+#[allow(dead_code)]
+pub fn is_delete(method: &str, path: &str) -> bool {
+    method == "DELETE" || (method == "POST" && path.contains("delete"))
+}
+
 #[allow(dead_code)]
 impl Gate {
     pub fn start(upstream: u16, refuse: fn(&str, &str) -> bool) -> Gate {
