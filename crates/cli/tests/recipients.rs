@@ -257,3 +257,25 @@ fn an_ssh_key_is_a_recipient_and_its_private_key_the_identity() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, b"rows sealed for an ssh key\n");
 }
+
+/// A damaged snapshot file elsewhere, read from a fresh host: the identity still restores the others.
+#[test]
+fn a_damaged_file_elsewhere_does_not_stop_the_identity_on_a_cold_host() {
+    let (repo, keys) = recipients_repo();
+    let data = b"kept rows\n".repeat(10_000);
+    let kept = repo.backup_bytes("db", &data);
+    let other = repo.backup_bytes("cache", b"another target");
+    let path = repo.path.join("snapshots").join(&other);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[40] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let out = repo
+        .cmd(&["dump", &kept])
+        .env_remove("BUNKER_PASSWORD")
+        .env("BUNKER_IDENTITY_FILE", &keys.identity)
+        .env("BUNKER_CACHE_DIR", "off")
+        .output()
+        .unwrap();
+    assert!(matches!(code(&out), 0 | 3), "{}", stderr(&out));
+    assert!(out.stdout == data, "{}", stderr(&out));
+}
