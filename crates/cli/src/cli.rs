@@ -108,6 +108,9 @@ pub enum Command {
     /// Manage the passwords (key slots) that open the repository
     #[command(subcommand)]
     Key(KeyCommand),
+    /// S3 Object Lock: keep what kept snapshots need under retention (`init --object-lock`)
+    #[command(subcommand, name = "object-lock")]
+    ObjectLock(ObjectLockCommand),
     /// Remove stale locks (or all with --remove-all)
     Unlock(UnlockArgs),
     /// archive_command: archive one WAL file (%p) of a physical PostgreSQL target
@@ -178,6 +181,15 @@ pub struct InitArgs {
     /// A file of recipients, one per line (`#` comments), as age's -R takes
     #[arg(long)]
     pub recipients_file: Option<PathBuf>,
+    /// S3 Object Lock: write every pack, index, snapshot, key and WAL object locked for this long
+    /// (e.g. 30d) on a bucket created with Object Lock enabled; `object-lock extend` keeps what kept
+    /// snapshots need locked that far ahead
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub object_lock: Option<std::time::Duration>,
+    /// The retention mode: governance (those allowed to bypass it can still delete) or compliance
+    /// (nobody can before the date)
+    #[arg(long, requires = "object_lock", default_value = "governance", value_parser = ["governance", "compliance"])]
+    pub object_lock_mode: String,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -595,6 +607,17 @@ pub enum KeyCommand {
     Remove { id: String },
     /// Change the password of the key in use
     Passwd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ObjectLockCommand {
+    /// Move the retain-until date of every object a kept snapshot still needs (packs it uses, index,
+    /// snapshot, key, WAL objects) to at least the lock period ahead; the daemon runs it after backups
+    Extend {
+        /// Say how many objects would be extended, extend nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -810,3 +810,105 @@ fn an_append_only_write_only_database_host_archives_wal_to_s3() {
     let drill: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(drill["targets"][0]["checks"].to_string().contains("1000 rows"), "{drill:#}");
 }
+
+/// moto's IAM, enforced (`INITIAL_NO_AUTH_ACTION_COUNT`): a database host whose key may only get, put and
+/// list (no `s3:DeleteObject`) takes base backups and archives WAL through the server's archive_command,
+/// and `status` works there; the delete it is refused (prune) fails at once with a line naming the
+/// credentials. An administrator's key then recovers the point in a drill.
+#[test]
+fn an_iam_key_without_delete_backs_up_and_archives_wal() {
+    use common::moto::{workspace, Moto};
+    let bins = PgBinaries::newest().expect("PostgreSQL server binaries");
+    // Six unsigned requests create the two users, their keys and their policies; every later one is
+    // checked against them.
+    let moto = Moto::start_with_env(common::moto::free_port(), &[("INITIAL_NO_AUTH_ACTION_COUNT", "6")]);
+    let setup = r#"
+import boto3, json, sys
+ep = sys.argv[1]
+iam = boto3.client("iam", endpoint_url=ep, region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup")
+def user(name, actions):
+    iam.create_user(UserName=name)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    iam.put_user_policy(UserName=name, PolicyName="s3", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    return key
+admin = user("admin", "s3:*")
+host = user("db-host", ["s3:GetObject", "s3:PutObject", "s3:ListBucket"])
+s3 = boto3.client("s3", endpoint_url=ep, region_name="us-east-1",
+                  aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"])
+s3.create_bucket(Bucket="backups")
+print(admin["AccessKeyId"], admin["SecretAccessKey"], host["AccessKeyId"], host["SecretAccessKey"])
+"#;
+    let out =
+        Command::new(workspace().join(".venv/bin/python")).arg("-c").arg(setup).arg(moto.endpoint()).output().unwrap();
+    assert!(out.status.success(), "setup: {}", text(&out.stderr));
+    let keys: Vec<String> = text(&out.stdout).split_whitespace().map(str::to_string).collect();
+    let (admin, host) = ((keys[0].clone(), keys[1].clone()), (keys[2].clone(), keys[3].clone()));
+    let aws = |(id, secret): &(String, String)| {
+        format!(
+            "AWS_ACCESS_KEY_ID={id} AWS_SECRET_ACCESS_KEY={secret} AWS_EC2_METADATA_DISABLED=true \
+             AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent BUNKER_RETRY_MIN_DELAY_MS=10"
+        )
+    };
+    let site = Site::new();
+    let archive = format!(
+        "archive_command = '{} {} {} --config {} wal-push --target main %p'",
+        aws(&host),
+        site.env_prefix(),
+        site.bin().display(),
+        site.config.display()
+    );
+    let pg = ScratchPostgres::start_with(&bins, &["archive_mode = on", &archive]).unwrap();
+    std::fs::write(
+        &site.config,
+        format!(
+            "[repository]\nurl = \"s3://backups/repo?endpoint={}&region=us-east-1&path-style=true\"\npassword_file = \"{}\"\n\n\
+             [targets.main]\ntype = \"postgres\"\nmode = \"physical\"\n\
+             url = \"postgresql://postgres@127.0.0.1:{}/postgres\"\narchive_timeout = \"60s\"\n",
+            moto.endpoint(),
+            site.root.join("password").display(),
+            pg.port()
+        ),
+    )
+    .unwrap();
+    chown_postgres(&site.config);
+    let with = |key: &(String, String), mut c: Command| {
+        for pair in aws(key).split_whitespace() {
+            let (k, v) = pair.split_once('=').unwrap();
+            c.env(k, v);
+        }
+        c.env("BUNKER_CACHE_DIR", "off");
+        c
+    };
+    let ok = |key: &(String, String), args: &[&str]| {
+        let out = with(key, site.cmd(args)).output().unwrap();
+        assert!(out.status.success(), "bunker {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    ok(&admin, &["init"]);
+    pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, batch text NOT NULL, doc jsonb)").unwrap();
+    pg.psql(
+        "postgres",
+        "INSERT INTO t (batch, doc) SELECT 'A', jsonb_build_object('n', g) FROM generate_series(1, 1000) g",
+    )
+    .unwrap();
+    ok(&host, &["backup", "--all"]);
+    ok(&host, &["backup", "--all"]);
+    switch_and_wait(&pg);
+    assert!(ok(&host, &["status"]).contains("main"));
+    assert!(!moto.list_keys("backups", "repo/objects/wal/main/").is_empty(), "WAL archived with the host's key");
+
+    // What needs a delete is refused, at once, with a line about the credentials.
+    let started = Instant::now();
+    let out = with(&host, site.cmd(&["prune"])).output().unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("AccessDenied") || err.contains("access denied") || err.contains("credentials"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "a refused delete was retried: {err}");
+
+    // The administrator recovers the point.
+    let out = with(&admin, site.cmd_as_self(&["--json", "drill"], "cache-admin")).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let drill: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(drill["targets"][0]["checks"].to_string().contains("1000 rows"), "{drill:#}");
+}

@@ -173,6 +173,8 @@ pub fn create_secondary_for(
         chunker: c.chunker,
         compression_level: c.compression_level,
         pack_size: c.pack_size,
+        // A secondary's bucket is its own: it is locked when created with `init --object-lock` first.
+        object_lock: None,
     });
     let key = match recipients {
         [] => src.repo_key().clone(),

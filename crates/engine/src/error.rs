@@ -51,6 +51,9 @@ pub enum Error {
     #[error("{path} is already in the repository with different content; refusing to overwrite it (find out why two different files have one name)")]
     ObjectConflict { path: String },
 
+    #[error("{path} is under S3 Object Lock retention until {until} and cannot be deleted before then; prune leaves it for a later run")]
+    Retained { path: String, until: String },
+
     #[error("{path} not found in the repository")]
     NotFound { path: String },
 

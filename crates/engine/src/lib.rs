@@ -25,6 +25,7 @@ pub mod interrupt;
 pub mod keys;
 pub mod lock;
 pub mod memo;
+pub mod objectlock;
 pub mod objects;
 pub mod pack;
 pub mod prune;

@@ -40,6 +40,11 @@ pub struct PruneReport {
     /// About how much the prune writes before it deletes (repacked blobs, the new index, its lock).
     pub bytes_to_write: u64,
     pub dry_run: bool,
+    /// Under Object Lock: unneeded packs left because they (or an index file listing them) are still
+    /// retained, index files left for the same reason, and the earliest date one of them is released.
+    pub packs_retained: usize,
+    pub index_files_retained: usize,
+    pub locked_until: Option<chrono::DateTime<chrono::Utc>>,
     /// The catalog's fold, which prune does last (see [`crate::segment`]).
     pub catalog: crate::segment::FoldReport,
 }
@@ -84,6 +89,7 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
     }
     let index = listing.index();
     let index_files = listing.files;
+    let listing_by = listing.listed_by;
     let listed = listing.packs;
     let mut used = BlobSet::default();
     let restorer = Restorer::new(repo, &index);
@@ -115,7 +121,7 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
     let mut placed: HashSet<_, IdBuildHasher> = HashSet::default();
     let mut small: Vec<(FileId, Vec<PackedBlob>)> = Vec::new();
     let small_below = u64::from(repo.config().pack_size) / SMALL_PACK_SHARE;
-    for (pack, blobs) in listed {
+    for (pack, blobs) in listed.iter().map(|(p, b)| (*p, b.clone())) {
         // Only intact packs (present, of the size their index implies) can hold what stays.
         if stored_sizes.get(&pack) != Some(&expected_pack_size(&blobs)) {
             tracing::warn!("pack {pack} is missing or damaged; prune will not rely on it");
@@ -154,6 +160,47 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
         }
     }
     keep.extend(small);
+    // Under Object Lock: what is still retained cannot be deleted, so it is neither repacked (its blobs
+    // would be stored twice) nor deleted, and an index file still retained keeps every pack it lists.
+    let mut pinned: HashSet<FileId> = HashSet::new();
+    let mut retained_index: HashSet<FileId> = HashSet::new();
+    if storage.object_lock().is_some() {
+        let kept: HashSet<FileId> = keep.iter().map(|(p, _)| *p).collect();
+        let mut paths: Vec<String> = index_files.iter().map(|id| format!("index/{id}")).collect();
+        paths.extend(
+            stored
+                .iter()
+                .filter(|o| pack_id_from_path(&o.path).is_some_and(|id| !kept.contains(&id)))
+                .map(|o| o.path.clone()),
+        );
+        let retained = crate::objectlock::retained(storage, &paths, crate::segment::read_workers(repo))?;
+        report.locked_until = retained.values().min().copied();
+        for id in &index_files {
+            if retained.contains_key(&format!("index/{id}")) {
+                retained_index.insert(*id);
+            }
+        }
+        for (pack, by) in &listing_by {
+            if by.iter().any(|f| retained_index.contains(f)) {
+                pinned.insert(*pack);
+            }
+        }
+        pinned.extend(retained.keys().filter_map(|p| pack_id_from_path(p)));
+        let mut still = Vec::new();
+        for (pack, needed) in repack {
+            match listed.get(&pack).filter(|_| pinned.contains(&pack)) {
+                Some(all) => {
+                    if needed.len() == all.len() {
+                        report.small_packs_merged -= 1;
+                    }
+                    keep.push((pack, all.clone()));
+                }
+                None => still.push((pack, needed)),
+            }
+        }
+        repack = still;
+        report.index_files_retained = retained_index.len();
+    }
     if let Some(lost) = used.iter().find(|b| !placed.contains(*b)) {
         let n = used.iter().filter(|b| !placed.contains(*b)).count();
         return Err(crate::Error::Corrupt(format!(
@@ -162,11 +209,12 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
         )));
     }
     let kept_packs: HashSet<FileId> = keep.iter().map(|(p, _)| *p).collect();
-    let doomed: Vec<(String, u64)> = stored
+    let (deferred, doomed): (Vec<(String, u64)>, Vec<(String, u64)>) = stored
         .iter()
         .filter(|o| pack_id_from_path(&o.path).is_some_and(|id| !kept_packs.contains(&id)))
         .map(|o| (o.path.clone(), o.size))
-        .collect();
+        .partition(|(p, _)| pack_id_from_path(p).is_some_and(|id| pinned.contains(&id)));
+    report.packs_retained = deferred.len();
     report.packs_kept = keep.len();
     report.packs_repacked = repack.len();
     report.packs_deleted = doomed.len();
@@ -184,6 +232,15 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
 
     // 0. Temp files their writers left when they died: they free space before anything is written.
     remove_stale_temp_files(repo)?;
+    if storage.object_lock().is_some() && repack.is_empty() && doomed.is_empty() {
+        // Nothing to repack or delete: a new index would only add one more file the lock keeps.
+        report.index_files_retained = 0;
+        if report.packs_retained == 0 {
+            report.locked_until = None;
+        }
+        report.catalog = crate::segment::fold(repo)?;
+        return Ok(report);
+    }
     // 1. Copy still-needed blobs out of sparse packs (sealed bytes are reused after checking them).
     lock.verify()?;
     let written = repack_blobs(repo, &repack, false)?;
@@ -197,16 +254,37 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
     pause_point("prune-after-index");
     // 3. Old index files, then 4. packs nothing indexes any more.
     lock.verify()?;
-    for id in index_files.iter().filter(|id| Some(**id) != new_id) {
-        storage.delete(&format!("index/{id}"))?;
+    for id in index_files.iter().filter(|id| Some(**id) != new_id && !retained_index.contains(id)) {
+        match storage.delete(&format!("index/{id}")) {
+            // Locked since it was looked at (extended meanwhile): it keeps its packs, like the others.
+            Err(crate::Error::Retained { .. }) => {
+                report.index_files_retained += 1;
+                pinned.extend(listing_by.iter().filter(|(_, by)| by.contains(id)).map(|(p, _)| *p));
+            }
+            r => r?,
+        }
     }
     pause_point("prune-after-index-delete");
     let new_packs: HashSet<FileId> = new_index.iter().map(|(p, _)| *p).collect();
-    for (path, _) in doomed {
-        if pack_id_from_path(&path).is_some_and(|id| new_packs.contains(&id)) {
+    for (path, size) in doomed {
+        let id = pack_id_from_path(&path);
+        if id.is_some_and(|id| new_packs.contains(&id)) {
             continue;
         }
-        storage.delete(&path)?;
+        if id.is_some_and(|id| pinned.contains(&id)) {
+            report.packs_retained += 1;
+            report.packs_deleted -= 1;
+            report.bytes_freed = report.bytes_freed.saturating_sub(size);
+            continue;
+        }
+        match storage.delete(&path) {
+            Err(crate::Error::Retained { .. }) => {
+                report.packs_retained += 1;
+                report.packs_deleted -= 1;
+                report.bytes_freed = report.bytes_freed.saturating_sub(size);
+            }
+            r => r?,
+        }
         pause_point("prune-pack-deleted");
     }
     // 5. The catalog: loose run records into monthly segments, snapshot summaries brought up to date.

@@ -151,6 +151,13 @@ impl Repository {
         if storage.exists(CONFIG_PATH)? {
             return Err(Error::AlreadyInitialised { location: storage.location().to_string() });
         }
+        let storage = storage.with_object_lock(opts.object_lock)?;
+        if opts.object_lock.is_some() && !storage.bucket_lock_enabled()? {
+            return Err(Error::invalid(
+                "object lock",
+                "the bucket does not have S3 Object Lock enabled: create a bucket with it (`aws s3api create-bucket --object-lock-enabled-for-bucket`), or init without --object-lock",
+            ));
+        }
         let key = keys::RepoKey {
             master: MasterKey::generate(),
             recipients: recipients.iter().map(|r| r.text.clone()).collect(),
@@ -246,6 +253,7 @@ impl Repository {
         identity: Option<Arc<crate::content::Identities>>,
     ) -> Result<Repository> {
         let cache_dir = cache_root().map(|r| r.join(&config.id));
+        let storage = storage.with_object_lock(config.object_lock)?;
         let mut crypto = Crypto::new(&key.master);
         if !key.recipients.is_empty() {
             let recipients =
@@ -492,6 +500,7 @@ impl Repository {
             match self.load_file(FileKind::Index, &id).and_then(|p| index::decode(&p, &id.short())) {
                 Ok(packs) => {
                     for (pack, blobs) in packs {
+                        listing.listed_by.entry(pack).or_default().push(id);
                         listing.packs.entry(pack).or_insert(blobs);
                     }
                 }
@@ -589,6 +598,8 @@ pub struct PackListing {
     pub packs: std::collections::BTreeMap<FileId, Vec<crate::pack::PackedBlob>>,
     /// The index files read.
     pub files: Vec<FileId>,
+    /// Which index files list each pack (most packs: one; after an interrupted prune: two).
+    pub listed_by: std::collections::BTreeMap<FileId, Vec<FileId>>,
     pub unreadable: Vec<(FileId, Error)>,
 }
 

@@ -85,6 +85,27 @@ pub struct PruneDetails {
     /// Run records `[catalog] keep` dropped (or, in a dry run, would drop).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub runs_dropped: u64,
+    /// Unneeded packs left because S3 Object Lock still retains them (or an index file listing them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub packs_retained: u64,
+}
+
+/// `object-lock extend`'s record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObjectLockDetails {
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Objects that must stay locked, and how many of them had their date moved.
+    #[serde(default)]
+    pub objects: u64,
+    #[serde(default)]
+    pub extended: u64,
+    /// The date the extended objects now carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The earliest retain-until date among the objects that must stay locked, after the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earliest_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -181,6 +202,7 @@ pub enum Details {
     Repair(RepairDetails),
     Hook(HookDetails),
     Wal(WalDetails),
+    ObjectLock(ObjectLockDetails),
     /// A drill's record, typed by [`crate::drill::record::drills`] (which owns its shape and its
     /// judgement; `null` for a drill that failed before judging).
     Drill(serde_json::Value),
@@ -209,6 +231,7 @@ impl Details {
             "repair" => typed_or_other(typed(v).map(Details::Repair)),
             "hook" => typed_or_other(typed(v).map(Details::Hook)),
             "wal-push" | "wal-fetch" => typed_or_other(typed(v).map(Details::Wal)),
+            "object-lock" => typed_or_other(typed(v).map(Details::ObjectLock)),
             "drill" => Details::Drill(v.clone()),
             _ => Details::Other(v.clone()),
         }
@@ -227,6 +250,7 @@ impl Details {
             Details::Repair(d) => serde_json::to_value(d),
             Details::Hook(d) => serde_json::to_value(d),
             Details::Wal(d) => serde_json::to_value(d),
+            Details::ObjectLock(d) => serde_json::to_value(d),
             Details::Drill(v) | Details::Other(v) => Ok(v.clone()),
         };
         v.expect("details serialise")

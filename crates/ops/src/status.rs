@@ -40,20 +40,68 @@ pub struct Protection {
     pub recipients: usize,
     /// Whether this host's key is write-only (it backs up but cannot read content back).
     pub write_only: bool,
+    /// S3 Object Lock, when the repository has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<LockSummary>,
+}
+
+/// A repository's S3 Object Lock, and what the last `object-lock extend` left.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockSummary {
+    pub mode: String,
+    pub period_secs: u64,
+    /// When the last successful extension ran, and the earliest lock end it left among the objects kept
+    /// snapshots need (objects written since are locked later than that).
+    pub extended: Option<DateTime<Utc>>,
+    pub earliest_until: Option<DateTime<Utc>>,
 }
 
 impl Protection {
-    pub fn of(repo: &Repository) -> Self {
-        Protection { recipients: repo.recipients().len(), write_only: !repo.reads_content() }
+    pub fn of(repo: &Repository, runs: &[RunRecord]) -> Self {
+        let object_lock = repo.config().object_lock.map(|lock| {
+            let last = runs
+                .iter()
+                .filter(|r| r.operation == "object-lock" && r.status == RunStatus::Success)
+                .filter_map(|r| match crate::details::Details::of(r) {
+                    crate::details::Details::ObjectLock(d) if !d.dry_run => Some((r.ended, d)),
+                    _ => None,
+                })
+                .max_by_key(|(ended, _)| *ended);
+            LockSummary {
+                mode: lock.mode.to_string(),
+                period_secs: lock.period_secs,
+                extended: last.as_ref().map(|(t, _)| *t),
+                earliest_until: last.and_then(|(_, d)| d.earliest_until),
+            }
+        });
+        Protection { recipients: repo.recipients().len(), write_only: !repo.reads_content(), object_lock }
     }
 
     /// One line for `status`.
     pub fn describe(&self) -> String {
-        match (self.recipients, self.write_only) {
-            (0, _) => "password (every key reads the content)".into(),
+        let mut line = match (self.recipients, self.write_only) {
+            (0, _) => "password (every key reads the content)".to_string(),
             (n, true) => format!("content sealed for {n} age recipient(s); this host's key is write-only"),
             (n, false) => format!("content sealed for {n} age recipient(s); opened here with an identity"),
+        };
+        if let Some(lock) = &self.object_lock {
+            let period = humantime::format_duration(std::time::Duration::from_secs(lock.period_secs));
+            line.push_str(&format!("; S3 Object Lock, {} mode, {period}", lock.mode));
+            match lock.earliest_until {
+                Some(t) => {
+                    // A week ahead, or half the period for a shorter one.
+                    let warn = chrono::Duration::seconds((lock.period_secs / 2).min(7 * 86_400) as i64);
+                    let soon = t < Utc::now() + warn;
+                    line.push_str(&format!(
+                        ", earliest lock end {}{}",
+                        t.format("%Y-%m-%d %H:%M UTC"),
+                        if soon { " (soon: run `bunker object-lock extend`)" } else { "" }
+                    ));
+                }
+                None => line.push_str(" (never extended: run `bunker object-lock extend`)"),
+            }
         }
+        line
     }
 }
 
@@ -177,7 +225,7 @@ pub fn judge(
             stored_bytes: stored.bytes,
             snapshots: stored.snapshots,
             growth_7d_bytes,
-            protection: Protection::of(repo),
+            protection: Protection::of(repo, runs),
         },
         last_check: last("check"),
         last_drill: last("drill"),

@@ -76,10 +76,19 @@ fn forget(
             }
         }
     }
+    let mut retained = Vec::new();
     if !args.dry_run {
         lock.verify()?;
-        for d in decisions.iter().filter(|d| !d.keep) {
-            repo.delete_snapshot(&FileId::from_hex(&d.snapshot)?)?;
+        for d in decisions.iter_mut().filter(|d| !d.keep) {
+            match repo.delete_snapshot(&FileId::from_hex(&d.snapshot)?) {
+                // S3 Object Lock still retains the snapshot file: it stays, and a later forget removes it.
+                Err(bunker_engine::Error::Retained { until, .. }) => {
+                    d.keep = true;
+                    d.reasons = vec![format!("locked until {until}")];
+                    retained.push(d.snapshot.clone());
+                }
+                r => r?,
+            }
         }
     }
     let removed = decisions.iter().filter(|d| !d.keep).count();
@@ -98,6 +107,9 @@ fn forget(
         }
         let verb = if args.dry_run { "would remove" } else { "removed" };
         println!("{verb} {removed} of {} snapshots", decisions.len());
+        if !retained.is_empty() {
+            println!("kept {} snapshots S3 Object Lock still retains; a later forget removes them", retained.len());
+        }
         for (target, files) in &wal_expired {
             if !files.is_empty() {
                 println!("{verb} {} archived WAL files of {target} older than its oldest base backup", files.len());

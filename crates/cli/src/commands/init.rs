@@ -1,6 +1,6 @@
 use anyhow::Result;
 use bunker_engine::chunker::ChunkerParams;
-use bunker_engine::config::InitOptions;
+use bunker_engine::config::{InitOptions, LockMode, ObjectLock};
 use bunker_engine::content::{parse_recipient, read_recipients_file};
 use bunker_engine::Repository;
 
@@ -13,7 +13,15 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<i32> {
         Some([min_size, avg_size, max_size]) => ChunkerParams { min_size, avg_size, max_size },
         None => ChunkerParams::default(),
     };
-    let opts = InitOptions { chunker, compression_level: args.compression, pack_size: args.pack_size_mib << 20 };
+    let object_lock = match args.object_lock {
+        Some(period) => Some(ObjectLock {
+            mode: LockMode::parse(&args.object_lock_mode)?,
+            period_secs: period.as_secs().max(u64::from(period.subsec_nanos() > 0)),
+        }),
+        None => None,
+    };
+    let opts =
+        InitOptions { chunker, compression_level: args.compression, pack_size: args.pack_size_mib << 20, object_lock };
     opts.validate()?;
     let mut recipients = args
         .recipients
@@ -33,6 +41,7 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<i32> {
             "id": repo.config().id,
             "key": repo.key_id().to_hex(),
             "recipients": repo.recipients(),
+            "object_lock": repo.config().object_lock,
         }));
     } else if recipients.is_empty() {
         println!("created repository {} at {}", repo.config().id, repo.storage().location());
@@ -47,6 +56,13 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<i32> {
         println!(
             "the password opens a write-only key (backups, status, history); dump, restore, drill, check --read-data \
              and copy need a matching identity (--identity FILE or BUNKER_IDENTITY_FILE): keep it off this host"
+        );
+    }
+    if let Some(lock) = repo.config().object_lock.filter(|_| !ctx.global.json) {
+        println!(
+            "objects are written under S3 Object Lock ({} mode, {}); run `bunker object-lock extend` (the daemon does, after backups) to keep what kept snapshots need locked",
+            lock.mode,
+            humantime::format_duration(lock.period())
         );
     }
     Ok(exit::OK)

@@ -13,6 +13,7 @@ mod forget;
 mod history;
 mod init;
 mod key;
+mod objectlock;
 mod points;
 mod prune;
 mod repair;
@@ -80,6 +81,7 @@ fn dispatch(ctx: &Context, command: Command) -> Result<i32> {
         Command::Drills(a) => drills::run(ctx, a),
         Command::Config(c) => config::run(ctx, c),
         Command::Key(k) => key::run(ctx, k),
+        Command::ObjectLock(c) => objectlock::run(ctx, c),
         Command::Unlock(a) => unlock::run(ctx, a),
         Command::WalPush(a) => wal::push(ctx, a),
         Command::WalFetch(a) => wal::fetch(ctx, a),

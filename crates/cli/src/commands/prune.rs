@@ -65,6 +65,7 @@ fn prune(ctx: &Context, repo: &bunker_engine::Repository, args: &PruneArgs, run:
         bytes_freed: r.bytes_freed,
         packs_deleted: r.packs_deleted as u64,
         runs_dropped: r.catalog.runs_dropped as u64,
+        packs_retained: r.packs_retained as u64,
     }));
     if ctx.global.json {
         json(&r);
@@ -84,6 +85,16 @@ fn prune(ctx: &Context, repo: &bunker_engine::Repository, args: &PruneArgs, run:
             r.blobs_kept,
             r.blobs_removed
         );
+        if r.packs_retained + r.index_files_retained > 0 {
+            println!(
+                "object lock: left {} packs and {} index files still under retention{}; a later prune removes them",
+                r.packs_retained,
+                r.index_files_retained,
+                r.locked_until
+                    .map(|t| format!(" (the first is released {})", t.format("%Y-%m-%d %H:%M UTC")))
+                    .unwrap_or_default()
+            );
+        }
         let c = &r.catalog;
         if c.segments_written > 0 {
             println!(

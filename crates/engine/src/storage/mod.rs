@@ -10,6 +10,7 @@
 
 mod local;
 mod location;
+mod s3lock;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator};
 
 pub use location::{Location, S3Location};
+pub use s3lock::Retention;
 
 use crate::error::{Error, Result};
 
@@ -37,7 +39,19 @@ pub struct Storage {
     op: Operator,
     runtime: Arc<tokio::runtime::Runtime>,
     location: Location,
+    lock: Option<Arc<ObjectLocking>>,
 }
+
+/// A repository under S3 Object Lock: its policy and the client for the calls opendal lacks.
+struct ObjectLocking {
+    policy: crate::config::ObjectLock,
+    client: s3lock::Client,
+}
+
+/// Where short-lived files live, written without retention whatever the repository's lock: locks (they
+/// expire), temp files, and the catalog (loose run records are folded into segments and deleted, and
+/// a month's segment is replaced as the month fills).
+const UNLOCKED_DIRS: [&str; 4] = ["locks/", "tmp/", "runs/", "catalog/"];
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,7 +105,99 @@ impl Storage {
             .enable_all()
             .build()
             .map_err(|e| Error::io("tokio runtime", e))?;
-        Ok(Storage { op, runtime: Arc::new(runtime), location: location.clone() })
+        Ok(Storage { op, runtime: Arc::new(runtime), location: location.clone(), lock: None })
+    }
+
+    /// This storage writing lasting objects under `lock` (a repository's config says so): every write
+    /// but [`UNLOCKED_DIRS`] carries a retain-until date, and deletes remove an object's versions. Only
+    /// S3 has Object Lock: a local repository with a lock in its config is refused.
+    pub fn with_object_lock(mut self, lock: Option<crate::config::ObjectLock>) -> Result<Storage> {
+        let Some(policy) = lock else {
+            self.lock = None;
+            return Ok(self);
+        };
+        let Location::S3(s3) = &self.location else {
+            return Err(Error::invalid("object lock", "S3 Object Lock needs an s3:// repository"));
+        };
+        let client = s3lock::Client::new(s3, io_timeout()).map_err(|f| self.lock_error("open", "", f))?;
+        self.lock = Some(Arc::new(ObjectLocking { policy, client }));
+        Ok(self)
+    }
+
+    /// The repository's Object Lock policy, if it has one.
+    pub fn object_lock(&self) -> Option<crate::config::ObjectLock> {
+        self.lock.as_ref().map(|l| l.policy)
+    }
+
+    /// Whether `path` is written with a retention in a locked repository.
+    pub fn is_lockable(path: &str) -> bool {
+        !UNLOCKED_DIRS.iter().any(|d| path.starts_with(d))
+    }
+
+    fn locking_for(&self, path: &str) -> Option<Arc<ObjectLocking>> {
+        self.lock.clone().filter(|_| Self::is_lockable(path))
+    }
+
+    /// Whether the bucket was created with Object Lock enabled (for `init --object-lock`).
+    pub fn bucket_lock_enabled(&self) -> Result<bool> {
+        let Some(l) = self.lock.clone() else { return Ok(false) };
+        self.run_lock(async move { l.client.bucket_lock_enabled().await })
+            .map_err(|f| self.lock_error("inspect", "the bucket's Object Lock configuration", f))
+    }
+
+    /// The retention an object carries now (`None`: none, or it lies outside the lock).
+    pub fn retention(&self, path: &str) -> Result<Option<Retention>> {
+        let Some(l) = self.lock.clone() else { return Ok(None) };
+        let p = path.to_string();
+        self.run_lock(async move { l.client.retention(&p).await }).map_err(|f| self.lock_error("stat", path, f))
+    }
+
+    /// Moves an object's retain-until date to `until` (S3 refuses to shorten it).
+    pub fn extend_retention(&self, path: &str, until: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        let Some(l) = self.lock.clone() else { return Ok(()) };
+        let p = path.to_string();
+        let retention = Retention { mode: l.policy.mode, until };
+        self.run_lock(async move { l.client.set_retention(&p, retention).await })
+            .map_err(|f| self.lock_error("extend the retention of", path, f))
+    }
+
+    fn new_retention(l: &ObjectLocking) -> Retention {
+        let until = chrono::Utc::now() + chrono::Duration::seconds(l.policy.period_secs as i64);
+        Retention { mode: l.policy.mode, until }
+    }
+
+    fn run_lock<T, F>(&self, fut: F) -> std::result::Result<T, s3lock::Failure>
+    where
+        T: Send + 'static,
+        F: Future<Output = std::result::Result<T, s3lock::Failure>> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().unwrap_or_else(|_| {
+            Err(s3lock::Failure { status: None, code: "Unexpected".into(), message: "storage task vanished".into() })
+        })
+    }
+
+    fn lock_error(&self, op: &'static str, path: &str, f: s3lock::Failure) -> Error {
+        let kind = match f.status {
+            Some(404) => return Error::NotFound { path: path.to_string() },
+            Some(403) => ErrorKind::PermissionDenied,
+            Some(412) => ErrorKind::ConditionNotMatch,
+            _ => ErrorKind::Unexpected,
+        };
+        if f.code == "NoSuchBucket" {
+            if let Location::S3(s3) = &self.location {
+                return Error::NoBucket { bucket: s3.bucket.clone() };
+            }
+        }
+        let hint = match f.status {
+            Some(403) => " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy)",
+            None => " (cannot reach the storage: check the endpoint and the network)",
+            _ => "",
+        };
+        Error::Storage { op, path: path.to_string(), kind, detail: format!("{f}{hint}") }
     }
 
     pub fn location(&self) -> &Location {
@@ -136,6 +242,13 @@ impl Storage {
         if let Location::Local(root) = &self.location {
             return local::write(&absolute(root)?, path, &data);
         }
+        if let Some(l) = self.locking_for(path) {
+            let p = path.to_string();
+            let retention = Self::new_retention(&l);
+            return self
+                .run_lock(async move { l.client.put(&p, data, retention, false).await.map(|_| ()) })
+                .map_err(|f| self.lock_error("write", path, f));
+        }
         let op = self.op.clone();
         let p = path.to_string();
         self.run(async move { op.write(&p, data).await.map(|_| ()) }).map_err(|e| self.error("write", path, e))
@@ -146,6 +259,13 @@ impl Storage {
     pub fn create_new(&self, path: &str, data: Bytes) -> Result<bool> {
         if let Location::Local(root) = &self.location {
             return local::create_new(&absolute(root)?, path, &data);
+        }
+        if let Some(l) = self.locking_for(path) {
+            let p = path.to_string();
+            let retention = Self::new_retention(&l);
+            return self
+                .run_lock(async move { l.client.put(&p, data, retention, true).await })
+                .map_err(|f| self.lock_error("create", path, f));
         }
         let op = self.op.clone();
         let p = path.to_string();
@@ -162,8 +282,22 @@ impl Storage {
         self.run(async move { op.exists(&p).await }).map_err(|e| self.error("stat", path, e))
     }
 
-    /// Deletes an object; deleting one that is already gone succeeds.
+    /// Deletes an object; deleting one that is already gone succeeds. Under Object Lock every version
+    /// goes (a plain delete would only hide it); one still under retention is [`Error::Retained`].
     pub fn delete(&self, path: &str) -> Result<()> {
+        if let Some(l) = self.lock.clone() {
+            let p = path.to_string();
+            return match self.run_lock(async move { l.client.delete_versions(&p).await }) {
+                Ok(_) => Ok(()),
+                Err(f) if f.status == Some(403) => match self.retention(path) {
+                    Ok(Some(r)) if r.until > chrono::Utc::now() => {
+                        Err(Error::Retained { path: path.to_string(), until: s3lock::iso(r.until) })
+                    }
+                    _ => Err(self.lock_error("delete", path, f)),
+                },
+                Err(f) => Err(self.lock_error("delete", path, f)),
+            };
+        }
         let op = self.op.clone();
         let p = path.to_string();
         self.run(async move { op.delete(&p).await }).map_err(|e| self.error("delete", path, e))

@@ -132,6 +132,16 @@ pub fn render(report: Option<&StatusReport>, runs: &[RunRecord], jobs: &[Planned
     );
     let mut write_only =
         Family::new("bunker_repository_write_only", "gauge", "1 when this host's key cannot read the content back.");
+    let mut lock_period = Family::new(
+        "bunker_repository_object_lock_seconds",
+        "gauge",
+        "The repository's S3 Object Lock period (absent: no lock).",
+    );
+    let mut lock_earliest = Family::new(
+        "bunker_repository_object_lock_earliest_until_timestamp_seconds",
+        "gauge",
+        "Unix time the earliest lock of an object kept snapshots need ends, as the last object-lock extend left it.",
+    );
     let mut check_time =
         Family::new("bunker_last_check_timestamp_seconds", "gauge", "Unix time the last repository check ended.");
     let mut check_ok = Family::new("bunker_last_check_success", "gauge", "1 when the last repository check passed.");
@@ -181,6 +191,12 @@ pub fn render(report: Option<&StatusReport>, runs: &[RunRecord], jobs: &[Planned
         repo_snapshots.add(&[], report.repository.snapshots as f64);
         recipients.add(&[], report.repository.protection.recipients as f64);
         write_only.add(&[], if report.repository.protection.write_only { 1.0 } else { 0.0 });
+        if let Some(lock) = &report.repository.protection.object_lock {
+            lock_period.add(&[], lock.period_secs as f64);
+            if let Some(t) = lock.earliest_until {
+                lock_earliest.add(&[], seconds(t));
+            }
+        }
         if let Some(check) = &report.last_check {
             check_time.add(&[], seconds(check.ended));
             check_ok.add(&[], if check.status == RunStatus::Success { 1.0 } else { 0.0 });
@@ -216,6 +232,8 @@ pub fn render(report: Option<&StatusReport>, runs: &[RunRecord], jobs: &[Planned
         &repo_snapshots,
         &recipients,
         &write_only,
+        &lock_period,
+        &lock_earliest,
         &check_time,
         &check_ok,
         &job_last,

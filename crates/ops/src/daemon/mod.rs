@@ -324,10 +324,17 @@ impl Daemon<'_> {
     fn commands(&self, config: &Config, schedule: &Schedule, check_part: Option<u32>) -> Result<Vec<Vec<String>>> {
         let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         Ok(match schedule.kind {
-            JobKind::Backup => match &schedule.group {
-                Some(group) => vec![owned(&["backup", "--group", group])],
-                None => vec![owned(&["backup", "--all"])],
-            },
+            JobKind::Backup => {
+                let mut commands = match &schedule.group {
+                    Some(group) => vec![owned(&["backup", "--group", group])],
+                    None => vec![owned(&["backup", "--all"])],
+                };
+                // Under S3 Object Lock, what the new snapshots reuse of old packs stays locked ahead.
+                if self.repo.config().object_lock.is_some() {
+                    commands.push(owned(&["object-lock", "extend"]));
+                }
+                commands
+            }
             JobKind::Forget => vec![owned(&["--retry-lock", "30m", "forget", "--prune"])],
             JobKind::Check => {
                 let part = check_part.unwrap_or(1);

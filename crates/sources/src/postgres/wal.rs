@@ -391,7 +391,11 @@ pub fn expire(
         };
         if old {
             if !dry_run {
-                repo.delete_object(NAMESPACE, &o.name)?;
+                match repo.delete_object(NAMESPACE, &o.name) {
+                    // Still under S3 Object Lock retention: a later forget expires it.
+                    Err(bunker_engine::Error::Retained { .. }) => continue,
+                    r => r?,
+                }
             }
             deleted.push(file.to_string());
         }
