@@ -268,15 +268,22 @@ impl Request {
 
 /// An HTTP forwarder in front of moto that answers the requests `refuse(method, path_and_query)` picks
 /// with S3's `403 AccessDenied`, as S3 answers a key whose policy lacks the permission: every write for
-/// read-only credentials (`s3:GetObject`, `s3:ListBucket`), deletes for append-only ones. (moto's own IAM
-/// mode would do, but it rejects the signature of opendal's listings whose prefix holds a '/', so the
-/// gate stands in for the policy.) One request per connection.
+/// read-only credentials (`s3:GetObject`, `s3:ListBucket`), deletes for append-only ones. moto's own IAM
+/// mode rejects the signature of opendal's listings whose prefix holds a '/', unless the query reaches it
+/// percent-encoded: [`Gate::start_encoding_queries`] does that, so that moto's real policy checks apply.
+/// One request per connection.
 #[allow(dead_code)]
 pub struct Gate {
     pub port: u16,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// How many requests it refused.
     pub refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Refuses nothing: with [`Gate::start_encoding_queries`], a gate that only fixes the query for moto.
+#[allow(dead_code)]
+pub fn nothing(_: &str, _: &str) -> bool {
+    false
 }
 
 /// A DELETE, or S3's batch delete (`POST ?delete`): what append-only credentials may not do.
@@ -288,6 +295,18 @@ pub fn is_delete(method: &str, path: &str) -> bool {
 #[allow(dead_code)]
 impl Gate {
     pub fn start(upstream: u16, refuse: fn(&str, &str) -> bool) -> Gate {
+        Self::start_with(upstream, refuse, false)
+    }
+
+    /// A gate in front of moto in IAM mode (`INITIAL_NO_AUTH_ACTION_COUNT`), so that moto's policy
+    /// checks apply to opendal's requests: it percent-encodes each '/' of the query (opendal sends
+    /// `prefix=repo/keys/`, signs it as SigV4 says, `repo%2Fkeys%2F`, and moto checks the signature over the
+    /// query as it arrived). The signature stays valid; nothing is refused but what moto's IAM refuses.
+    pub fn start_encoding_queries(upstream: u16) -> Gate {
+        Self::start_with(upstream, nothing, true)
+    }
+
+    fn start_with(upstream: u16, refuse: fn(&str, &str) -> bool, encode_queries: bool) -> Gate {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         use std::sync::Arc;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -302,7 +321,7 @@ impl Gate {
                     Ok((client, _)) => {
                         let refused = refused2.clone();
                         std::thread::spawn(move || {
-                            let _ = gate(client, upstream, refuse, &refused);
+                            let _ = gate(client, upstream, refuse, &refused, encode_queries);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
@@ -332,8 +351,17 @@ fn gate(
     upstream: u16,
     refuse: fn(&str, &str) -> bool,
     refused: &std::sync::atomic::AtomicU64,
+    encode_queries: bool,
 ) -> std::io::Result<()> {
-    let Some(request) = Request::read(&mut client)? else { return Ok(()) };
+    let Some(mut request) = Request::read(&mut client)? else { return Ok(()) };
+    if encode_queries {
+        let mut parts: Vec<String> = request.line.split(' ').map(str::to_string).collect();
+        if let Some((path, query)) = parts.get(1).and_then(|t| t.split_once('?')) {
+            let fixed = format!("{path}?{}", query.replace('/', "%2F"));
+            parts[1] = fixed;
+            request.line = parts.join(" ");
+        }
+    }
     let (method, path) = request.method_and_path();
     if refuse(method, path) {
         refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
