@@ -57,7 +57,11 @@ fn helper(moto: &Moto, args: &[&str]) -> String {
 type Locks = std::collections::BTreeMap<String, (Option<String>, Option<DateTime<Utc>>)>;
 
 fn retention(moto: &Moto, prefix: &str) -> Locks {
-    let v: serde_json::Value = serde_json::from_str(&helper(moto, &["retention", "locked", prefix])).unwrap();
+    retention_in(moto, "locked", prefix)
+}
+
+fn retention_in(moto: &Moto, bucket: &str, prefix: &str) -> Locks {
+    let v: serde_json::Value = serde_json::from_str(&helper(moto, &["retention", bucket, prefix])).unwrap();
     v.as_object()
         .unwrap()
         .iter()
@@ -308,4 +312,62 @@ fn metrics(port: u16) -> Option<String> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.contains(" 200 ").then_some(out)
+}
+
+/// Monthly copies nobody can delete for a year: `[repositories.vault] object_lock = "365d"` creates the
+/// secondary under a compliance lock on first copy, every object copied carries it, and the copy
+/// restores from there.
+#[test]
+fn a_secondary_created_by_copy_is_locked_as_the_stack_file_says() {
+    let moto = Moto::start();
+    helper(&moto, &["create", "vault"]);
+    let repo = Repo::new();
+    let data = common::random_data(3 << 20, 5);
+    let id = repo.backup_bytes("app", &data);
+    let vault = format!("s3://vault/monthly?endpoint={}&region=us-east-1&path-style=true", moto.endpoint());
+    let cfg = repo.root.join("bunker.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository]\nurl = \"{}\"\n\n[repositories.vault]\nurl = \"{vault}\"\npassword = \"vault-pw\"\n\
+             object_lock = \"365d\"\nobject_lock_mode = \"compliance\"\n",
+            repo.path.display()
+        ),
+    )
+    .unwrap();
+    let with_aws = |mut c: Command| {
+        c.env("BUNKER_CONFIG", &cfg)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_S3");
+        c
+    };
+    let o = with_aws(repo.cmd(&["copy", "--to", "vault"])).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("object lock: extended"), "{out}");
+    let locks = retention_in(&moto, "vault", "monthly/");
+    let year = Utc::now() + chrono::Duration::days(364);
+    let mut lasting = 0;
+    for (key, (mode, until)) in &locks {
+        if is_short_lived(key) {
+            continue;
+        }
+        lasting += 1;
+        assert_eq!(mode.as_deref(), Some("COMPLIANCE"), "{key}");
+        assert!(until.is_some_and(|u| u > year), "{key} is locked until {until:?} only");
+    }
+    assert!(lasting >= 5, "{locks:?}");
+    let dumped = with_aws(repo.cmd(&["dump", &id[..8]]))
+        .env("BUNKER_REPO", &vault)
+        .env("BUNKER_PASSWORD", "vault-pw")
+        .env("BUNKER_CACHE_DIR", "off")
+        .output()
+        .unwrap();
+    assert!(dumped.status.success(), "{}", String::from_utf8_lossy(&dumped.stderr));
+    assert_eq!(dumped.stdout, data);
 }

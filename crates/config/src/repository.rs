@@ -8,7 +8,7 @@ use toml::{Table, Value};
 use crate::error::{Error, Result};
 use crate::spans::{Document, KeyPath};
 
-const KEYS: &str = "url, password or password_file";
+const KEYS: &str = "url, password, password_file, object_lock or object_lock_mode";
 
 /// The `[repository]` section. Relative local paths are already resolved against the config file's directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,10 @@ pub struct RepositoryConfig {
     pub url: String,
     pub password: Option<Secret>,
     pub password_file: Option<PathBuf>,
+    /// S3 Object Lock for a secondary `copy` creates (`object_lock = "365d"`): how long each object is
+    /// retained, and the mode (`governance`, the default, or `compliance`).
+    pub object_lock: Option<std::time::Duration>,
+    pub object_lock_mode: Option<String>,
 }
 
 /// A value that must never be shown: `Debug` and `Display` print `***`. Call [`Secret::expose`] to use it.
@@ -50,7 +54,8 @@ impl RepositoryConfig {
     /// Builds the section found at `section` (`repository` or `repositories.NAME`) from its (already
     /// interpolated) table.
     pub(crate) fn from_table(table: &Table, doc: &Document, base: &Path, section: &KeyPath) -> Result<Self> {
-        if let Some(key) = table.keys().find(|k| !matches!(k.as_str(), "url" | "password" | "password_file")) {
+        let known = ["url", "password", "password_file", "object_lock", "object_lock_mode"];
+        if let Some(key) = table.keys().find(|k| !known.contains(&k.as_str())) {
             let key_path = section.child(key);
             let line = doc.key_line(&key_path);
             return Err(Error::UnknownKey { path: doc.path.clone(), line, key: key_path.to_string(), expected: KEYS });
@@ -74,10 +79,36 @@ impl RepositoryConfig {
                 section: section.to_string(),
             });
         }
+        let invalid = |key: &str, detail: &str| Error::Invalid {
+            path: doc.path.clone(),
+            line: doc.value_line(&section.child(key)),
+            key: section.child(key).to_string(),
+            detail: detail.to_string(),
+        };
+        let object_lock = match string("object_lock")? {
+            None => None,
+            Some(text) => Some(
+                humantime::parse_duration(&text)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| invalid("object_lock", "not a retention period; use e.g. \"30d\" or \"365d\""))?,
+            ),
+        };
+        let object_lock_mode = string("object_lock_mode")?;
+        if let Some(mode) = &object_lock_mode {
+            if !matches!(mode.as_str(), "governance" | "compliance") {
+                return Err(invalid("object_lock_mode", "use \"governance\" or \"compliance\""));
+            }
+            if object_lock.is_none() {
+                return Err(invalid("object_lock_mode", "has no object_lock period beside it"));
+            }
+        }
         Ok(RepositoryConfig {
             url: resolve_url(&url, base),
             password: password.map(Secret),
             password_file: password_file.map(|p| resolve_path(Path::new(&p), base)),
+            object_lock,
+            object_lock_mode,
         })
     }
 }
@@ -139,7 +170,13 @@ mod tests {
         assert_eq!(format!("{secret}"), "***");
         assert_eq!(format!("{secret:?}"), "***");
         assert_eq!(secret.expose(), "hunter2");
-        let repo = RepositoryConfig { url: "/r".into(), password: Some(secret), password_file: None };
+        let repo = RepositoryConfig {
+            url: "/r".into(),
+            password: Some(secret),
+            password_file: None,
+            object_lock: None,
+            object_lock_mode: None,
+        };
         assert!(!format!("{repo:?}").contains("hunter2"));
         assert!(!format!("{repo:#?}").contains("hunter2"));
     }

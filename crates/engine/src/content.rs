@@ -578,7 +578,7 @@ mod repository_tests {
         std::fs::write(&id_path, id.to_string().expose_secret()).unwrap();
         let recipients = vec![parse_recipient(&id.to_public().to_string()).unwrap()];
         let storage = Storage::create(&Location::Local(tmp.path().join("new"))).unwrap();
-        let dst = crate::copy::create_secondary_for(&src, storage, "backup-host", &recipients).unwrap();
+        let dst = crate::copy::create_secondary_for(&src, storage, "backup-host", &recipients, None).unwrap();
         let lock = crate::lock::acquire(dst.storage(), false, "test", std::time::Duration::ZERO).unwrap();
         let report = crate::copy::copy(&src, &dst, &lock, None).unwrap();
         assert_eq!((report.snapshots, report.objects), (1, 1), "{report:?}");

@@ -146,21 +146,37 @@ pub fn open_secondary(src: &Repository, storage: Storage, password: &str) -> Res
 /// repository ID of its own: the ID names local caches (index, snapshots, the session key), which must not
 /// be shared by two repositories whose contents differ.
 pub fn create_secondary(src: &Repository, storage: Storage, password: &str) -> Result<Repository> {
-    create_secondary_for(src, storage, password, &[])
+    create_secondary_for(src, storage, password, &[], None)
 }
 
 /// [`create_secondary`]; with `recipients`, from a password repository, a recipients secondary: the same
 /// master key (blob IDs, snapshots and the catalog carry over as they are) with content re-sealed for
 /// the recipients on the way (see [`execute`]). This is how a history moves into a recipients repository.
+/// With `object_lock`, the secondary is created under S3 Object Lock (its bucket must have it enabled):
+/// what is copied into it is retained for that long.
 pub fn create_secondary_for(
     src: &Repository,
     storage: Storage,
     password: &str,
     recipients: &[crate::content::Recipient],
+    object_lock: Option<crate::config::ObjectLock>,
 ) -> Result<Repository> {
     refuse_same_location(src, &storage)?;
     if storage.exists(CONFIG_PATH)? {
         return open_secondary(src, storage, password);
+    }
+    if let Some(lock) = &object_lock {
+        lock.validate()?;
+    }
+    let storage = storage.with_object_lock(object_lock)?;
+    if object_lock.is_some() && !storage.bucket_lock_enabled()? {
+        return Err(Error::invalid(
+            "object lock",
+            format!(
+                "the bucket of {} does not have S3 Object Lock enabled: create it with Object Lock, or drop object_lock",
+                storage.location()
+            ),
+        ));
     }
     if !recipients.is_empty() && !src.recipients().is_empty() {
         return Err(Error::invalid(
@@ -173,8 +189,8 @@ pub fn create_secondary_for(
         chunker: c.chunker,
         compression_level: c.compression_level,
         pack_size: c.pack_size,
-        // A secondary's bucket is its own: it is locked when created with `init --object-lock` first.
-        object_lock: None,
+        // A secondary's lock is its own (a year for monthly copies, say), not the source's.
+        object_lock,
     });
     let key = match recipients {
         [] => src.repo_key().clone(),
@@ -204,16 +220,18 @@ pub fn create_secondary_for(
 
 /// [`open_secondary`], or [`create_secondary`] when `storage` holds no repository; `true` when created.
 pub fn open_or_create_secondary(src: &Repository, storage: Storage, password: &str) -> Result<(Repository, bool)> {
-    open_or_create_secondary_for(src, storage, password, &[])
+    open_or_create_secondary_for(src, storage, password, &[], None)
 }
 
 /// [`open_or_create_secondary`], creating a recipients secondary for `recipients` (see
 /// [`create_secondary_for`]); an existing secondary must seal for exactly those when any are given.
+/// `object_lock` applies only to a secondary created now (an existing one keeps its own).
 pub fn open_or_create_secondary_for(
     src: &Repository,
     storage: Storage,
     password: &str,
     recipients: &[crate::content::Recipient],
+    object_lock: Option<crate::config::ObjectLock>,
 ) -> Result<(Repository, bool)> {
     match Repository::read_config(&storage) {
         Ok(_) => {
@@ -230,7 +248,9 @@ pub fn open_or_create_secondary_for(
             }
             Ok((dst, false))
         }
-        Err(Error::NoRepository { .. }) => Ok((create_secondary_for(src, storage, password, recipients)?, true)),
+        Err(Error::NoRepository { .. }) => {
+            Ok((create_secondary_for(src, storage, password, recipients, object_lock)?, true))
+        }
         Err(e) => Err(e),
     }
 }

@@ -17,6 +17,9 @@ use crate::repository::Repository;
 use crate::restorer::Restorer;
 use crate::walk::{collect_blobs, BlobSet};
 
+/// A stored object's path and size.
+type Sized = (String, u64);
+
 /// Packs with less than this share of used bytes are repacked; the others are kept as they are.
 const REPACK_BELOW_USED: f64 = 0.8;
 
@@ -209,7 +212,7 @@ fn prune_under(repo: &Repository, lock: Option<&LockGuard>, dry_run: bool) -> Re
         )));
     }
     let kept_packs: HashSet<FileId> = keep.iter().map(|(p, _)| *p).collect();
-    let (deferred, doomed): (Vec<(String, u64)>, Vec<(String, u64)>) = stored
+    let (deferred, doomed): (Vec<Sized>, Vec<Sized>) = stored
         .iter()
         .filter(|o| pack_id_from_path(&o.path).is_some_and(|id| !kept_packs.contains(&id)))
         .map(|o| (o.path.clone(), o.size))

@@ -41,6 +41,43 @@ impl Repository {
         Ok(log.runs)
     }
 
+    /// The run records of `operations` only, oldest first: for a reader that needs a few kinds (recovery
+    /// points) of a long history. Other records are recognised by their operation without being
+    /// decoded, so the cost is a scan of the catalog's text, not a parse of every record. Damage is
+    /// handled as by [`Self::load_runs`].
+    pub fn load_runs_of(&self, operations: &[&str]) -> Result<Vec<RunRecord>> {
+        let state = read_state(self, Of::Runs, &HashSet::new(), |loose, _, covered| {
+            loose.iter().filter(|id| !covered.contains(id)).copied().collect()
+        })?;
+        self.prune_cache(FileKind::Run, &state.loose);
+        self.note_unfolded(FileKind::Run, state.loose.len());
+        let wanted = |raw: &RawValue| operation_of(raw.get()).is_none_or(|op| operations.contains(&op.as_ref()));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let decoded = par_map(&state.segments, cores, |seg| {
+            seg.entries
+                .iter()
+                .filter(|e| wanted(&e.record))
+                .map(|e| (e.id, decode_run(&e.id, e.record.get().as_bytes())))
+                .collect::<Vec<_>>()
+        });
+        let loose = state
+            .loose_read
+            .iter()
+            .filter(|(_, raw)| wanted(raw))
+            .map(|(id, raw)| (*id, decode_run(id, raw.get().as_bytes())));
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (id, r) in decoded.into_iter().flatten().chain(loose) {
+            match r {
+                Ok(r) if operations.contains(&r.operation.as_str()) && seen.insert(id) => out.push(r),
+                Ok(_) => {}
+                Err(e) => self.damage().report(FileKind::Run, &id, &e),
+            }
+        }
+        out.sort_by_key(|r| (r.started, r.id));
+        Ok(out)
+    }
+
     /// All snapshots that can be read, oldest first. A damaged snapshot file is skipped and recorded in
     /// [`Repository::damage`]: it never hides the others.
     pub fn load_snapshots(&self) -> Result<Vec<Snapshot>> {
@@ -301,6 +338,26 @@ struct Segment {
     file: FileId,
     period: String,
     entries: Vec<Entry>,
+}
+
+/// A run record's operation, read without parsing the record: bunker writes `operation` first, so the
+/// text starts `{"operation":"NAME"`; anything else (another writer's field order, an escape) is parsed
+/// for it. `None`: not a record at all (its decoding reports the damage).
+fn operation_of(json: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if let Some(rest) = json.strip_prefix("{\"operation\":\"") {
+        if let Some(end) = rest.find('"') {
+            let name = &rest[..end];
+            if !name.contains('\\') {
+                return Some(std::borrow::Cow::Borrowed(name));
+            }
+        }
+    }
+    #[derive(Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow)]
+        operation: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_str::<Peek<'_>>(json).ok().map(|p| p.operation)
 }
 
 /// The plaintext JSON of a catalog file, under its ID.
@@ -812,6 +869,34 @@ mod tests {
         assert_eq!((r.runs_folded, r.segments_written, r.segments_replaced), (1, 1, 1), "{r:?}");
         assert_eq!(files(dir.path(), "catalog/runs"), 3);
         assert_eq!(ids(&repo), want);
+    }
+
+    #[test]
+    fn runs_of_some_operations_are_read_without_decoding_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = init(dir.path());
+        for n in 0..12 {
+            record(&repo, 9 + n % 2, n);
+        }
+        let mut point =
+            RunRecord::new("point", chrono::Utc.with_ymd_and_hms(2026, 9, 3, 1, 0, 0).unwrap(), RunStatus::Success);
+        point.details = serde_json::json!({"point": "p1", "targets": ["a"]});
+        let point_id = repo.save_run(&mut point).unwrap();
+        fold(&repo).unwrap();
+        // One more, loose, after the fold.
+        let mut late =
+            RunRecord::new("point", chrono::Utc.with_ymd_and_hms(2026, 11, 1, 1, 0, 0).unwrap(), RunStatus::Failed);
+        let late_id = repo.save_run(&mut late).unwrap();
+        let got: Vec<FileId> = repo.load_runs_of(&["point"]).unwrap().iter().map(|r| r.id.unwrap()).collect();
+        assert_eq!(got, vec![point_id, late_id]);
+        assert_eq!(repo.load_runs_of(&["backup", "point"]).unwrap().len(), 14);
+        assert!(repo.load_runs_of(&["drill"]).unwrap().is_empty());
+        assert_eq!(repo.load_runs_of(&["point"]).unwrap()[0].details["point"], "p1");
+        // Another writer's field order, or an escaped name, is parsed for the operation instead.
+        assert_eq!(operation_of(r#"{"operation":"point","x":1}"#).as_deref(), Some("point"));
+        assert_eq!(operation_of(r#"{"host":"h","operation":"drill"}"#).as_deref(), Some("drill"));
+        assert_eq!(operation_of(r#"{"operation":"p\u006fint"}"#).as_deref(), Some("point"));
+        assert_eq!(operation_of("not json"), None);
     }
 
     #[test]

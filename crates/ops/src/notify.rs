@@ -107,7 +107,7 @@ pub fn run_finished(repo: &Repository, record: &RunRecord) {
         return;
     }
     let previous = match record.status {
-        RunStatus::Success if config.on.recovery => match repo.load_runs() {
+        RunStatus::Success if config.on.recovery => match repo.load_runs_of(&[record.operation.as_str()]) {
             Ok(runs) => previous_run(runs, record),
             Err(e) => {
                 tracing::warn!(

@@ -314,7 +314,8 @@ pub fn restore_point(
     // the catalog: both at once, one request round and one core's decoding sooner.
     let (runs, index) = std::thread::scope(|scope| {
         let index = scope.spawn(|| repo.load_index());
-        let runs = repo.load_runs();
+        // Only the point records: the rest of a long history is not decoded.
+        let runs = repo.load_runs_of(&["point"]);
         (runs, index.join().expect("the index reader does not panic"))
     });
     let runs = runs?;

@@ -26,11 +26,11 @@ pub fn run(ctx: &Context, args: CopyArgs) -> Result<i32> {
     let location = Location::parse(&secondary.url).with_context(|| format!("[repositories.{}] url", args.to))?;
     let src = ctx.open()?;
     if args.dry_run {
-        return copy_and_print(ctx, &src, &args, &location, &password, None);
+        return copy_and_print(ctx, &src, &args, secondary, &location, &password, None);
     }
     let mut run = Run::start("copy");
     run.details(&Details::Copy(CopyDetails { to: args.to.clone(), ..Default::default() }));
-    let outcome = copy_and_print(ctx, &src, &args, &location, &password, Some(&mut run));
+    let outcome = copy_and_print(ctx, &src, &args, secondary, &location, &password, Some(&mut run));
     run.finish(&src, outcome.as_ref().copied());
     outcome
 }
@@ -39,6 +39,7 @@ fn copy_and_print(
     ctx: &Context,
     src: &Repository,
     args: &CopyArgs,
+    secondary: &RepositoryConfig,
     location: &Location,
     password: &str,
     run: Option<&mut Run>,
@@ -50,7 +51,7 @@ fn copy_and_print(
             bail!(Error::NoSnapshot(name.clone()));
         }
     }
-    let (dst, created) = destination(src, location, password, args)?;
+    let (dst, created) = destination(src, location, password, args, secondary)?;
     // Shared: the destination must not be pruned while packs land in it unindexed. A dry run writes
     // nothing there, not even a lock.
     let dst_lock = match &dst {
@@ -67,6 +68,14 @@ fn copy_and_print(
             copy::execute(src, dst, lock, &plan, &mut |bytes| progress.set(bytes))?
         }
         _ => plan.report(true),
+    };
+    // A secondary under S3 Object Lock: what its kept snapshots reuse of older packs stays locked ahead.
+    let extended = match &dst {
+        Some(d) if !args.dry_run && d.config().object_lock.is_some() => Some(
+            bunker_engine::objectlock::extend(d, false)
+                .with_context(|| format!("extending the Object Lock of the secondary {}", args.to))?,
+        ),
+        _ => None,
     };
     if let Some(run) = run {
         run.details(&Details::Copy(CopyDetails {
@@ -86,6 +95,12 @@ fn copy_and_print(
         json(&value);
     } else {
         println!("{}", summary(&report, &args.to, created));
+        if let Some(x) = &extended {
+            println!(
+                "object lock: extended {} of {} objects of {} that its snapshots need",
+                x.extended, x.objects, args.to
+            );
+        }
     }
     Ok(exit::OK)
 }
@@ -97,6 +112,7 @@ fn destination(
     location: &Location,
     password: &str,
     args: &CopyArgs,
+    secondary: &RepositoryConfig,
 ) -> Result<(Option<Repository>, bool)> {
     let storage = match Storage::open(location) {
         Ok(s) => s,
@@ -120,7 +136,16 @@ fn destination(
     if let Some(file) = &args.recipients_file {
         recipients.extend(bunker_engine::content::read_recipients_file(file)?);
     }
-    match copy::open_or_create_secondary_for(src, storage, password, &recipients) {
+    let object_lock = match secondary.object_lock {
+        Some(period) => Some(bunker_engine::config::ObjectLock {
+            mode: bunker_engine::config::LockMode::parse(
+                secondary.object_lock_mode.as_deref().unwrap_or("governance"),
+            )?,
+            period_secs: period.as_secs().max(1),
+        }),
+        None => None,
+    };
+    match copy::open_or_create_secondary_for(src, storage, password, &recipients, object_lock) {
         Ok((dst, created)) => Ok((Some(dst), created)),
         Err(e @ Error::WrongPassword { .. }) => Err(anyhow::Error::new(e).context(format!(
             "the password of [repositories.{}] does not open the secondary (another repository? then give the \

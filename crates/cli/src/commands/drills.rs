@@ -14,7 +14,7 @@ use bunker_ops::drill::record::{self, secs, StoredDrill};
 
 pub fn run(ctx: &Context, args: DrillsArgs) -> Result<i32> {
     let repo = ctx.open()?;
-    let drills = select(record::drills(&repo.load_runs()?), args.since);
+    let drills = select(record::drills(&repo.load_runs_of(&["drill"])?), args.since);
     if let Some(path) = &args.report {
         let Some(newest) = drills.last() else { bail!("no drill in the catalog yet: run `bunker drill`") };
         std::fs::write(path, html::render(newest, &drills))

@@ -13,9 +13,18 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<i32> {
         Some([min_size, avg_size, max_size]) => ChunkerParams { min_size, avg_size, max_size },
         None => ChunkerParams::default(),
     };
-    let object_lock = match args.object_lock {
+    // `--object-lock`, else `[repository] object_lock` of the stack file.
+    let stack = ctx.config().ok().flatten().and_then(|l| l.config.repository.clone());
+    let (period, mode) = match (args.object_lock, stack.as_ref().and_then(|r| r.object_lock)) {
+        (Some(p), _) => (Some(p), args.object_lock_mode.clone()),
+        (None, Some(p)) => {
+            (Some(p), stack.and_then(|r| r.object_lock_mode).unwrap_or_else(|| "governance".to_string()))
+        }
+        (None, None) => (None, args.object_lock_mode.clone()),
+    };
+    let object_lock = match period {
         Some(period) => Some(ObjectLock {
-            mode: LockMode::parse(&args.object_lock_mode)?,
+            mode: LockMode::parse(&mode)?,
             period_secs: period.as_secs().max(u64::from(period.subsec_nanos() > 0)),
         }),
         None => None,

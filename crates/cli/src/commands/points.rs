@@ -13,7 +13,7 @@ use crate::output::json;
 pub fn list(ctx: &Context) -> Result<i32> {
     let repo = ctx.open()?;
     // Runs first: their listing is the catalog fingerprint the snapshots' memo is checked against.
-    let runs = repo.load_runs()?;
+    let runs = repo.load_runs_of(&["point"])?;
     let snapshots = repo.load_recent_snapshots()?;
     let rows = points::list(&runs, &snapshots);
     if ctx.global.json {
