@@ -196,6 +196,26 @@ mod tests {
     }
 
     #[test]
+    fn object_lock_keys_are_checked() {
+        let parse = |text: &str| crate::Config::parse_with_env(text, Path::new("/b.toml"), &|_| None);
+        let c =
+            parse("[repositories.vault]\nurl = \"/v\"\nobject_lock = \"365d\"\nobject_lock_mode = \"compliance\"\n")
+                .unwrap();
+        let (_, vault) = &c.secondaries[0];
+        assert_eq!(vault.object_lock, Some(std::time::Duration::from_secs(365 * 86_400)));
+        assert_eq!(vault.object_lock_mode.as_deref(), Some("compliance"));
+        let e = parse("[repositories.vault]\nurl = \"/v\"\nobject_lock = \"a year\"\n").unwrap_err().to_string();
+        assert!(e.contains("object_lock") && e.contains("365d"), "{e}");
+        let e = parse("[repositories.vault]\nurl = \"/v\"\nobject_lock = \"30d\"\nobject_lock_mode = \"strict\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("governance") && e.contains("compliance"), "{e}");
+        let e =
+            parse("[repositories.vault]\nurl = \"/v\"\nobject_lock_mode = \"compliance\"\n").unwrap_err().to_string();
+        assert!(e.contains("no object_lock period"), "{e}");
+    }
+
+    #[test]
     fn schemes_are_recognised_strictly() {
         assert!(has_scheme("s3://b/p"));
         assert!(has_scheme("git+ssh://x"));

@@ -141,7 +141,7 @@ fn repository_checks() {
     let message = error("[repository]\nurl = \"/r\"\npasword = \"hunter2\"\n", &[]);
     assert_eq!(
         message,
-        "/etc/bunker/bunker.toml:3: unknown key repository.pasword; expected one of url, password or password_file"
+        "/etc/bunker/bunker.toml:3: unknown key repository.pasword; expected one of url, password, password_file, object_lock or object_lock_mode"
     );
     let message = error("[repository]\nurl = \"/r\"\npassword = \"${P:-}\"\n", &[]);
     assert!(message.starts_with("/etc/bunker/bunker.toml:3: repository.password is empty"), "{message}");
