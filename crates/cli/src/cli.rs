@@ -65,6 +65,11 @@ pub enum Command {
     Snapshots(SnapshotsArgs),
     /// Write a snapshot's stream (or one file of a tree) to stdout
     Dump(DumpArgs),
+    /// What a snapshot holds: a file tree's paths (modes, sizes, mtimes), an S3 snapshot's keys (sizes,
+    /// ETags, content types); only what PATH or PATTERN picks (a glob, or a path and what lies below it)
+    Ls(LsArgs),
+    /// One file or object across a target's snapshots: when it changed, its size and ETag in each
+    Versions(VersionsArgs),
     /// Restore a snapshot: files into a directory, a PostgreSQL dump into a database or a base backup to
     /// a point in time (--pgdata), Redis into a server or an RDB file, an S3 bucket into a bucket, a
     /// command's output into its restore command
@@ -229,6 +234,25 @@ pub struct SnapshotsArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot: ID or unique prefix, latest, or NAME:latest
+    pub snapshot: String,
+    /// Only this path (and what lies below it) or what this glob matches (`uploads/*.jpg`, `**/*.conf`)
+    pub pattern: Option<String>,
+    /// Sizes, times, modes, ETags and content types too
+    #[arg(short, long)]
+    pub long: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VersionsArgs {
+    /// The snapshots' name: a target (or TARGET/NAME for one of its several)
+    pub target: String,
+    /// The file's path or the object's key, as `bunker ls` shows it
+    pub path: String,
+}
+
+#[derive(Args, Debug)]
 pub struct DumpArgs {
     /// Snapshot: ID or unique prefix, latest, or NAME:latest
     pub snapshot: String,
@@ -281,9 +305,12 @@ pub struct RestoreArgs {
     /// and privileges
     #[arg(long, requires = "into")]
     pub with_globals: bool,
-    /// Restore only paths matching this glob (and what lies under them); repeatable
+    /// Restore only paths (S3: keys) matching this glob (and what lies under them); repeatable
     #[arg(long)]
     pub include: Vec<String>,
+    /// S3: leave out keys matching this glob (and what lies under them); repeatable
+    #[arg(long)]
+    pub exclude: Vec<String>,
     /// Write into a non-empty directory, replacing files of the same name (with --pgdata: emptying it
     /// first)
     #[arg(long)]

@@ -105,6 +105,34 @@ fn a_files_target_keeps_owners_modes_mtimes_and_symlinks_and_restores_single_fil
         assert_eq!(std::fs::metadata(one.join("terraform.tfstate")).unwrap().uid(), 4321);
     }
     assert!(!one.join("app").exists(), "--include restored more than it names");
+
+    // ls: the tree's paths (a path picks what lies below it), with modes, sizes and mtimes in --long and
+    // --json; dump of one file by path; --exclude is refused for a files snapshot, not ignored.
+    let ls = |args: &[&str]| {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let all = ls(&["ls", "config:latest"]);
+    for want in
+        ["app/", "app/app.env", "app/conf.d/", "app/conf.d/10-web.conf", "app/current.conf", "terraform.tfstate"]
+    {
+        assert!(all.lines().any(|l| l == want), "{want} missing from:\n{all}");
+    }
+    assert!(!all.contains("debug.log"), "{all}");
+    assert_eq!(ls(&["ls", "config:latest", "app/conf.d"]).lines().count(), 2);
+    let long = ls(&["ls", "--long", "config:latest", "app/current.conf"]);
+    assert!(long.contains("symlink") && long.contains("-> conf.d/10-web.conf"), "{long}");
+    let listed: serde_json::Value = serde_json::from_str(&ls(&["--json", "ls", "config:latest", "**/*.env"])).unwrap();
+    let env = &listed["items"][0];
+    assert_eq!((env["path"].as_str(), env["mode"].as_u64()), (Some("app/app.env"), Some(0o640)), "{listed}");
+    assert_eq!(env["modified"], "2022-04-15T05:20:00Z", "{listed}");
+    let o = run(&["dump", "config:latest", "app/app.env"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "DATABASE_URL=postgres://app@db/app\n");
+    let o = run(&["restore", "config", "--to", repo.root.join("x").to_str().unwrap(), "--exclude", "*.env"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--exclude does not apply"), "{err}");
+    assert!(!repo.root.join("x").exists(), "a refused restore wrote");
 }
 
 /// Names that are not UTF-8 come back byte for byte; named pipes and device nodes come back as what they

@@ -138,7 +138,7 @@ fn a_bucket_is_backed_up_incrementally_and_restored_as_of_any_snapshot() {
     // As of day 1, into the same place: a dry run lists the changes and changes nothing …
     let out = ok(&["restore", &format!("uploads:{}", &day1_id[..8]), "--into", &into, "--dry-run"]);
     assert!(
-        out.contains("write  media/img-0000.jpg")
+        out.contains("replace  media/img-0000.jpg")
             && out.contains("extra (kept; --delete-extra deletes)  media/new-0.jpg"),
         "{out}"
     );
@@ -441,4 +441,114 @@ fn a_write_only_host_backs_up_a_bucket_and_only_the_identity_restores_it() {
     let original: serde_json::Value = serde_json::from_str(&helper(&moto, &["dump", "uploads"])).unwrap();
     let restored: serde_json::Value = serde_json::from_str(&helper(&moto, &["dump", "restored", "copy/"])).unwrap();
     assert_eq!(restored, original);
+}
+
+/// The same bytes `populate` and `day2` write under a key (at most `n`: `i:` repeated `n / 4 + 1` times).
+fn body(i: usize, n: usize) -> Vec<u8> {
+    let mut b = format!("{i}:").repeat(n / 4 + 1).into_bytes();
+    b.truncate(n);
+    b
+}
+
+/// One object, the way a user goes after it: `ls` shows what a snapshot holds, `versions` when the
+/// object changed, `dump SNAPSHOT KEY` writes one version's bytes, and `restore --include KEY` puts that
+/// version back alone (the dry run saying it replaces what is there), leaving every other object as it is.
+#[test]
+fn one_object_is_listed_followed_across_snapshots_and_restored_alone() {
+    let moto = Moto::start();
+    helper(&moto, &["create", "uploads"]);
+    helper(&moto, &["populate", "uploads", "100"]);
+    let repo = Repo::new();
+    let config = repo.root.join("bunker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[repository]\nurl = \"{}\"\n\n[targets.media]\ntype = \"s3\"\nbucket = \"uploads\"\nprefix = \"media/\"\n\
+             endpoint = \"{}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n",
+            repo.path.display(),
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        repo.cmd(args).env("BUNKER_CONFIG", &config).env("AWS_EC2_METADATA_DISABLED", "true").output().unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let o = run(args);
+        assert!(o.status.success(), "bunker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    ok(&["backup", "media"]);
+    let first = repo.snapshots()[0]["id"].as_str().unwrap().to_string();
+    let before = helper(&moto, &["dump", "uploads", "media/"]);
+    helper(&moto, &["day2", "uploads"]);
+    ok(&["backup", "media"]);
+
+    // ls: every key, a glob, a JSON listing with sizes, ETags and content types.
+    let all = String::from_utf8(ok(&["ls", "media:latest"])).unwrap();
+    assert!(all.lines().any(|l| l == "img-0050.jpg") && all.lines().any(|l| l == "new-4.jpg"), "{all}");
+    assert!(!all.lines().any(|l| l == "img-0001.jpg"), "deleted on day 2: {all}");
+    let new = String::from_utf8(ok(&["ls", "media:latest", "new-*"])).unwrap();
+    assert_eq!(new.lines().count(), 5, "{new}");
+    let listed: serde_json::Value =
+        serde_json::from_slice(&ok(&["--json", "ls", &first[..8], "img-0050.jpg"])).unwrap();
+    let item = &listed["items"][0];
+    assert_eq!((item["size"].as_u64(), item["content_type"].as_str()), (Some(339), Some("image/jpeg")), "{listed}");
+    assert!(item["etag"].as_str().is_some_and(|e| !e.is_empty()), "{listed}");
+    let o = run(&["ls", "media:latest", "nothing-*"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("matches nothing"));
+
+    // versions: the object changed between the two snapshots; one that did not, once.
+    let versions: serde_json::Value =
+        serde_json::from_slice(&ok(&["--json", "versions", "media", "img-0050.jpg"])).unwrap();
+    let sizes: Vec<u64> = versions.as_array().unwrap().iter().map(|v| v["size"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [339, 500], "{versions}");
+    assert!(versions.as_array().unwrap().iter().all(|v| v["changed"] == true), "{versions}");
+    let same: serde_json::Value =
+        serde_json::from_slice(&ok(&["--json", "versions", "media", "img-0002.jpg"])).unwrap();
+    let changed: Vec<bool> = same.as_array().unwrap().iter().map(|v| v["changed"].as_bool().unwrap()).collect();
+    assert_eq!(changed, [true, false], "{same}");
+
+    // dump: one object's bytes, as of either snapshot.
+    assert_eq!(ok(&["dump", &first[..8], "img-0050.jpg"]), body(50, 450));
+    assert_eq!(ok(&["dump", "media:latest", "img-0050.jpg"]), body(1, 999));
+    let o = run(&["dump", "media:latest", "img-0001.jpg"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no object"), "{o:?}");
+
+    // restore --include: the dry run names the one write and that it replaces an object; then only it.
+    let into = format!("s3://uploads/media/?endpoint={}&region=us-east-1&path-style=true", moto.endpoint());
+    let dry =
+        String::from_utf8(ok(&["restore", &first[..8], "--into", &into, "--include", "img-0050.jpg", "--dry-run"]))
+            .unwrap();
+    assert!(dry.contains("replace  img-0050.jpg") && dry.contains("would write 1 of 1 objects"), "{dry}");
+    assert!(
+        dry.contains("0 extra") && !dry.contains("extra (kept"),
+        "a selection makes the rest of the bucket no extra: {dry}"
+    );
+    let dry = String::from_utf8(ok(&[
+        "restore",
+        &first[..8],
+        "--into",
+        &into,
+        "--include",
+        "img-00*",
+        "--exclude",
+        "img-005*",
+        "--dry-run",
+        "--delete-extra",
+    ]))
+    .unwrap();
+    assert!(!dry.contains("new-") && !dry.contains("img-0050") && dry.contains("img-0000"), "{dry}");
+    let day2 = helper(&moto, &["dump", "uploads", "media/"]);
+    ok(&["restore", &first[..8], "--into", &into, "--include", "img-0050.jpg", "--force"]);
+    let after: serde_json::Value = serde_json::from_str(&helper(&moto, &["dump", "uploads", "media/"])).unwrap();
+    let before: serde_json::Value = serde_json::from_str(&before).unwrap();
+    let day2: serde_json::Value = serde_json::from_str(&day2).unwrap();
+    assert_eq!(after["img-0050.jpg"], before["img-0050.jpg"], "the old version is back");
+    for key in ["img-0100.jpg", "new-0.jpg", "img-0002.jpg"] {
+        assert_eq!(after[key], day2[key], "{key} was left as it was");
+    }
+    assert_eq!(after.as_object().unwrap().len(), day2.as_object().unwrap().len());
+    let o = run(&["restore", &first[..8], "--into", &into, "--include", "nope/**"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("picks no object"), "{o:?}");
 }

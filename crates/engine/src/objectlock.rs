@@ -67,6 +67,8 @@ pub fn extend(repo: &Repository, dry_run: bool) -> Result<ExtendReport> {
     let modified: HashMap<&str, std::time::SystemTime> =
         objects.iter().filter_map(|o| Some((o.path.as_str(), o.modified?))).collect();
     let needed_index: HashSet<String> = referenced
+        .as_ref()
+        .map_or_else(|| listing.listed_by.keys().copied().collect::<Vec<_>>(), |r| r.iter().copied().collect())
         .iter()
         .filter_map(|p| {
             listing
@@ -83,7 +85,7 @@ pub fn extend(repo: &Repository, dry_run: bool) -> Result<ExtendReport> {
             continue;
         }
         if let Some(id) = pack_id_from_path(&o.path) {
-            if !referenced.contains(&id) {
+            if referenced.as_ref().is_some_and(|r| !r.contains(&id)) {
                 report.unreferenced_packs += 1;
                 continue;
             }
@@ -132,10 +134,18 @@ pub fn extend(repo: &Repository, dry_run: bool) -> Result<ExtendReport> {
     Ok(report)
 }
 
-/// The packs kept snapshots need, and whether that was found exactly (by walking their trees).
-fn referenced_packs(repo: &Repository, listing: &crate::repository::PackListing) -> Result<(HashSet<FileId>, bool)> {
+/// The packs kept snapshots need (`None`: every pack, when part of the index cannot be read, so that
+/// a pack only a damaged index file lists is not left to expire), and whether that was found exactly
+/// (by walking their trees).
+fn referenced_packs(
+    repo: &Repository,
+    listing: &crate::repository::PackListing,
+) -> Result<(Option<HashSet<FileId>>, bool)> {
+    if !listing.unreadable.is_empty() {
+        return Ok((None, false));
+    }
     if !repo.reads_content() {
-        return Ok((listing.packs.keys().copied().collect(), false));
+        return Ok((Some(listing.packs.keys().copied().collect()), false));
     }
     let index = listing.index();
     let restorer = crate::restorer::Restorer::new(repo, &index);
@@ -145,7 +155,7 @@ fn referenced_packs(repo: &Repository, listing: &crate::repository::PackListing)
     }
     if repo.damage().list().iter().any(|d| d.path.starts_with("snapshots/")) {
         // A snapshot that cannot be read may use any pack: keep them all locked.
-        return Ok((listing.packs.keys().copied().collect(), false));
+        return Ok((None, false));
     }
     let packs = listing
         .packs
@@ -153,7 +163,7 @@ fn referenced_packs(repo: &Repository, listing: &crate::repository::PackListing)
         .filter(|(_, blobs)| blobs.iter().any(|b| used.contains(&b.id)))
         .map(|(id, _)| *id)
         .collect();
-    Ok((packs, true))
+    Ok((Some(packs), true))
 }
 
 /// Of `paths`, those still under retention now, with the date it ends: what prune and forget must

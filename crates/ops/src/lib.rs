@@ -6,6 +6,7 @@
 //! prints nothing. The source kinds are reached only through `bunker_sources::Kind`.
 
 pub mod backup;
+pub mod browse;
 pub mod codes;
 pub mod daemon;
 pub mod details;

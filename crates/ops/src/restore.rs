@@ -116,6 +116,22 @@ fn restore_one(
         return Err(record_failure(run, repo, bunker_engine::Error::NeedsIdentity { what }.into(), events));
     }
     let kind = bunker_sources::kind_of_snapshot(snap);
+    // A selection the kind cannot apply is refused, never ignored (a whole restore instead of one file).
+    let options = &request.options;
+    for (flag, given) in [("--include", !options.include.is_empty()), ("--exclude", !options.exclude.is_empty())] {
+        if given && !kind.selects_by().contains(&flag) {
+            let e = fail(format!(
+                "{flag} does not apply to snapshot {} ({}): {}",
+                snap.short_id(),
+                snap.kind,
+                match kind.selects_by() {
+                    [] => "it is restored whole".to_string(),
+                    flags => format!("it takes {}", flags.join(" and ")),
+                }
+            ));
+            return Err(record_failure(run, repo, e, events));
+        }
+    }
     let target: Option<&TargetConfig> = config.and_then(|c| c.target(target_name));
     if config.is_some() && target.is_none() {
         events.warning(&format!(
@@ -359,6 +375,7 @@ pub fn restore_point(
             ..request.options.clone()
         };
         options.include.clear();
+        options.exclude.clear();
         let into = match config.target(target_name) {
             Some(t) => kind.home(snap, t, &base).map_err(Error::from),
             None => Err(fail(format!("{} is no target of the stack file", snap.name))),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use bunker_engine::archiver::Archiver;
 use bunker_engine::backup::Backup;
 use bunker_engine::snapshot::Root;
+use bunker_engine::tree::NodeKind;
 use bunker_engine::Error;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
@@ -75,6 +76,38 @@ pub struct Files;
 impl crate::Kind for Files {
     fn name(&self) -> &'static str {
         "files"
+    }
+
+    fn selects_by(&self) -> &'static [&'static str] {
+        &["--include"]
+    }
+
+    fn list(
+        &self,
+        restorer: &bunker_engine::restorer::Restorer<'_>,
+        snapshot: &bunker_engine::Snapshot,
+    ) -> Result<Vec<crate::Item>, crate::SourceError> {
+        let Root::Tree { tree } = &snapshot.root else {
+            return Err(crate::fail(format!("snapshot {} holds no file tree", snapshot.short_id())));
+        };
+        let mut out = Vec::new();
+        list_tree(restorer, tree, "", &mut out)?;
+        Ok(out)
+    }
+
+    fn item_content(
+        &self,
+        restorer: &bunker_engine::restorer::Restorer<'_>,
+        snapshot: &bunker_engine::Snapshot,
+        item: &str,
+    ) -> Result<bunker_engine::tree::Content, crate::SourceError> {
+        let Root::Tree { tree } = &snapshot.root else {
+            return Err(crate::fail(format!("snapshot {} holds no file tree", snapshot.short_id())));
+        };
+        match restorer.find(tree, item)?.kind {
+            NodeKind::File { content, .. } => Ok(content),
+            _ => Err(crate::fail(format!("{item} is not a regular file in snapshot {}", snapshot.short_id()))),
+        }
     }
 
     fn snapshot_kinds(&self) -> &'static [&'static str] {
@@ -229,5 +262,39 @@ fn drill_tree(
         },
     ));
     out.verify_seconds = clock.lap();
+    Ok(())
+}
+
+/// Every entry below `tree`, depth first, names sorted as stored; `prefix` is the path of `tree`.
+fn list_tree(
+    restorer: &bunker_engine::restorer::Restorer<'_>,
+    tree: &bunker_engine::BlobId,
+    prefix: &str,
+    out: &mut Vec<crate::Item>,
+) -> Result<(), crate::SourceError> {
+    for node in restorer.load_tree(tree)?.nodes {
+        let path = if prefix.is_empty() { node.name.clone() } else { format!("{prefix}/{}", node.name) };
+        let modified = chrono::DateTime::from_timestamp(node.mtime, node.mtime_nsec)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let mut item = crate::Item { path: path.clone(), modified, mode: Some(node.mode), ..Default::default() };
+        match &node.kind {
+            NodeKind::File { size, .. } => {
+                item.kind = "file";
+                item.size = Some(*size);
+            }
+            NodeKind::Dir { .. } => item.kind = "dir",
+            NodeKind::Symlink { target } => {
+                item.kind = "symlink";
+                item.detail = Some(format!("-> {target}"));
+            }
+            NodeKind::Fifo => item.kind = "fifo",
+            NodeKind::Chardev { .. } => item.kind = "chardev",
+            NodeKind::Blockdev { .. } => item.kind = "blockdev",
+        }
+        out.push(item);
+        if let NodeKind::Dir { subtree } = &node.kind {
+            list_tree(restorer, subtree, &path, out)?;
+        }
+    }
     Ok(())
 }

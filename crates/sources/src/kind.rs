@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use bunker_config::TargetConfig;
 use bunker_engine::index::Index;
+use bunker_engine::restorer::Restorer;
+use bunker_engine::tree::Content;
 use bunker_engine::{Repository, Snapshot};
 
 use crate::drill::{DrillJob, DrillOutcome};
@@ -91,6 +93,93 @@ pub trait Kind: Send + Sync {
     fn live_data(&self, _repo: &Repository, _target: &TargetConfig) -> Result<Option<LiveData>> {
         Ok(None)
     }
+
+    /// The selective-restore flags its restores apply (`--include`, `--exclude`); any other given is
+    /// refused by the orchestration, never ignored.
+    fn selects_by(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// What the snapshot holds, for `bunker ls`: every file, object, table or key it can name, in a
+    /// stable order. Reads content (a tree, a manifest), so it needs what a restore needs. Kinds that
+    /// cannot list their snapshots say so.
+    fn list(&self, _restorer: &Restorer<'_>, snapshot: &Snapshot) -> Result<Vec<Item>> {
+        Err(crate::fail(format!(
+            "snapshot {} ({}) cannot be listed yet: `bunker ls` knows file trees and S3 snapshots",
+            snapshot.short_id(),
+            snapshot.kind
+        )))
+    }
+
+    /// The bytes of one item [`Kind::list`] names (`bunker dump SNAPSHOT ITEM`): a file of a tree, an
+    /// object of a bucket. `item` is its path as listed.
+    fn item_content(&self, _restorer: &Restorer<'_>, snapshot: &Snapshot, item: &str) -> Result<Content> {
+        Err(crate::fail(format!(
+            "snapshot {} ({}) has no items to dump by name ({item:?}); dump it whole with `bunker dump {}`",
+            snapshot.short_id(),
+            snapshot.kind,
+            snapshot.short_id()
+        )))
+    }
+}
+
+/// One thing a snapshot holds, as `bunker ls` shows it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Item {
+    /// Its path (a file's below the tree's roots, an object's key).
+    pub path: String,
+    /// `file`, `dir`, `symlink`, `object`, …
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+    /// Permission bits, for files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Anything else worth a column: a symlink's target, a checksum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Item {
+    /// Whether `selector` picks this item: a glob (`uploads/*.jpg`, `**/logo.*`) when it holds a glob
+    /// character, else the path itself or anything below it.
+    pub fn matches(&self, selector: &Selector) -> bool {
+        selector.matches(&self.path)
+    }
+}
+
+/// What `ls`, `versions` and selective restores pick by: a glob, or a path and what lies below it.
+pub enum Selector {
+    Glob(globset::GlobMatcher),
+    Path(String),
+}
+
+impl Selector {
+    pub fn parse(text: &str) -> Result<Selector> {
+        if text.contains(['*', '?', '[', '{']) {
+            let glob = globset::Glob::new(text)
+                .map_err(|e| bunker_engine::Error::invalid("pattern", format!("{text:?}: {e}")))?;
+            Ok(Selector::Glob(glob.compile_matcher()))
+        } else {
+            Ok(Selector::Path(text.trim_end_matches('/').to_string()))
+        }
+    }
+
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            Selector::Glob(g) => g.is_match(path),
+            Selector::Path(p) => {
+                p.is_empty() || path == p || path.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('/'))
+            }
+        }
+    }
 }
 
 /// Where a restore writes; which ones a kind takes is the kind's to say.
@@ -155,8 +244,10 @@ pub struct RestoreOptions<'a> {
     pub no_verify: bool,
     /// PostgreSQL: restore the target's roles script first, keep owners.
     pub with_globals: bool,
-    /// Files: only paths matching these globs.
+    /// Files, S3: only paths (keys) matching these globs, and what lies under them.
     pub include: Vec<String>,
+    /// S3: not the keys matching these globs.
+    pub exclude: Vec<String>,
     /// S3: say what would be written, write nothing.
     pub dry_run: bool,
     /// S3: delete objects the snapshot does not have.

@@ -41,7 +41,8 @@ pub struct Planned {
 }
 
 pub use kind::{
-    Destination, HomeBase, Kind, Recovery, RecoveryTarget, RestoreJob, RestoreOptions, Restored, TargetAction,
+    Destination, HomeBase, Item, Kind, Recovery, RecoveryTarget, RestoreJob, RestoreOptions, Restored, Selector,
+    TargetAction,
 };
 
 /// Every source kind, each registered in one line.

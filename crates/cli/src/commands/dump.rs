@@ -21,16 +21,17 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<i32> {
     let restorer = Restorer::new(&repo, &index);
     let content = match (&snap.root, &args.path) {
         (Root::Stream { content, .. }, None) => content.clone(),
-        (Root::Stream { .. }, Some(_)) => bail!("snapshot {} is a stream; dump it without a path", snap.short_id()),
         (Root::Tree { .. }, None) => bail!(
             "snapshot {} is a file tree; name a file (`bunker dump {} PATH`) or use `bunker restore --to DIR`",
             snap.short_id(),
             args.snapshot
         ),
-        (Root::Tree { tree }, Some(path)) => match restorer.find(tree, path)?.kind {
+        (Root::Tree { tree }, Some(path)) if snap.kind != "files" => match restorer.find(tree, path)?.kind {
             NodeKind::File { content, .. } => content,
             _ => bail!("{path} is not a regular file in snapshot {}", snap.short_id()),
         },
+        // One item by name (a file of a tree, an object of an S3 snapshot), as its kind finds it.
+        (_, Some(path)) => bunker_sources::kind_of_snapshot(snap).item_content(&restorer, snap, path)?,
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());

@@ -13,6 +13,7 @@ mod forget;
 mod history;
 mod init;
 mod key;
+mod ls;
 mod objectlock;
 mod points;
 mod prune;
@@ -81,6 +82,8 @@ fn dispatch(ctx: &Context, command: Command) -> Result<i32> {
         Command::Drills(a) => drills::run(ctx, a),
         Command::Config(c) => config::run(ctx, c),
         Command::Key(k) => key::run(ctx, k),
+        Command::Ls(a) => ls::list(ctx, a),
+        Command::Versions(a) => ls::versions(ctx, a),
         Command::ObjectLock(c) => objectlock::run(ctx, c),
         Command::Unlock(a) => unlock::run(ctx, a),
         Command::WalPush(a) => wal::push(ctx, a),

@@ -24,6 +24,7 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<i32> {
         no_verify: args.no_verify,
         with_globals: args.with_globals,
         include: args.include.clone(),
+        exclude: args.exclude.clone(),
         dry_run: args.dry_run,
         delete_extra: args.delete_extra,
         recovery: recovery(&args.pitr)?,

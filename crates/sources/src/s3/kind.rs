@@ -13,7 +13,7 @@ use bunker_engine::storage::Location;
 use bunker_engine::Snapshot;
 
 use super::bucket::{Bucket, BucketSpec};
-use super::restore::{restore, S3RestoreOptions};
+use super::restore::{restore, S3RestoreOptions, Selection};
 use super::{read_manifest, Entry, S3Meta, KIND};
 use crate::drill::{each_in_parallel, facts, Check, Clock, DrillJob, DrillOutcome, Scratch, ScratchDir};
 use crate::{fail, Destination, HomeBase, Kind, Planned, RestoreJob, Restored, SourceError};
@@ -71,6 +71,64 @@ impl Kind for S3 {
     fn smoke_variable(&self) -> Option<&'static str> {
         Some("BUNKER_DRILL_S3")
     }
+
+    fn selects_by(&self) -> &'static [&'static str] {
+        &["--include", "--exclude"]
+    }
+
+    fn list(&self, restorer: &Restorer<'_>, snapshot: &Snapshot) -> Result<Vec<crate::Item>, SourceError> {
+        Ok(manifest(restorer, snapshot)?
+            .into_iter()
+            .map(|e| crate::Item {
+                path: e.key,
+                kind: "object",
+                size: Some(e.size),
+                modified: e.last_modified,
+                etag: e.etag,
+                content_type: e.attrs.content_type,
+                detail: Some(format!("blake3:{}", &e.blake3[..e.blake3.len().min(16)])),
+                ..Default::default()
+            })
+            .collect())
+    }
+
+    fn item_content(
+        &self,
+        restorer: &Restorer<'_>,
+        snapshot: &Snapshot,
+        item: &str,
+    ) -> Result<bunker_engine::tree::Content, SourceError> {
+        manifest(restorer, snapshot)?.into_iter().find(|e| e.key == item).map(|e| e.content).ok_or_else(|| {
+            fail(format!(
+                "no object {item:?} in snapshot {} (`bunker ls {}` lists its keys)",
+                snapshot.short_id(),
+                snapshot.short_id()
+            ))
+        })
+    }
+}
+
+/// The manifest's entries `--include` / `--exclude` pick; picking none is an error.
+fn selected(
+    entries: Vec<Entry>,
+    selection: &Selection,
+    snap: &Snapshot,
+    opts: &crate::RestoreOptions<'_>,
+) -> Result<Vec<Entry>, SourceError> {
+    if selection.is_all() {
+        return Ok(entries);
+    }
+    let picked: Vec<Entry> = entries.into_iter().filter(|e| selection.picks(&e.key)).collect();
+    if picked.is_empty() {
+        let given: Vec<String> = opts.include.iter().chain(&opts.exclude).map(|p| format!("{p:?}")).collect();
+        return Err(fail(format!(
+            "{} picks no object of snapshot {}; patterns match keys (e.g. 'uploads/**', 'uploads/logo.jpg'); `bunker ls {}` lists them",
+            given.join(", "),
+            snap.short_id(),
+            snap.short_id()
+        )));
+    }
+    Ok(picked)
 }
 
 fn manifest(job_repo: &Restorer<'_>, snap: &Snapshot) -> Result<Vec<Entry>, SourceError> {
@@ -99,10 +157,16 @@ fn into_bucket(job: &RestoreJob<'_>, into: &str) -> Result<Restored, SourceError
     let spec = BucketSpec::at(&dest, source_spec.as_ref());
     let started = std::time::Instant::now();
     let restorer = Restorer::new(job.repo, job.index);
-    let entries = manifest(&restorer, snap)?;
+    let selection = Selection::new(&opts.include, &opts.exclude)?;
+    let entries = selected(manifest(&restorer, snap)?, &selection, snap, opts)?;
     let bucket = Bucket::open(&spec)?;
-    let s3 =
-        S3RestoreOptions { dry_run: opts.dry_run, delete_extra: opts.delete_extra, force: opts.force, concurrency };
+    let s3 = S3RestoreOptions {
+        dry_run: opts.dry_run,
+        delete_extra: opts.delete_extra,
+        force: opts.force,
+        concurrency,
+        selection,
+    };
     let report = restore(&restorer, &entries, &bucket, &s3)?;
     let mut out = Restored {
         into: spec.display(),
@@ -115,7 +179,8 @@ fn into_bucket(job: &RestoreJob<'_>, into: &str) -> Result<Restored, SourceError
     let verb = if opts.dry_run { "would write" } else { "wrote" };
     if opts.dry_run {
         for k in &report.written {
-            out.lines.push(format!("write  {k}"));
+            let verb = if report.replaced.contains(k) { "replace" } else { "write" };
+            out.lines.push(format!("{verb}  {k}"));
         }
         for k in &report.extra {
             out.lines.push(format!(
@@ -125,10 +190,15 @@ fn into_bucket(job: &RestoreJob<'_>, into: &str) -> Result<Restored, SourceError
         }
     }
     out.lines.push(format!(
-        "{verb} {} of {} objects ({}) into {}; {} already there; {} extra{} in {:.1}s",
+        "{verb} {} of {} objects ({}{}) into {}; {} already there; {} extra{} in {:.1}s",
         report.written.len(),
         entries.len(),
         crate::size(report.bytes_written),
+        if report.replaced.is_empty() {
+            String::new()
+        } else {
+            format!(", {} replacing others", report.replaced.len())
+        },
         spec.display(),
         report.unchanged,
         report.extra.len(),
@@ -153,7 +223,8 @@ fn into_dir(job: &RestoreJob<'_>, dir: &Path) -> Result<Restored, SourceError> {
     bunker_engine::restorer::ensure_empty_or_absent(dir, job.options.force)?;
     let started = std::time::Instant::now();
     let restorer = Restorer::new(job.repo, job.index);
-    let entries = manifest(&restorer, snap)?;
+    let selection = Selection::new(&job.options.include, &job.options.exclude)?;
+    let entries = selected(manifest(&restorer, snap)?, &selection, snap, job.options)?;
     std::fs::create_dir_all(dir)?;
     let (bytes, verified, differing) = objects_into_dir(&restorer, &entries, dir)?;
     let mut out = Restored {
@@ -190,7 +261,13 @@ fn drill(job: &DrillJob<'_>, snap: &Snapshot, out: &mut DrillOutcome) -> Result<
             let prefix = S3Prefix::open(url, &format!("{}/{}", job.drill_id, job.name), job.config)?;
             out.provision_seconds = clock.lap();
             out.restored_into = prefix.bucket.spec.display();
-            let opts = S3RestoreOptions { dry_run: false, delete_extra: false, force: false, concurrency: 16 };
+            let opts = S3RestoreOptions {
+                dry_run: false,
+                delete_extra: false,
+                force: false,
+                concurrency: 16,
+                selection: Selection::default(),
+            };
             let report = restore(&restorer, &entries, &prefix.bucket, &opts);
             out.scratch.push(Box::new(prefix));
             let report = report?;

@@ -17,6 +17,8 @@ use crate::SourceError;
 pub struct S3RestoreReport {
     /// Keys written (new or different in the destination).
     pub written: Vec<String>,
+    /// Of those, the keys the destination held with other content (replaced, with `--force`).
+    pub replaced: Vec<String>,
     /// Keys already there with the snapshot's size and ETag.
     pub unchanged: usize,
     /// Keys in the destination that the snapshot does not have (deleted with `delete_extra`).
@@ -35,6 +37,40 @@ pub struct S3RestoreOptions {
     /// Replace objects the destination holds with other content (else refused).
     pub force: bool,
     pub concurrency: usize,
+    /// `--include` / `--exclude`: only these keys are restored, and only these count as extra.
+    pub selection: Selection,
+}
+
+/// Which keys a restore is about: those an `--include` glob matches (a key, or a "directory" above it:
+/// `uploads/**`, `uploads/2026`), less those an `--exclude` glob matches. No include: every key.
+#[derive(Default)]
+pub struct Selection {
+    include: Option<globset::GlobSet>,
+    exclude: Option<globset::GlobSet>,
+}
+
+impl Selection {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Selection, SourceError> {
+        let set = |p: &[String]| -> Result<Option<globset::GlobSet>, SourceError> {
+            if p.is_empty() {
+                Ok(None)
+            } else {
+                Ok(Some(crate::files::globs(p)?))
+            }
+        };
+        Ok(Selection { include: set(include)?, exclude: set(exclude)? })
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.include.is_none() && self.exclude.is_none()
+    }
+
+    pub fn picks(&self, key: &str) -> bool {
+        // The key, or one of its prefixes up to a '/', as a glob matches directories of files.
+        let hit =
+            |set: &globset::GlobSet| set.is_match(key) || key.match_indices('/').any(|(i, _)| set.is_match(&key[..i]));
+        self.include.as_ref().is_none_or(hit) && !self.exclude.as_ref().is_some_and(hit)
+    }
 }
 
 pub fn restore(
@@ -47,7 +83,8 @@ pub fn restore(
         dest.list()?.into_iter().map(|l| (l.key, (l.size, l.etag))).collect();
     let mut report = S3RestoreReport { dry_run: opts.dry_run, ..Default::default() };
     let mut todo: Vec<&Entry> = Vec::new();
-    for e in entries {
+    let entries: Vec<&Entry> = entries.iter().filter(|e| opts.selection.picks(&e.key)).collect();
+    for e in entries.iter().copied() {
         match existing.get(&e.key) {
             Some((size, etag)) if *size == e.size && etag.is_some() && *etag == e.etag => report.unchanged += 1,
             _ => todo.push(e),
@@ -55,14 +92,19 @@ pub fn restore(
     }
     let wanted: std::collections::HashSet<&str> = entries.iter().map(|e| e.key.as_str()).collect();
     // Keys the client would rewrite are never deleted: the request would reach another object.
-    report.extra =
-        existing.keys().filter(|k| !wanted.contains(k.as_str()) && Bucket::key_is_safe(k)).cloned().collect();
+    // With a selection, only keys it picks can be extra: the rest of the bucket is not this restore's.
+    report.extra = existing
+        .keys()
+        .filter(|k| !wanted.contains(k.as_str()) && Bucket::key_is_safe(k) && opts.selection.picks(k))
+        .cloned()
+        .collect();
     report.extra.sort();
     report.written = todo.iter().map(|e| e.key.clone()).collect();
+    report.replaced = todo.iter().filter(|e| existing.contains_key(&e.key)).map(|e| e.key.clone()).collect();
     if opts.dry_run {
         return Ok(report);
     }
-    let replaced = todo.iter().filter(|e| existing.contains_key(&e.key)).count();
+    let replaced = report.replaced.len();
     if replaced > 0 && !opts.force {
         return Err(SourceError::Config(format!(
             "{} holds {replaced} of these objects with other content; pass --force to replace them (--dry-run lists them)",
