@@ -60,6 +60,29 @@ fn a_postgres_target_is_backed_up_per_database_from_the_stack_file() {
     // The stored dump is a pg_dump custom-format archive.
     assert_eq!(&repo.dump("main-db:latest")[..5], b"PGDMP");
 
+    // ls: what the dump holds, from its TOC, with the recorded row count and the table's bytes in it.
+    pg.psql("app", "CREATE SCHEMA crm; CREATE TABLE crm.contacts (id serial PRIMARY KEY, doc jsonb); CREATE VIEW crm.v AS SELECT id FROM crm.contacts")
+        .unwrap();
+    pg.psql("app", "SELECT lo_from_bytea(0, 'blob')").unwrap();
+    let out = run(&["backup", "main-db"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["--json", "ls", "main-db:latest"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = listed["items"].as_array().unwrap();
+    let find =
+        |path: &str| items.iter().find(|i| i["path"] == path).unwrap_or_else(|| panic!("{path} not in {listed}"));
+    assert_eq!(find("public.t")["kind"], "table");
+    assert_eq!(find("public.t")["detail"], "500 rows");
+    assert!(find("public.t")["size"].as_u64().unwrap() > 1000, "{listed}");
+    assert_eq!(find("crm")["kind"], "schema");
+    assert_eq!(find("crm.contacts_id_seq")["kind"], "sequence");
+    assert_eq!(find("crm.v")["kind"], "view");
+    assert!(items.iter().any(|i| i["kind"] == "large-object"), "{listed}");
+    let out = run(&["ls", "main-db:latest", "crm.*"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("crm.contacts") && !text.contains("public.t"), "{text}");
+
     let out = run(&["backup", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no target \"nope\"") && stderr(&out).contains("main-db"), "{}", stderr(&out));

@@ -105,7 +105,7 @@ pub trait Kind: Send + Sync {
     /// cannot list their snapshots say so.
     fn list(&self, _restorer: &Restorer<'_>, snapshot: &Snapshot) -> Result<Vec<Item>> {
         Err(crate::fail(format!(
-            "snapshot {} ({}) cannot be listed yet: `bunker ls` knows file trees and S3 snapshots",
+            "snapshot {} ({}) cannot be listed yet: `bunker ls` knows file trees, S3 snapshots and logical PostgreSQL dumps",
             snapshot.short_id(),
             snapshot.kind
         )))

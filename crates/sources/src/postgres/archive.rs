@@ -65,6 +65,8 @@ pub struct TocEntry {
     pub desc: String,
     pub tag: String,
     pub section: i64,
+    /// The schema it lives in (none for schemas themselves, large objects, …).
+    pub namespace: Option<String>,
     /// Where the entry's data-offset field (flag byte, then `off_size` bytes) lies in the archive.
     offset_field: usize,
     pub has_data: bool,
@@ -184,9 +186,11 @@ fn parse(buf: &[u8]) -> Result<Toc, Fault> {
         let tag = c.string()?.unwrap_or_default();
         let desc = c.string()?.unwrap_or_default();
         let section = c.int()?;
-        for _ in 0..5 {
-            c.string()?; // defn, drop statement, copy statement, namespace, tablespace
-        }
+        c.string()?; // defn
+        c.string()?; // drop statement
+        c.string()?; // copy statement
+        let namespace = c.string()?.filter(|n| !n.is_empty());
+        c.string()?; // tablespace
         if v >= (1, 14) {
             c.string()?; // table access method
         }
@@ -199,7 +203,15 @@ fn parse(buf: &[u8]) -> Result<Toc, Fault> {
         let offset_field = c.pos;
         let state = c.byte()?;
         c.bytes(off_size)?;
-        entries.push(TocEntry { dump_id, desc, tag, section, offset_field, has_data: state != OFFSET_NO_DATA });
+        entries.push(TocEntry {
+            dump_id,
+            desc,
+            tag,
+            section,
+            namespace,
+            offset_field,
+            has_data: state != OFFSET_NO_DATA,
+        });
     }
     Ok(Toc { version, int_size: c.int_size, off_size, entries, end: c.pos })
 }

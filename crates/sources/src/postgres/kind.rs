@@ -38,6 +38,18 @@ impl Kind for Postgres {
         snapshot.kind == globals::KIND
     }
 
+    fn list(&self, restorer: &Restorer<'_>, snapshot: &Snapshot) -> Result<Vec<crate::Item>> {
+        if snapshot.kind != logical::KIND {
+            return Err(fail(format!(
+                "snapshot {} is a {}: `bunker ls` lists what a logical dump holds (schemas, tables, sequences, large objects)",
+                snapshot.short_id(),
+                snapshot.kind
+            )));
+        }
+        let meta: LogicalMeta = crate::drill::facts(snapshot, "PostgreSQL")?;
+        list_dump(restorer, snapshot, &meta)
+    }
+
     fn home(&self, snapshot: &Snapshot, target: &bunker_config::TargetConfig, base: &HomeBase) -> Result<Destination> {
         if snapshot.kind == physical::KIND {
             let Some(dir) = &base.pgdata else {
@@ -373,6 +385,59 @@ fn restore_physical(job: &RestoreJob<'_>, pgdata: &Path) -> Result<Restored> {
             out.lines.push(format!("PostgreSQL is running on port {port}, socket directory {}", pgdata.display()));
         }
         out.json["reached"] = value;
+    }
+    Ok(out)
+}
+
+/// What a logical dump holds, from its TOC (read from the repository: the header and TOC only, when
+/// the archive is mapped) and its recorded row counts: schemas, tables (rows, and the bytes of their
+/// data in the dump), sequences, views and large objects, as `schema.name`.
+fn list_dump(restorer: &Restorer<'_>, snapshot: &Snapshot, meta: &LogicalMeta) -> Result<Vec<crate::Item>> {
+    let rows: std::collections::HashMap<(&str, &str), i64> =
+        meta.tables.iter().map(|t| ((t.schema.as_str(), t.table.as_str()), t.rows)).collect();
+    let table_item = |schema: &str, table: &str, data: Option<u64>| crate::Item {
+        path: format!("{schema}.{table}"),
+        kind: "table",
+        size: data,
+        detail: rows.get(&(schema, table)).map(|n| format!("{n} rows")),
+        ..Default::default()
+    };
+    let (Some(layout), Root::Stream { content, .. }) = (&meta.archive, &snapshot.root) else {
+        // Not mapped: the tables and their row counts the backup recorded.
+        return Ok(meta.tables.iter().map(|t| table_item(&t.schema, &t.table, None)).collect());
+    };
+    let map = restorer.stream_map(content)?;
+    let mut head = Vec::with_capacity(layout.toc_end as usize);
+    restorer.dump_range(&map, 0..layout.toc_end, &mut head)?;
+    let toc = super::archive::parse_toc(&head)
+        .map_err(|e| fail(format!("snapshot {}: its dump's TOC does not parse: {e}", snapshot.short_id())))?
+        .ok_or_else(|| fail(format!("snapshot {}: its dump's TOC is cut short", snapshot.short_id())))?;
+    let data: std::collections::HashMap<i64, u64> = layout.blocks.iter().map(|b| (b.dump_id(), b.len())).collect();
+    let data_of = |ns: Option<&str>, tag: &str| {
+        toc.entries
+            .iter()
+            .find(|e| e.desc == "TABLE DATA" && e.tag == tag && e.namespace.as_deref() == ns)
+            .and_then(|e| data.get(&e.dump_id).copied())
+    };
+    let mut out = Vec::new();
+    for e in &toc.entries {
+        let ns = e.namespace.as_deref();
+        let qualified = |tag: &str| match ns {
+            Some(ns) => format!("{ns}.{tag}"),
+            None => tag.to_string(),
+        };
+        let item = match e.desc.as_str() {
+            "SCHEMA" => crate::Item { path: e.tag.clone(), kind: "schema", ..Default::default() },
+            "TABLE" => table_item(ns.unwrap_or("public"), &e.tag, data_of(ns, &e.tag)),
+            "SEQUENCE" => crate::Item { path: qualified(&e.tag), kind: "sequence", ..Default::default() },
+            "VIEW" => crate::Item { path: qualified(&e.tag), kind: "view", ..Default::default() },
+            "MATERIALIZED VIEW" => crate::Item { path: qualified(&e.tag), kind: "matview", ..Default::default() },
+            "BLOB" | "BLOB METADATA" | "LARGE OBJECT" => {
+                crate::Item { path: format!("large-object/{}", e.tag), kind: "large-object", ..Default::default() }
+            }
+            _ => continue,
+        };
+        out.push(item);
     }
     Ok(out)
 }
