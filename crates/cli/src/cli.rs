@@ -311,6 +311,12 @@ pub struct RestoreArgs {
     /// S3: leave out keys matching this glob (and what lies under them); repeatable
     #[arg(long)]
     pub exclude: Vec<String>,
+    /// Redis: restore only the keys this pattern matches (`session:*`), with their TTLs
+    #[arg(long = "match", value_name = "PATTERN")]
+    pub match_keys: Option<String>,
+    /// Redis: restore only this database's keys
+    #[arg(long)]
+    pub db: Option<u32>,
     /// Write into a non-empty directory, replacing files of the same name (with --pgdata: emptying it
     /// first)
     #[arg(long)]

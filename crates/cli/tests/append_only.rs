@@ -14,23 +14,9 @@ use common::Repo;
 
 fn s3(endpoint: &str, extra: &[(&str, &str)]) -> Repo {
     let url = format!("s3://backups/repo?endpoint={endpoint}&region=us-east-1&path-style=true");
-    let mut env: Vec<(String, String)> = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-        ("BUNKER_RETRY_MIN_DELAY_MS", "10"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Repo::uninitialised(
-        Some(url),
-        env,
-        vec!["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"],
-    )
+    let mut env = vec![("BUNKER_RETRY_MIN_DELAY_MS", "10")];
+    env.extend_from_slice(extra);
+    Repo::s3(url, &env)
 }
 
 use common::moto::is_delete as deletes;

@@ -79,23 +79,7 @@ fn versions(moto: &Moto, prefix: &str) -> std::collections::BTreeMap<String, u64
 
 fn s3(moto: &Moto, bucket: &str, prefix: &str) -> Repo {
     let url = format!("s3://{bucket}/{prefix}?endpoint={}&region=us-east-1&path-style=true", moto.endpoint());
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-        ("BUNKER_RETRY_MIN_DELAY_MS", "10"),
-        ("BUNKER_CACHE_DIR", "off"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    Repo::uninitialised(
-        Some(url),
-        env,
-        vec!["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"],
-    )
+    Repo::s3(url, &[("BUNKER_RETRY_MIN_DELAY_MS", "10"), ("BUNKER_CACHE_DIR", "off")])
 }
 
 fn is_short_lived(key: &str) -> bool {

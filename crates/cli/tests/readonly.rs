@@ -233,22 +233,7 @@ fn read_only_s3_credentials_list_restore_check_and_drill() {
     moto.create_bucket("backups");
     let s3 = |endpoint: String| {
         let url = format!("s3://backups/repo?endpoint={endpoint}&region=us-east-1&path-style=true");
-        let env = [
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing-secret-XYZ"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_CONFIG_FILE", "/nonexistent"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-            ("BUNKER_CACHE_DIR", "off"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        Repo::uninitialised(
-            Some(url),
-            env,
-            vec!["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"],
-        )
+        Repo::s3(url, &[("AWS_SECRET_ACCESS_KEY", "testing-secret-XYZ"), ("BUNKER_CACHE_DIR", "off")])
     };
     let writer = s3(moto.endpoint());
     writer.ok(&["init"]);

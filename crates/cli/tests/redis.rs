@@ -152,6 +152,33 @@ fn rdb_and_key_snapshots_restore_every_key_value_and_ttl() {
         assert_eq!(digest(target.port(), None), want, "{name} after --force");
     }
 
+    // One family of keys: ls shows them with their TTLs; --match restores only them, with their TTLs,
+    // into a live server that keeps its other keys; --db narrows to one database.
+    let ls = ok(&["--json", "ls", "cache:latest", "session:*"]);
+    let listed: serde_json::Value = serde_json::from_str(&ls).unwrap();
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{listed}");
+    assert!(items.iter().all(|i| i["kind"] == "key" && i["detail"].as_str().unwrap().contains("ttl")), "{listed}");
+    for name in ["cache", "cache-keys"] {
+        let live = ScratchRedis::start_with(None, &[]).unwrap();
+        cli(live.port(), None, &["SET", "live:keep", "mine"]);
+        let out = ok(&["restore", name, "--into", &live.url(), "--match", "session:*"]);
+        assert!(out.contains("2 keys picked"), "{name}: {out}");
+        assert_eq!(cli(live.port(), None, &["DBSIZE"]), "3", "{name}: only the picked keys came back");
+        assert_eq!(cli(live.port(), None, &["GET", "session:2"]), "alive");
+        let ttl: i64 = cli(live.port(), None, &["TTL", "session:2"]).parse().unwrap();
+        assert!((7000..=7200).contains(&ttl), "{name}: TTL {ttl}");
+        assert_eq!(cli(live.port(), None, &["GET", "live:keep"]), "mine");
+        // A picked key that exists is not replaced without --force.
+        let out = run(&["restore", name, "--into", &live.url(), "--match", "session:1"]);
+        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--force"), "{name}");
+        let out = ok(&["restore", name, "--into", &live.url(), "--db", "3", "--match", "cache:1*"]);
+        assert!(out.contains("111 keys picked"), "{name}: {out}");
+        assert_eq!(cli(live.port(), None, &["-n", "3", "DBSIZE"]), "111");
+        let out = run(&["restore", name, "--into", &live.url(), "--match", "nothing:*"]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("picks no key"), "{name}");
+    }
+
     // The RDB file itself, for a data directory.
     let file = repo.root.join("dump.rdb");
     ok(&["restore", "cache", "--rdb-file", file.to_str().unwrap()]);

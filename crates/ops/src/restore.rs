@@ -118,7 +118,13 @@ fn restore_one(
     let kind = bunker_sources::kind_of_snapshot(snap);
     // A selection the kind cannot apply is refused, never ignored (a whole restore instead of one file).
     let options = &request.options;
-    for (flag, given) in [("--include", !options.include.is_empty()), ("--exclude", !options.exclude.is_empty())] {
+    let given = [
+        ("--include", !options.include.is_empty()),
+        ("--exclude", !options.exclude.is_empty()),
+        ("--match", options.match_keys.is_some()),
+        ("--db", options.db.is_some()),
+    ];
+    for (flag, given) in given {
         if given && !kind.selects_by().contains(&flag) {
             let e = fail(format!(
                 "{flag} does not apply to snapshot {} ({}): {}",
@@ -376,6 +382,8 @@ pub fn restore_point(
         };
         options.include.clear();
         options.exclude.clear();
+        options.match_keys = None;
+        options.db = None;
         let into = match config.target(target_name) {
             Some(t) => kind.home(snap, t, &base).map_err(Error::from),
             None => Err(fail(format!("{} is no target of the stack file", snap.name))),

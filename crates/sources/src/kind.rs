@@ -105,7 +105,7 @@ pub trait Kind: Send + Sync {
     /// cannot list their snapshots say so.
     fn list(&self, _restorer: &Restorer<'_>, snapshot: &Snapshot) -> Result<Vec<Item>> {
         Err(crate::fail(format!(
-            "snapshot {} ({}) cannot be listed yet: `bunker ls` knows file trees, S3 snapshots and logical PostgreSQL dumps",
+            "snapshot {} ({}) cannot be listed yet: `bunker ls` knows file trees, S3 snapshots, logical PostgreSQL dumps and Redis snapshots",
             snapshot.short_id(),
             snapshot.kind
         )))
@@ -248,6 +248,10 @@ pub struct RestoreOptions<'a> {
     pub include: Vec<String>,
     /// S3: not the keys matching these globs.
     pub exclude: Vec<String>,
+    /// Redis: only the keys this glob matches (`session:*`).
+    pub match_keys: Option<String>,
+    /// Redis: only this database.
+    pub db: Option<u32>,
     /// S3: say what would be written, write nothing.
     pub dry_run: bool,
     /// S3: delete objects the snapshot does not have.

@@ -25,6 +25,8 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<i32> {
         with_globals: args.with_globals,
         include: args.include.clone(),
         exclude: args.exclude.clone(),
+        match_keys: args.match_keys.clone(),
+        db: args.db,
         dry_run: args.dry_run,
         delete_extra: args.delete_extra,
         recovery: recovery(&args.pitr)?,

@@ -54,6 +54,34 @@ impl Repo {
         repo
     }
 
+    /// A handle on an S3 repository at `url`, not initialised, whose commands reach it with the test
+    /// credentials from the environment alone (no metadata service, no profile, none of the host's
+    /// endpoints); `extra` is set after them (it may override them).
+    #[allow(dead_code)]
+    pub fn s3(url: String, extra: &[(&str, &str)]) -> Repo {
+        let mut env: Vec<(String, String)> = [
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        // The last value of a variable wins.
+        let mut seen = std::collections::HashSet::new();
+        env.reverse();
+        env.retain(|(k, _)| seen.insert(k.clone()));
+        env.reverse();
+        Self::uninitialised(
+            Some(url),
+            env,
+            vec!["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"],
+        )
+    }
+
     /// A handle on a repository location (local when `location` is None) without running `init`;
     /// `env` is set and `env_remove` cleared for every command.
     pub fn uninitialised(location: Option<String>, env: Vec<(String, String)>, env_remove: Vec<&'static str>) -> Repo {

@@ -57,6 +57,41 @@ impl Kind for Redis {
     fn smoke_variable(&self) -> Option<&'static str> {
         Some("BUNKER_DRILL_REDIS_URL")
     }
+
+    fn selects_by(&self) -> &'static [&'static str] {
+        &["--match", "--db"]
+    }
+
+    /// Every key, as `KEY` with its database, TTL and the size of its serialised value (an RDB snapshot
+    /// is loaded by a scratch `redis-server` first).
+    fn list(&self, restorer: &Restorer<'_>, snapshot: &Snapshot) -> Result<Vec<crate::Item>, SourceError> {
+        let meta = meta(snapshot)?;
+        let Root::Stream { content, .. } = &snapshot.root else {
+            return Err(fail(format!("snapshot {} holds no Redis data", snapshot.short_id())));
+        };
+        let taken = snapshot.time.timestamp_millis();
+        let mut items = restore::with_frames(restorer, content, &meta, |frames| {
+            let mut out = Vec::new();
+            for f in frames {
+                let f = f.map_err(|e| SourceError::Tool { tool: "redis key stream".into(), detail: e.to_string() })?;
+                let ttl = if f.expires_at >= 0 {
+                    format!(", ttl {}s at the snapshot", ((f.expires_at - taken).max(0) + 999) / 1000)
+                } else {
+                    String::new()
+                };
+                out.push(crate::Item {
+                    path: String::from_utf8_lossy(&f.key).into_owned(),
+                    kind: "key",
+                    size: Some(f.payload.len() as u64),
+                    detail: Some(format!("db{}{ttl}", f.db)),
+                    ..Default::default()
+                });
+            }
+            Ok(out)
+        })?;
+        items.sort_by(|a, b| (&a.detail, &a.path).cmp(&(&b.detail, &b.path)));
+        Ok(items)
+    }
 }
 
 fn meta(snap: &Snapshot) -> Result<RedisMeta, SourceError> {
@@ -72,8 +107,16 @@ fn into_server(job: &RestoreJob<'_>, into: &str) -> Result<Restored, SourceError
     };
     let started = std::time::Instant::now();
     let restorer = Restorer::new(job.repo, job.index);
-    let report = restore::restore_into(&restorer, content, &meta, &target, job.options.force)?;
+    let filter = restore::KeyFilter::new(job.options.match_keys.as_deref(), job.options.db)?;
+    let report = restore::restore_into(&restorer, content, &meta, &target, job.options.force, &filter)?;
     let restored: u64 = report.databases.iter().map(|d| d.restored).sum();
+    if !filter.is_all() && report.picked == 0 {
+        return Err(fail(format!(
+            "--match/--db picks no key of snapshot {} (`bunker ls {}` lists its keys); nothing was restored",
+            snap.short_id(),
+            snap.short_id()
+        )));
+    }
     let mut out = Restored {
         into: target.display(),
         details: vec![("into".into(), target.display().into()), ("keys".into(), restored.into())],
@@ -91,8 +134,13 @@ fn into_server(job: &RestoreJob<'_>, into: &str) -> Result<Restored, SourceError
     ));
     for d in &report.databases {
         out.lines.push(format!(
-            "  db{}: {} keys in the snapshot ({} with a TTL), {} restored, {} present",
-            d.db, d.recorded, d.recorded_expiring, d.restored, d.present
+            "  db{}: {} keys {} ({} with a TTL), {} restored, {} present",
+            d.db,
+            d.recorded,
+            if filter.is_all() { "in the snapshot" } else { "picked" },
+            d.recorded_expiring,
+            d.restored,
+            d.present
         ));
     }
     out.lines.push(format!("  {} sampled keys compared (value and TTL)", report.sampled));
@@ -144,7 +192,8 @@ fn drill(job: &DrillJob<'_>, snap: &Snapshot, out: &mut DrillOutcome) -> Result<
         return Err(fail(format!("snapshot {} holds no Redis data", snap.short_id())));
     };
     let restorer = Restorer::new(job.repo, job.index);
-    let report = restore::restore_into(&restorer, content, &meta, &RedisUrl::parse(&server.url())?, false);
+    let all = restore::KeyFilter::default();
+    let report = restore::restore_into(&restorer, content, &meta, &RedisUrl::parse(&server.url())?, false, &all);
     out.scratch.push(Box::new(server));
     let report = report?;
     out.bytes = *size;

@@ -16,6 +16,10 @@ use super::url::RedisUrl;
 use super::{RedisMeta, CONNECT_TIMEOUT};
 use crate::SourceError;
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Keys whose value and TTL are compared after a restore.
 const SAMPLE: usize = 200;
 
@@ -35,6 +39,9 @@ pub struct DbCheck {
 #[derive(Debug, Default, serde::Serialize)]
 pub struct RedisRestoreReport {
     pub databases: Vec<DbCheck>,
+    /// With `--match` / `--db`: the keys picked (then each database's `recorded` is its picked keys).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub picked: u64,
     pub sampled: usize,
     /// Sampled keys whose value or TTL differs, or that are missing.
     pub mismatches: Vec<String>,
@@ -65,28 +72,49 @@ pub fn write_rdb_file(
     Ok(n)
 }
 
-/// Restores a snapshot into the server at `target`. Refuses a target holding keys unless `force`
-/// (then keys of the same name are replaced).
-pub fn restore_into(
+/// Which keys a restore takes: those `--match` (a glob, Redis-style: `session:*`) picks, in the
+/// database `--db` names. No pattern and no database: every key.
+#[derive(Default)]
+pub struct KeyFilter {
+    pattern: Option<globset::GlobMatcher>,
+    db: Option<u32>,
+}
+
+impl KeyFilter {
+    pub fn new(pattern: Option<&str>, db: Option<u32>) -> Result<KeyFilter, SourceError> {
+        let pattern = match pattern {
+            Some(p) => Some(
+                globset::GlobBuilder::new(p)
+                    .literal_separator(false)
+                    .backslash_escape(true)
+                    .build()
+                    .map_err(|e| bunker_engine::Error::invalid("--match", format!("{p:?}: {e}")))?
+                    .compile_matcher(),
+            ),
+            None => None,
+        };
+        Ok(KeyFilter { pattern, db })
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.pattern.is_none() && self.db.is_none()
+    }
+
+    pub fn picks(&self, f: &Frame) -> bool {
+        self.db.is_none_or(|db| db == f.db)
+            && self.pattern.as_ref().is_none_or(|p| p.is_match(String::from_utf8_lossy(&f.key).as_ref()))
+    }
+}
+
+/// Runs `consume` over the snapshot's keys, as frames: a key stream as stored, or an RDB loaded by a
+/// scratch `redis-server` whose keys are dumped (the server is stopped afterwards).
+pub fn with_frames<T>(
     restorer: &Restorer<'_>,
     content: &Content,
     meta: &RedisMeta,
-    target: &RedisUrl,
-    force: bool,
-) -> Result<RedisRestoreReport, SourceError> {
-    let mut conn = Conn::open(target, CONNECT_TIMEOUT)?;
-    let existing = keys::keyspace(&mut conn)?;
-    let busy: Vec<String> =
-        existing.iter().filter(|(_, c)| c.keys > 0).map(|(db, c)| format!("db{db} has {} keys", c.keys)).collect();
-    if !busy.is_empty() && !force {
-        return Err(SourceError::Config(format!(
-            "{} is not empty ({}); restore into an empty server, or pass --force to replace keys of the same name",
-            target.display(),
-            busy.join(", ")
-        )));
-    }
-    let mut sample = Sampler::default();
-    let restored = std::thread::scope(|scope| -> Result<BTreeMap<u32, DbCount>, SourceError> {
+    consume: impl FnOnce(&mut dyn Iterator<Item = std::io::Result<Frame>>) -> Result<T, SourceError>,
+) -> Result<T, SourceError> {
+    std::thread::scope(|scope| -> Result<T, SourceError> {
         let (reader, mut writer) =
             std::io::pipe().map_err(|e| SourceError::Tool { tool: "pipe".into(), detail: e.to_string() })?;
         let producer = if meta.mode == "keys" {
@@ -95,7 +123,6 @@ pub fn restore_into(
                 Ok(())
             })
         } else {
-            // An RDB: loaded by a scratch server, whose keys are then dumped into the pipe.
             let rdb = tempfile::Builder::new()
                 .prefix("bunker-redis-")
                 .suffix(".rdb")
@@ -114,23 +141,88 @@ pub fn restore_into(
                 Ok(())
             })
         };
-        let frames =
-            keys::frames(reader).map_err(|e| SourceError::Tool { tool: "redis restore".into(), detail: e.to_string() });
-        let restored = frames.and_then(|frames| {
-            let mut sampled = frames.inspect(|f| {
+        let frames = keys::frames(reader)
+            .map_err(|e| SourceError::Tool { tool: "redis key stream".into(), detail: e.to_string() });
+        let consumed = frames.and_then(|mut frames| {
+            let r = consume(&mut frames);
+            // Drain what the consumer left, so the producer is not stuck on a full pipe.
+            for _ in frames.by_ref() {}
+            r
+        });
+        let produced = producer.join().expect("Redis frame producer thread");
+        let consumed = consumed?;
+        produced?;
+        Ok(consumed)
+    })
+}
+
+/// Restores a snapshot into the server at `target`. Refuses a target holding keys unless `force`
+/// (then keys of the same name are replaced). With a `filter`, only the keys it picks (then the
+/// snapshot's key counts do not apply: what it picked must all be back).
+pub fn restore_into(
+    restorer: &Restorer<'_>,
+    content: &Content,
+    meta: &RedisMeta,
+    target: &RedisUrl,
+    force: bool,
+    filter: &KeyFilter,
+) -> Result<RedisRestoreReport, SourceError> {
+    let mut conn = Conn::open(target, CONNECT_TIMEOUT)?;
+    let existing = keys::keyspace(&mut conn)?;
+    let busy: Vec<String> =
+        existing.iter().filter(|(_, c)| c.keys > 0).map(|(db, c)| format!("db{db} has {} keys", c.keys)).collect();
+    // A selection goes into a live server (the sessions someone flushed): keys it does not pick are left
+    // alone, and a picked key that exists is refused by RESTORE (BUSYKEY) unless `force`.
+    if !busy.is_empty() && !force && filter.is_all() {
+        return Err(SourceError::Config(format!(
+            "{} is not empty ({}); restore into an empty server, or pass --force to replace keys of the same name",
+            target.display(),
+            busy.join(", ")
+        )));
+    }
+    let mut sample = Sampler::default();
+    let mut picked: BTreeMap<u32, DbCount> = BTreeMap::new();
+    let now = chrono::Utc::now().timestamp_millis();
+    let restored = with_frames(restorer, content, meta, |frames| {
+        let mut chosen = frames
+            .filter(|f| match f {
+                Ok(f) => filter.picks(f),
+                Err(_) => true,
+            })
+            .inspect(|f| {
                 if let Ok(f) = f {
+                    if f.expires_at < 0 || f.expires_at > now {
+                        let c = picked.entry(f.db).or_default();
+                        c.keys += 1;
+                        c.expires += u64::from(f.expires_at >= 0);
+                    }
                     sample.offer(f);
                 }
             });
-            keys::restore_frames(&mut sampled, &mut conn, force)
-        });
-        let produced = producer.join().expect("restore producer thread");
-        let restored = restored?;
-        produced?;
-        Ok(restored)
+        keys::restore_frames(&mut chosen, &mut conn, force)
     })?;
     let after = keys::keyspace(&mut conn)?;
     let mut report = RedisRestoreReport::default();
+    if !filter.is_all() {
+        // A selection: every picked key (unexpired when read) must be restored.
+        for (db, want) in &picked {
+            let got = restored.get(db).map(|c| c.keys).unwrap_or(0);
+            if got + want.expires < want.keys {
+                report.problems.push(format!("db{db}: {got} of the {} picked keys restored", want.keys));
+            }
+            report.databases.push(DbCheck {
+                db: *db,
+                recorded: want.keys,
+                recorded_expiring: want.expires,
+                restored: got,
+                present: after.get(db).map(|c| c.keys).unwrap_or(0),
+            });
+        }
+        report.picked = picked.values().map(|c| c.keys).sum();
+        report.sampled = sample.keys.len();
+        report.mismatches = sample.compare(&mut conn)?;
+        return Ok(report);
+    }
     let dbs: std::collections::BTreeSet<u32> = meta.databases.keys().chain(restored.keys()).copied().collect();
     for db in dbs {
         let recorded = meta.databases.get(&db).cloned().unwrap_or_default();
