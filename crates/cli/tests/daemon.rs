@@ -119,6 +119,10 @@ fn daemon_runs_schedules_serves_metrics_and_reports_failures() {
     });
     assert!(metric(&text, "bunker_consecutive_failures{target=\"db\"}").unwrap() >= 1.0, "{text}");
     assert_eq!(metric(&text, "bunker_target_health{target=\"db\"}"), Some(2.0), "never succeeded: critical");
+    assert_eq!(metric(&text, "bunker_health_level{target=\"db\"}"), Some(2.0), "{text}");
+    // The [health] thresholds the shipped alerts compare against (the defaults here).
+    assert_eq!(metric(&text, "bunker_health_warning_after_seconds{target=\"db\"}"), Some(26.0 * 3600.0), "{text}");
+    assert_eq!(metric(&text, "bunker_health_wal_critical_after_seconds{target=\"cache\"}"), Some(3600.0), "{text}");
 
     let (status, body) = get(listen, "/healthz").unwrap();
     assert_eq!((status, body.as_str()), (200, "ok\n"));

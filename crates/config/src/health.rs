@@ -16,6 +16,9 @@ pub struct HealthConfig {
     pub critical_after: Duration,
     pub wal_warning_after: Duration,
     pub wal_critical_after: Duration,
+    /// Failed backups within 7 days that make a target a warning even when its last backup succeeded
+    /// (a flapping target); 0 turns the check off.
+    pub failures_warning: u32,
 }
 
 impl Default for HealthConfig {
@@ -25,6 +28,7 @@ impl Default for HealthConfig {
             critical_after: Duration::from_secs(48 * 3600),
             wal_warning_after: Duration::from_secs(600),
             wal_critical_after: Duration::from_secs(3600),
+            failures_warning: 3,
         }
     }
 }
@@ -44,6 +48,21 @@ impl HealthConfig {
         let mut out = HealthConfig::default();
         for (key, value) in table {
             let key_path = path.child(key);
+            if key == "failures_warning" {
+                out.failures_warning = match value {
+                    Value::Integer(n) if (0..=10_000).contains(n) => *n as u32,
+                    _ => {
+                        return Err(Error::WrongType {
+                            path: doc.path.clone(),
+                            line: doc.value_line(&key_path),
+                            key: key_path.to_string(),
+                            expected: "a count of failed backups in 7 days, like 3 (0: off)",
+                            found: value.type_str(),
+                        })
+                    }
+                };
+                continue;
+            }
             let slot = match key.as_str() {
                 "warning_after" => &mut out.warning_after,
                 "critical_after" => &mut out.critical_after,
@@ -54,7 +73,8 @@ impl HealthConfig {
                         path: doc.path.clone(),
                         line: doc.key_line(&key_path),
                         key: key_path.to_string(),
-                        expected: "warning_after, critical_after, wal_warning_after, wal_critical_after",
+                        expected:
+                            "warning_after, critical_after, wal_warning_after, wal_critical_after, failures_warning",
                     })
                 }
             };

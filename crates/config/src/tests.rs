@@ -387,6 +387,10 @@ fn health_thresholds_default_and_parse() {
     assert!(e.contains(":2:") && e.contains("health.warning_after"), "{e}");
     let e = error("[health]\nwarning_after = \"9h\"\ncritical_after = \"1h\"\n", &[]);
     assert!(e.contains("at least"), "{e}");
+    assert_eq!(HealthConfig::default().failures_warning, 3);
+    assert_eq!(parse("[health]\nfailures_warning = 0\n", &[]).unwrap().health.failures_warning, 0);
+    let e = error("[health]\nfailures_warning = \"many\"\n", &[]);
+    assert!(e.contains("health.failures_warning") && e.contains("count"), "{e}");
 }
 
 #[test]

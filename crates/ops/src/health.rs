@@ -94,6 +94,10 @@ pub fn evaluate_target(
         let last_error = backups.first().and_then(|r| r.error.clone()).unwrap_or_default();
         raise(Level::Warning, format!("{consecutive_failures} failed backup(s) since the last success: {last_error}"));
     }
+    // A target that fails now and then but has just succeeded: still worth a look.
+    if consecutive_failures == 0 && thresholds.failures_warning > 0 && failures_7d >= thresholds.failures_warning {
+        raise(Level::Warning, format!("{failures_7d} failed backups in 7 days (the last one succeeded)"));
+    }
     if backups.first().is_some_and(|r| r.status == RunStatus::Warning) {
         raise(Level::Warning, "the last backup is incomplete (some input could not be read)".into());
     }
@@ -187,6 +191,26 @@ mod tests {
         assert_eq!(h.level, Level::Warning);
         assert!(h.reasons.iter().any(|r| r.contains("2 failed backup(s)") && r.contains("connection refused")));
         assert_eq!(h.last_run_status, Some(RunStatus::Failed));
+    }
+
+    #[test]
+    fn repeated_failures_within_a_week_warn_even_after_a_success() {
+        let mut runs = vec![];
+        for h in [0, 10, 20] {
+            runs.push(run("backup", RunStatus::Failed, at(h)));
+            runs.push(run("backup", RunStatus::Success, at(h + 1)));
+        }
+        let h = judge(&runs, at(22));
+        assert_eq!((h.consecutive_failures, h.failures_7d), (0, 3));
+        assert_eq!(h.level, Level::Warning, "{:?}", h.reasons);
+        assert!(h.reasons.iter().any(|r| r.contains("3 failed backups in 7 days")), "{:?}", h.reasons);
+        // Fewer than the threshold, or the check turned off: ok.
+        assert_eq!(judge(&runs[2..], at(22)).level, Level::Ok);
+        let refs: Vec<&RunRecord> = runs.iter().collect();
+        let off = HealthConfig { failures_warning: 0, ..HealthConfig::default() };
+        assert_eq!(evaluate_target("db", &refs, at(22), &off, None).level, Level::Ok);
+        // A week later they no longer count.
+        assert_eq!(judge(&runs, at(24 * 8)).failures_7d, 0);
     }
 
     #[test]

@@ -210,7 +210,9 @@ pub fn judge(
         judged.push(health::evaluate_target(target, runs, now, &thresholds, wal));
     }
     let week = now - chrono::Duration::days(7);
-    let growth_7d_bytes: u64 = runs.iter().filter(|r| r.ended > week).map(|r| r.bytes_stored).sum();
+    // What runs added, less what prune freed since: never more than the repository holds.
+    let growth_7d_bytes: u64 =
+        runs.iter().filter(|r| r.ended > week).map(|r| r.bytes_stored).sum::<u64>().min(stored.bytes);
     let last = |op: &str| -> Option<RunBrief> {
         runs.iter().filter(|r| r.operation == op).max_by_key(|r| r.ended).map(|r| RunBrief {
             ended: r.ended,
@@ -240,6 +242,7 @@ fn thresholds_json(t: &HealthConfig) -> serde_json::Value {
         "critical_after_secs": t.critical_after.as_secs(),
         "wal_warning_after_secs": t.wal_warning_after.as_secs(),
         "wal_critical_after_secs": t.wal_critical_after.as_secs(),
+        "failures_warning": t.failures_warning,
     })
 }
 

@@ -118,6 +118,27 @@ pub fn render(report: Option<&StatusReport>, runs: &[RunRecord], jobs: &[Planned
     let mut failures =
         Family::new("bunker_consecutive_failures", "gauge", "Failed backups of the target since its last success.");
     let mut health = Family::new("bunker_target_health", "gauge", "The target's health: 0 ok, 1 warning, 2 critical.");
+    let mut health_level = Family::new(
+        "bunker_health_level",
+        "gauge",
+        "The target's health as `bunker status` judges it: 0 ok, 1 warning, 2 critical.",
+    );
+    let mut thresholds = [
+        (
+            "bunker_health_warning_after_seconds",
+            "[health] warning_after: no successful backup for this long is a warning.",
+        ),
+        (
+            "bunker_health_critical_after_seconds",
+            "[health] critical_after: no successful backup for this long is critical.",
+        ),
+        ("bunker_health_wal_warning_after_seconds", "[health] wal_warning_after: a WAL archive this old is a warning."),
+        (
+            "bunker_health_wal_critical_after_seconds",
+            "[health] wal_critical_after: a WAL archive this old is critical.",
+        ),
+    ]
+    .map(|(name, help)| Family::new(name, "gauge", help));
     let mut wal_age = Family::new(
         "bunker_wal_archive_age_seconds",
         "gauge",
@@ -183,6 +204,18 @@ pub fn render(report: Option<&StatusReport>, runs: &[RunRecord], jobs: &[Planned
         for t in &report.targets {
             failures.add(&[("target", &t.target)], t.consecutive_failures as f64);
             health.add(&[("target", &t.target)], t.level as i32 as f64);
+            health_level.add(&[("target", &t.target)], t.level as i32 as f64);
+            // The stack file's thresholds, per target, so that alerting rules fire when `status` warns.
+            for (family, key) in thresholds.iter_mut().zip([
+                "warning_after_secs",
+                "critical_after_secs",
+                "wal_warning_after_secs",
+                "wal_critical_after_secs",
+            ]) {
+                if let Some(v) = report.thresholds[key].as_f64() {
+                    family.add(&[("target", &t.target)], v);
+                }
+            }
             if let Some(age) = t.wal_archive_age_secs {
                 wal_age.add(&[("target", &t.target)], age);
             }
@@ -227,6 +260,11 @@ pub fn render(report: Option<&StatusReport>, runs: &[RunRecord], jobs: &[Planned
         &runs_total,
         &failures,
         &health,
+        &health_level,
+        &thresholds[0],
+        &thresholds[1],
+        &thresholds[2],
+        &thresholds[3],
         &wal_age,
         &repo_size,
         &repo_snapshots,
