@@ -26,12 +26,14 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<i32> {
             snap.short_id(),
             args.snapshot
         ),
-        (Root::Tree { tree }, Some(path)) if snap.kind != "files" => match restorer.find(tree, path)?.kind {
+        (Root::Tree { tree }, Some(path)) => match restorer.find(tree, path)?.kind {
             NodeKind::File { content, .. } => content,
             _ => bail!("{path} is not a regular file in snapshot {}", snap.short_id()),
         },
-        // One item by name (a file of a tree, an object of an S3 snapshot), as its kind finds it.
-        (_, Some(path)) => bunker_sources::kind_of_snapshot(snap).item_content(&restorer, snap, path)?,
+        // One item of a stream by name (an object of an S3 snapshot), as its kind finds it.
+        (Root::Stream { .. }, Some(path)) => {
+            bunker_sources::kind_of_snapshot(snap).item_content(&restorer, snap, path)?
+        }
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());

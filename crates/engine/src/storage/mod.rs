@@ -171,11 +171,7 @@ impl Storage {
         T: Send + 'static,
         F: Future<Output = std::result::Result<T, s3lock::Failure>> + Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv().unwrap_or_else(|_| {
+        self.block_on(fut).unwrap_or_else(|| {
             Err(s3lock::Failure { status: None, code: "Unexpected".into(), message: "storage task vanished".into() })
         })
     }
@@ -209,11 +205,17 @@ impl Storage {
         T: Send + 'static,
         F: Future<Output = opendal::Result<T>> + Send + 'static,
     {
+        self.block_on(fut).unwrap_or_else(|| Err(opendal::Error::new(ErrorKind::Unexpected, "storage task vanished")))
+    }
+
+    /// Runs `fut` on the storage's runtime and waits for it from any thread (see the module docs);
+    /// `None` if the task vanished.
+    fn block_on<R: Send + 'static>(&self, fut: impl Future<Output = R> + Send + 'static) -> Option<R> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.runtime.spawn(async move {
             let _ = tx.send(fut.await);
         });
-        rx.recv().unwrap_or_else(|_| Err(opendal::Error::new(ErrorKind::Unexpected, "storage task vanished")))
+        rx.recv().ok()
     }
 
     pub fn read(&self, path: &str) -> Result<Bytes> {
